@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef VMRAS_TOOL_CMD_H
+#define VMRAS_TOOL_CMD_H
+
+extern const char *prog;
+
+/* One line on stderr: "vmras CMD: what failed: why". */
+void tool_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+int probe_main(int argc, char **argv);
+
+#endif
