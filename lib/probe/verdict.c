@@ -10,8 +10,9 @@
 
 #define CAP_SYS_ADMIN_BIT 21
 
-static void set(struct vmras_probe *p, enum vmras_strategy s,
-		enum vmras_verdict_state state, const char *fmt, ...)
+static void __attribute__((format(printf, 4, 5)))
+set(struct vmras_probe *p, enum vmras_strategy s, enum vmras_verdict_state state,
+    const char *fmt, ...)
 {
 	struct vmras_verdict *v = &p->verdicts[s];
 	va_list ap;
@@ -101,7 +102,7 @@ static void decide_lazy(struct vmras_probe *p)
 	const uint64_t want = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MISSING_HUGETLBFS;
 
 	if (!uffd_usable(p))
-		set(p, VMRAS_STRATEGY_LAZY_MEMORY, VMRAS_UNAVAILABLE,
+		set(p, VMRAS_STRATEGY_LAZY_MEMORY, VMRAS_UNAVAILABLE, "%s",
 		    p->uffd.probed ? "userfaultfd cannot be opened" : "userfaultfd not probed");
 	else if (p->uffd.user_mode_only)
 		set(p, VMRAS_STRATEGY_LAZY_MEMORY, VMRAS_UNAVAILABLE,
