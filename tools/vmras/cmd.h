@@ -9,5 +9,6 @@ void tool_error(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 int probe_main(int argc, char **argv);
+int run_main(int argc, char **argv);
 
 #endif

@@ -14,6 +14,7 @@ static const struct {
 	const char *help;
 } commands[] = {
 	{ "probe", probe_main, "what this host can do about guest memory errors" },
+	{ "run", run_main, "run the reference VM with the self-checking test guest" },
 };
 
 void tool_error(const char *cmd, const char *fmt, ...)

@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The self-checking test guest. Each vCPU fills its slice of RAM with a
+ * pattern derived from every page's address and a generation, then verifies
+ * and rewrites it pass after pass, and reports through the report port.
+ * Its #MC handler does what a careful guest kernel does (see mc below).
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kabi/mce.h"
+#include "layout.h"
+
+#define PAGE_SIZE 4096ULL
+#define WORDS_PER_PAGE (PAGE_SIZE / 8)
+#define CR4_MCE (1ULL << 6)
+#define MAX_RETIRED 512
+
+/* Saved by exc_common in start.S, lowest address first. */
+struct exc_frame {
+	uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
+	uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
+	uint64_t vector, error;
+	uint64_t rip, cs, rflags, rsp, ss;
+};
+
+/* Per-vCPU state, at a fixed place in the vCPU's own area. */
+struct cpu_state {
+	uint32_t cpu;
+	uint32_t mce_banks;
+	uint64_t machine_checks;
+	const struct gl_boot_info *bi;
+};
+
+#define PERCPU_STATE 0x2000ULL
+#define MSG_SLOT_MC 1 /* the #MC handler reports through its own slot */
+
+struct idt_entry {
+	uint16_t off_lo, sel;
+	uint8_t ist, type;
+	uint16_t off_mid;
+	uint32_t off_hi, zero;
+} __attribute__((packed));
+
+extern const uint64_t exc_stubs[32];
+extern char mc_scan_insn[], mc_scan_insn_end[], mc_scan_fixup[];
+long mc_scan(const void *p, unsigned long nwords, uint64_t value);
+void fill_words(void *p, unsigned long nwords, uint64_t value);
+void guest_main(uint32_t cpu, const struct gl_boot_info *bi);
+void exception_dispatch(struct exc_frame *f);
+
+/* Pages the guest no longer uses, shared by all vCPUs. */
+static struct {
+	uint64_t gpa, size;
+} retired[MAX_RETIRED];
+static uint32_t nretired;
+static uint32_t retired_lock;
+
+/* gcc may emit calls to these even in freestanding code. */
+void *memset(void *d, int c, size_t n);
+void *memcpy(void *d, const void *s, size_t n);
+
+void *memset(void *d, int c, size_t n)
+{
+	unsigned char *p = d;
+
+	while (n--)
+		*p++ = (unsigned char)c;
+	return d;
+}
+
+void *memcpy(void *d, const void *s, size_t n)
+{
+	unsigned char *p = d;
+	const unsigned char *q = s;
+
+	while (n--)
+		*p++ = *q++;
+	return d;
+}
+
+static inline uint64_t rdmsr(uint32_t msr)
+{
+	uint32_t lo, hi;
+
+	asm volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+	return ((uint64_t)hi << 32) | lo;
+}
+
+static inline void wrmsr(uint32_t msr, uint64_t v)
+{
+	asm volatile("wrmsr" ::"c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32))
+		     : "memory");
+}
+
+static inline uint64_t read_cr2(void)
+{
+	uint64_t v;
+
+	asm volatile("mov %%cr2, %0" : "=r"(v));
+	return v;
+}
+
+static __attribute__((noreturn)) void halt_forever(void)
+{
+	for (;;)
+		asm volatile("cli; hlt" ::: "memory");
+}
+
+static uint64_t percpu_base(uint32_t cpu)
+{
+	return GL_PERCPU + cpu * GL_PERCPU_SIZE;
+}
+
+/* Which vCPU am I? My stack lives in my per-vCPU area. */
+static struct cpu_state *this_cpu(void)
+{
+	uint64_t sp = (uint64_t)__builtin_frame_address(0);
+	uint64_t cpu = (sp - GL_PERCPU) / GL_PERCPU_SIZE;
+
+	return (struct cpu_state *)(percpu_base((uint32_t)cpu) + PERCPU_STATE);
+}
+
+static void report(struct cpu_state *cs, int slot, uint32_t type, uint64_t a0,
+		   uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5)
+{
+	volatile struct gl_msg *m = (struct gl_msg *)(percpu_base(cs->cpu) +
+						      GL_PERCPU_MSG) + slot;
+
+	m->type = type;
+	m->vcpu = cs->cpu;
+	m->a[0] = a0;
+	m->a[1] = a1;
+	m->a[2] = a2;
+	m->a[3] = a3;
+	m->a[4] = a4;
+	m->a[5] = a5;
+	m->a[6] = 0;
+	asm volatile("outl %0, %1" ::"a"((uint32_t)(uintptr_t)m), "Nd"(GL_REPORT_PORT)
+		     : "memory");
+}
+
+static bool is_retired(uint64_t gpa)
+{
+	uint32_t n = __atomic_load_n(&nretired, __ATOMIC_ACQUIRE);
+
+	for (uint32_t i = 0; i < n; i++)
+		if (gpa - retired[i].gpa < retired[i].size)
+			return true;
+	return false;
+}
+
+/* Stop using [gpa, gpa+size); report it once. */
+static void retire(struct cpu_state *cs, uint64_t gpa, uint64_t size)
+{
+	bool added = false;
+
+	while (__atomic_exchange_n(&retired_lock, 1, __ATOMIC_ACQUIRE))
+		;
+	if (!is_retired(gpa) && nretired < MAX_RETIRED) {
+		retired[nretired].gpa = gpa;
+		retired[nretired].size = size;
+		__atomic_store_n(&nretired, nretired + 1, __ATOMIC_RELEASE);
+		added = true;
+	}
+	__atomic_store_n(&retired_lock, 0, __ATOMIC_RELEASE);
+	if (added)
+		report(cs, MSG_SLOT_MC, GL_MSG_RETIRED, gpa, size, 0, 0, 0, 0);
+}
+
+/*
+ * What a careful guest kernel does on #MC: read MCG_STATUS and every bank,
+ * record each valid entry, retire the memory MCi_ADDR names with the
+ * granularity MCi_MISC gives, clear the banks and MCIP, and resume only if
+ * RIPV says the interrupted context can continue. If the interrupted
+ * instruction was the machine-check-safe scan, resume at its fixup so the
+ * poisoned data is never used.
+ */
+static void machine_check(struct exc_frame *f, struct cpu_state *cs)
+{
+	uint64_t mcg_status = rdmsr(MSR_IA32_MCG_STATUS);
+	uint32_t banks = (uint32_t)(rdmsr(MSR_IA32_MCG_CAP) & MCG_BANKCNT_MASK);
+
+	cs->machine_checks++;
+	for (uint32_t i = 0; i < banks; i++) {
+		uint64_t st = rdmsr(MSR_IA32_MCx_STATUS(i)), addr = 0, misc = 0;
+
+		if (!(st & MCI_STATUS_VAL))
+			continue;
+		if (st & MCI_STATUS_ADDRV)
+			addr = rdmsr(MSR_IA32_MCx_ADDR(i));
+		if (st & MCI_STATUS_MISCV)
+			misc = rdmsr(MSR_IA32_MCx_MISC(i));
+		report(cs, MSG_SLOT_MC, GL_MSG_MCE, i, st, addr, misc, mcg_status, f->rip);
+		if (st & MCI_STATUS_ADDRV) {
+			unsigned int lsb = 12; /* no MISC: assume a page, as Linux does */
+
+			if ((st & MCI_STATUS_MISCV) &&
+			    ((misc & MCI_MISC_ADDR_MODE_MASK) >> MCI_MISC_ADDR_MODE_SHIFT) ==
+				    MCI_MISC_ADDR_PHYS)
+				lsb = (unsigned int)(misc & MCI_MISC_LSB_MASK);
+			if (lsb < 12)
+				lsb = 12;
+			if (lsb < 40)
+				retire(cs, addr & ~((1ULL << lsb) - 1), 1ULL << lsb);
+		}
+		wrmsr(MSR_IA32_MCx_STATUS(i), 0);
+	}
+	wrmsr(MSR_IA32_MCG_STATUS, 0);
+	if (!(mcg_status & MCG_STATUS_RIPV)) {
+		report(cs, MSG_SLOT_MC, GL_MSG_UNRECOVERABLE, mcg_status, f->rip, 0, 0, 0, 0);
+		halt_forever();
+	}
+	if (f->rip >= (uint64_t)mc_scan_insn && f->rip <= (uint64_t)mc_scan_insn_end)
+		f->rip = (uint64_t)mc_scan_fixup;
+}
+
+void exception_dispatch(struct exc_frame *f)
+{
+	struct cpu_state *cs = this_cpu();
+
+	if (f->vector == X86_VECTOR_MC) {
+		machine_check(f, cs);
+		return;
+	}
+	report(cs, MSG_SLOT_MC, GL_MSG_EXCEPTION, f->vector, f->error, f->rip,
+	       f->vector == 14 ? read_cr2() : 0, 0, 0);
+	halt_forever();
+}
+
+static void setup_idt(uint32_t cpu)
+{
+	struct idt_entry *idt = (struct idt_entry *)(percpu_base(cpu) + GL_PERCPU_IDT);
+	struct {
+		uint16_t limit;
+		uint64_t base;
+	} __attribute__((packed)) idtr = { 32 * sizeof(*idt) - 1, (uint64_t)idt };
+
+	for (int v = 0; v < 32; v++) {
+		uint64_t h = exc_stubs[v];
+
+		idt[v] = (struct idt_entry){
+			.off_lo = (uint16_t)h, .sel = GL_SEL_CODE, .type = 0x8e,
+			.off_mid = (uint16_t)(h >> 16), .off_hi = (uint32_t)(h >> 32),
+		};
+	}
+	asm volatile("lidt %0" ::"m"(idtr));
+}
+
+/* Enable machine checks as a guest kernel would: CR4.MCE, all banks on. */
+static void setup_mce(struct cpu_state *cs)
+{
+	uint64_t cap = rdmsr(MSR_IA32_MCG_CAP), cr4;
+
+	cs->mce_banks = (uint32_t)(cap & MCG_BANKCNT_MASK);
+	if (cap & MCG_CTL_P)
+		wrmsr(MSR_IA32_MCG_CTL, ~0ULL);
+	for (uint32_t i = 0; i < cs->mce_banks; i++)
+		wrmsr(MSR_IA32_MCx_CTL(i), ~0ULL);
+	asm volatile("mov %%cr4, %0" : "=r"(cr4));
+	asm volatile("mov %0, %%cr4" ::"r"(cr4 | CR4_MCE));
+}
+
+void guest_main(uint32_t cpu, const struct gl_boot_info *bi)
+{
+	struct cpu_state *cs = (struct cpu_state *)(percpu_base(cpu) + PERCPU_STATE);
+	uint64_t pages, first, start, end, gen = 1;
+	uint64_t total_verified = 0, total_corrupted = 0;
+
+	*cs = (struct cpu_state){ .cpu = cpu, .bi = bi };
+	setup_idt(cpu);
+	setup_mce(cs);
+
+	/* An equal share of whole pages; the last vCPU takes the remainder. */
+	pages = (bi->data_end - bi->data_start) / PAGE_SIZE;
+	first = pages / bi->nr_vcpus * cpu;
+	start = bi->data_start + first * PAGE_SIZE;
+	end = cpu + 1 == bi->nr_vcpus ? bi->data_start + pages * PAGE_SIZE
+				      : start + pages / bi->nr_vcpus * PAGE_SIZE;
+	report(cs, 0, GL_MSG_STARTED, start, end, (end - start) / PAGE_SIZE,
+	       cs->mce_banks, 0, 0);
+
+	for (uint64_t p = start; p < end; p += PAGE_SIZE)
+		fill_words((void *)p, WORDS_PER_PAGE, gl_pattern(p, gen, bi->seed));
+
+	for (uint32_t pass = 1; pass <= bi->passes; pass++) {
+		uint64_t verified = 0, corrupted = 0, skipped = 0;
+
+		for (uint64_t p = start; p < end; p += PAGE_SIZE) {
+			uint64_t want = gl_pattern(p, gen, bi->seed);
+			long r;
+
+			if (is_retired(p)) {
+				skipped++;
+				continue;
+			}
+			r = mc_scan((const void *)p, WORDS_PER_PAGE, want);
+			/* A machine check named this page: what was read is void. */
+			if (is_retired(p)) {
+				skipped++;
+				continue;
+			}
+			if (r >= 0) {
+				uint64_t got = ((volatile uint64_t *)p)[r];
+				uint64_t diff = got ^ want;
+				uint64_t off = (uint64_t)r * 8 +
+					       (diff ? (uint64_t)__builtin_ctzll(diff) / 8 : 0);
+
+				report(cs, 0, GL_MSG_CORRUPTED, p, off, want, got, pass, 0);
+				corrupted++;
+			} else if (r == -1) {
+				verified++;
+			} else {
+				skipped++; /* the scan was cut short by a #MC */
+				continue;
+			}
+			fill_words((void *)p, WORDS_PER_PAGE, gl_pattern(p, gen + 1, bi->seed));
+		}
+		gen++;
+		total_verified += verified;
+		total_corrupted += corrupted;
+		report(cs, 0, GL_MSG_PASS_DONE, pass, verified, corrupted, skipped, gen, 0);
+	}
+	report(cs, 0, GL_MSG_DONE, bi->passes, total_verified, total_corrupted,
+	       cs->machine_checks, 0, 0);
+	halt_forever();
+}

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* vmras run: the reference VMM with the self-checking test guest. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "vmm.h"
+
+static void run_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: %s run [OPTIONS]\n"
+		"  --vcpus N          vCPUs (default 2, at most 32)\n"
+		"  --mem SIZE         guest RAM, e.g. 64M, 1G (default 64M)\n"
+		"  --backend KIND     anon | shmem | hugetlb-2m | hugetlb-1g | file:PATH\n"
+		"                     (default anon; all but anon are MAP_SHARED)\n"
+		"  --guest builtin|PATH  guest image, linked at 1 MiB (default builtin)\n"
+		"  --passes N         guest verification passes before it stops (default 2)\n"
+		"  --control PATH     QMP control socket (mode 0600)\n"
+		"  --no-shutdown      stay up after the guest finishes (until quit)\n"
+		"  --summary json     print one JSON summary line on stdout at the end\n"
+		"  --seed N           pattern seed (default 1)\n"
+		"Exit status: 0 the guest's checks passed (or nothing failed before a\n"
+		"quit); 1 a check failed; 2 usage or VMM error.\n",
+		prog);
+}
+
+/* "64M", "1G", "4096": bytes. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned int shift = 0;
+
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	default: break;
+	}
+	if (*end || v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned int max, unsigned int *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v > max)
+		return -EINVAL;
+	*out = (unsigned int)v;
+	return 0;
+}
+
+int run_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "vcpus", required_argument, NULL, 'c' },
+		{ "mem", required_argument, NULL, 'm' },
+		{ "backend", required_argument, NULL, 'b' },
+		{ "guest", required_argument, NULL, 'g' },
+		{ "passes", required_argument, NULL, 'p' },
+		{ "control", required_argument, NULL, 'C' },
+		{ "no-shutdown", no_argument, NULL, 'N' },
+		{ "summary", required_argument, NULL, 's' },
+		{ "seed", required_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct vmm_config cfg = {
+		.nr_vcpus = 2, .mem_size = 64ULL << 20, .backend = RAM_ANON,
+		.passes = 2, .seed = 1,
+	};
+	struct vmm_error e = { "" };
+	bool summary = false;
+	struct vmm *vm;
+	int c, r, code;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			if (parse_uint(optarg, 1024, &cfg.nr_vcpus) || !cfg.nr_vcpus) {
+				tool_error("run", "--vcpus: not a vCPU count: '%s'", optarg);
+				return 2;
+			}
+			break;
+		case 'm':
+			if (parse_size(optarg, &cfg.mem_size)) {
+				tool_error("run", "--mem: not a size: '%s'", optarg);
+				return 2;
+			}
+			break;
+		case 'b':
+			if (ram_backend_parse(optarg, &cfg.backend, &cfg.backend_path)) {
+				tool_error("run", "--backend: unknown backend '%s' (anon, shmem, hugetlb-2m, hugetlb-1g, file:PATH)",
+					   optarg);
+				return 2;
+			}
+			break;
+		case 'g':
+			cfg.guest_path = strcmp(optarg, "builtin") ? optarg : NULL;
+			break;
+		case 'p':
+			if (parse_uint(optarg, 1000000, &cfg.passes)) {
+				tool_error("run", "--passes: not a count: '%s'", optarg);
+				return 2;
+			}
+			break;
+		case 'C': cfg.control_path = optarg; break;
+		case 'N': cfg.no_shutdown = true; break;
+		case 's':
+			if (strcmp(optarg, "json")) {
+				tool_error("run", "--summary: only 'json' is supported");
+				return 2;
+			}
+			summary = true;
+			break;
+		case 'S':
+			if (parse_size(optarg, &cfg.seed)) {
+				tool_error("run", "--seed: not a number: '%s'", optarg);
+				return 2;
+			}
+			break;
+		case 'h': run_usage(stdout); return 0;
+		default: run_usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		tool_error("run", "unexpected argument '%s'", argv[optind]);
+		return 2;
+	}
+
+	r = vmm_create(&cfg, &vm, &e);
+	if (r) {
+		tool_error("run", "%s", e.msg);
+		return 2;
+	}
+	r = vmm_run(vm, &e);
+	code = r ? 2 : vmm_exit_code(vm);
+	if (r)
+		tool_error("run", "%s", e.msg);
+	if (summary) {
+		json_object *s = vmm_summary_json(vm);
+
+		puts(json_object_to_json_string_ext(s, JSON_C_TO_STRING_PLAIN));
+		fflush(stdout);
+		json_object_put(s);
+	}
+	vmm_destroy(vm);
+	return code;
+}

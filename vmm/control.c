@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* The VMM's QMP commands. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm_internal.h"
+
+#define MAX_WRITE_BYTES 4096
+
+static int cmd_query_status(void *ctx, json_object *args, json_object **ret,
+			    struct qmp_error *err)
+{
+	static const char *const allowed[] = { NULL };
+	enum vmm_status s;
+
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	s = vmm_status(ctx);
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "status", json_object_new_string(vmm_status_name(s)));
+	json_object_object_add(*ret, "running", json_object_new_boolean(s == VMM_RUNNING));
+	return 0;
+}
+
+static int cmd_stop(void *ctx, json_object *args, json_object **ret, struct qmp_error *err)
+{
+	static const char *const allowed[] = { NULL };
+
+	(void)ret;
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	vmm_stop(ctx);
+	return 0;
+}
+
+static int cmd_cont(void *ctx, json_object *args, json_object **ret, struct qmp_error *err)
+{
+	static const char *const allowed[] = { NULL };
+
+	(void)ret;
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	vmm_cont(ctx);
+	return 0;
+}
+
+static int cmd_system_reset(void *ctx, json_object *args, json_object **ret,
+			    struct qmp_error *err)
+{
+	static const char *const allowed[] = { NULL };
+	struct vmm_error e;
+
+	(void)ret;
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	if (vmm_system_reset(ctx, &e)) {
+		qmp_errorf(err, "GenericError", "%s", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_quit(void *ctx, json_object *args, json_object **ret, struct qmp_error *err)
+{
+	static const char *const allowed[] = { NULL };
+
+	(void)ret;
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	vmm_request_quit(ctx, "host-qmp-quit");
+	return 0;
+}
+
+static int cmd_query_guest(void *ctx, json_object *args, json_object **ret,
+			   struct qmp_error *err)
+{
+	static const char *const allowed[] = { NULL };
+
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	*ret = vmm_guest_report_json(ctx);
+	return 0;
+}
+
+static int hexval(int c)
+{
+	return isdigit(c) ? c - '0' : tolower(c) - 'a' + 10;
+}
+
+/* x-write-guest-memory {gpa, data: "hex bytes"}: for tests, corrupts on purpose. */
+static int cmd_write_guest_memory(void *ctx, json_object *args, json_object **ret,
+				  struct qmp_error *err)
+{
+	static const char *const allowed[] = { "gpa", "data", NULL };
+	unsigned char buf[MAX_WRITE_BYTES];
+	struct vmm_error e;
+	const char *hex;
+	uint64_t gpa;
+	size_t len;
+
+	(void)ret;
+	if (qmp_args_only(args, allowed, err) ||
+	    qmp_arg_u64(args, "gpa", true, &gpa, err) ||
+	    qmp_arg_str(args, "data", true, &hex, err))
+		return -1;
+	len = strlen(hex);
+	if (len == 0 || len % 2 || len / 2 > MAX_WRITE_BYTES) {
+		qmp_errorf(err, "GenericError",
+			   "Parameter 'data' must be 1 to %d bytes as an even number of hex digits",
+			   MAX_WRITE_BYTES);
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++)
+		if (!isxdigit((unsigned char)hex[i])) {
+			qmp_errorf(err, "GenericError",
+				   "Parameter 'data' has a non-hex character at %zu", i);
+			return -1;
+		}
+	for (size_t i = 0; i < len / 2; i++)
+		buf[i] = (unsigned char)(hexval((unsigned char)hex[2 * i]) << 4 |
+					 hexval((unsigned char)hex[2 * i + 1]));
+	if (vmm_write_guest(ctx, gpa, buf, len / 2, &e)) {
+		qmp_errorf(err, "GenericError", "%s", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+const struct qmp_command vmm_qmp_commands[] = {
+	{ "query-status", cmd_query_status },
+	{ "stop", cmd_stop },
+	{ "cont", cmd_cont },
+	{ "system_reset", cmd_system_reset },
+	{ "quit", cmd_quit },
+	{ "query-guest", cmd_query_guest },
+	{ "x-write-guest-memory", cmd_write_guest_memory },
+};
+const size_t vmm_qmp_ncommands = sizeof(vmm_qmp_commands) / sizeof(vmm_qmp_commands[0]);

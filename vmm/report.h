@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * What the test guest has reported, per vCPU and in total: decoded from
+ * struct gl_msg (guest/layout.h). Pure: no I/O, no locking (the VMM holds
+ * its lock around these calls).
+ */
+#ifndef VMRAS_VMM_REPORT_H
+#define VMRAS_VMM_REPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "guest/layout.h"
+
+#define REPORT_MAX_ITEMS 64	/* per list; beyond that only counted */
+
+struct report_corruption {
+	uint32_t vcpu, pass;
+	uint64_t gpa, offset, want, got;
+};
+
+struct report_mce {
+	uint32_t vcpu, bank;
+	uint64_t status, addr, misc, mcg_status, rip;
+};
+
+struct report_range {
+	uint32_t vcpu;
+	uint64_t gpa, size;
+};
+
+struct report_vcpu {
+	bool started, done;
+	bool unrecoverable;	/* #MC without RIPV */
+	bool exception;		/* an unexpected exception stopped it */
+	uint64_t exc_vector, exc_rip;
+	uint64_t slice_start, slice_end, pages;
+	uint32_t passes;	/* completed */
+	uint64_t verified, corrupted, skipped;
+	uint64_t machine_checks, retired;
+};
+
+struct guest_report {
+	unsigned int nr_vcpus;
+	struct report_vcpu vcpu[GL_MAX_VCPUS];
+	unsigned int ncorrupt, nmce, nretired;
+	uint64_t corrupt_total, mce_total, retired_total, retired_bytes;
+	struct report_corruption corrupt[REPORT_MAX_ITEMS];
+	struct report_mce mce[REPORT_MAX_ITEMS];
+	struct report_range retired[REPORT_MAX_ITEMS];
+	uint64_t bad_messages;	/* malformed messages from the guest */
+};
+
+void report_init(struct guest_report *r, unsigned int nr_vcpus);
+
+/*
+ * Apply one message that arrived from vCPU `from`. Returns 0, or -EINVAL
+ * for a message that is malformed (unknown type, wrong vCPU): counted in
+ * bad_messages and otherwise ignored.
+ */
+int report_apply(struct guest_report *r, unsigned int from, const struct gl_msg *m);
+
+/* "started", "pass-done", ...; "unknown" for others. */
+const char *report_msg_name(uint32_t type);
+
+/* Every vCPU finished its passes with nothing corrupted and no failure. */
+bool report_passed(const struct guest_report *r);
+/* Something failed already (corruption, exception, unrecoverable #MC). */
+bool report_failed(const struct guest_report *r);
+bool report_all_done(const struct guest_report *r);
+
+#endif

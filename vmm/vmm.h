@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The reference VMM: a small x86-64 KVM machine that runs the test guest,
+ * one thread per vCPU, with pause/resume, reset and a QMP control socket.
+ * It is a user of libvmras; what another VMM would need too belongs there.
+ */
+#ifndef VMRAS_VMM_H
+#define VMRAS_VMM_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "ram.h"
+
+struct vmm_config {
+	unsigned int nr_vcpus;
+	uint64_t mem_size;
+	enum ram_backend backend;
+	const char *backend_path;	/* for RAM_FILE */
+	const char *guest_path;		/* NULL: the built-in test guest */
+	unsigned int passes;
+	const char *control_path;	/* QMP socket, or NULL */
+	bool no_shutdown;		/* stay up after the guest finishes */
+	uint64_t seed;
+};
+
+enum vmm_status {
+	VMM_RUNNING,
+	VMM_PAUSED,
+	VMM_SHUTDOWN,
+};
+
+struct vmm;
+
+int vmm_create(const struct vmm_config *cfg, struct vmm **out, struct vmm_error *e);
+void vmm_destroy(struct vmm *vm);
+
+/*
+ * Run until the guest finishes (unless no_shutdown), a quit is requested,
+ * or SIGINT/SIGTERM arrives. Returns 0, or -errno when the VMM itself
+ * failed (e says why).
+ */
+int vmm_run(struct vmm *vm, struct vmm_error *e);
+
+/*
+ * Park every vCPU outside KVM_RUN and return once all are parked; nests.
+ * Must not be called from a vCPU thread.
+ */
+void vmm_pause(struct vmm *vm);
+void vmm_resume(struct vmm *vm);
+
+/* The operator's stop/cont (QMP): one level of pause, idempotent. */
+void vmm_stop(struct vmm *vm);
+void vmm_cont(struct vmm *vm);
+
+int vmm_system_reset(struct vmm *vm, struct vmm_error *e);
+void vmm_request_quit(struct vmm *vm, const char *reason);
+
+enum vmm_status vmm_status(struct vmm *vm);
+const char *vmm_status_name(enum vmm_status s);
+
+/* Write bytes into guest RAM (tests corrupt memory on purpose with it). */
+int vmm_write_guest(struct vmm *vm, uint64_t gpa, const void *buf, size_t len,
+		    struct vmm_error *e);
+
+/* The guest's latest report as JSON (query-guest, summary). */
+json_object *vmm_guest_report_json(struct vmm *vm);
+/* The final summary object; result "pass" or "fail". */
+json_object *vmm_summary_json(struct vmm *vm);
+/* 0 if the guest's checks passed (or nothing failed before a quit), else 1. */
+int vmm_exit_code(struct vmm *vm);
+
+#endif

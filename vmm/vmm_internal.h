@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* State shared by the VMM's modules (vmm.c, vcpu.c, control.c). */
+#ifndef VMRAS_VMM_INTERNAL_H
+#define VMRAS_VMM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "qmp.h"
+#include "ram.h"
+#include "report.h"
+#include "vmm.h"
+#include "x86.h"
+
+struct kvm_run;
+
+enum vcpu_state {
+	VCPU_RUNNING,
+	VCPU_HALTED,	/* the guest stopped this vCPU (HLT, fault): wait for reset */
+	VCPU_FAILED,	/* KVM_RUN failed or an exit could not be handled */
+};
+
+struct vcpu {
+	struct vmm *vm;
+	unsigned int index;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	bool thread_started;
+	enum vcpu_state state;	/* under vm->lock */
+	bool parked;		/* under vm->lock */
+	char failure[160];	/* why it stopped, if it did */
+	uint64_t ram_mmio_exits;	/* guest RAM accesses KVM gave as MMIO */
+	uint64_t mmio_exits, pio_exits;	/* to nothing: all-ones / ignored */
+};
+
+struct vmm {
+	struct vmm_config cfg;
+	int kvm_fd, vm_fd;
+	struct guest_ram ram;
+	struct x86_machine x86;
+	const unsigned char *image;
+	size_t image_size;
+	unsigned char *image_owned;	/* a --guest PATH read into memory */
+
+	struct vcpu *vcpus;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;	/* vCPUs park and wake on it */
+	unsigned int pause_depth;	/* nested pauses; vCPUs stay parked while > 0 */
+	bool user_stopped;	/* QMP stop */
+	bool quit;
+	char quit_reason[64];
+	bool shutdown;
+	uint64_t boot_count;
+	struct guest_report report;
+
+	int wake_fd;		/* eventfd: wakes vmm_run's loop */
+	struct qmp_server *qmp;
+};
+
+/* vcpu.c */
+int vcpu_create(struct vmm *vm, struct vcpu *v, unsigned int index, struct vmm_error *e);
+int vcpu_start(struct vcpu *v, struct vmm_error *e);
+void vcpu_kick(struct vcpu *v);
+void vcpu_destroy(struct vcpu *v);
+/* The kick signal's handler (does nothing but interrupt KVM_RUN). */
+int vcpu_install_kick_signal(struct vmm_error *e);
+
+/* vmm.c, for vcpu.c */
+void vmm_wake_main(struct vmm *vm);
+void vmm_guest_message(struct vmm *vm, struct vcpu *v, uint64_t gpa);
+void vmm_emit(struct vmm *vm, const char *event, json_object *data);
+
+/* control.c */
+extern const struct qmp_command vmm_qmp_commands[];
+extern const size_t vmm_qmp_ncommands;
+
+#endif
