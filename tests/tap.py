@@ -36,6 +36,14 @@ def diag(msg):
         print("# " + line)
 
 
+def run(fn, *args):
+    """Run one test function; an exception is a failure, not the end."""
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001 - any error fails this test only
+        ok(False, fn.__name__ + " raised", traceback.format_exc())
+
+
 def done():
     print("1..%d" % _count, flush=True)
     sys.exit(1 if _failed else 0)

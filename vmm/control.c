@@ -128,6 +128,40 @@ static int cmd_write_guest_memory(void *ctx, json_object *args, json_object **re
 	return 0;
 }
 
+/* x-read-guest-memory {gpa, size}: bytes as hex (tests flip one byte with it). */
+static int cmd_read_guest_memory(void *ctx, json_object *args, json_object **ret,
+				 struct qmp_error *err)
+{
+	static const char *const allowed[] = { "gpa", "size", NULL };
+	static const char digits[] = "0123456789abcdef";
+	unsigned char buf[MAX_WRITE_BYTES];
+	char hex[2 * MAX_WRITE_BYTES + 1];
+	struct vmm_error e;
+	uint64_t gpa, size;
+
+	if (qmp_args_only(args, allowed, err) ||
+	    qmp_arg_u64(args, "gpa", true, &gpa, err) ||
+	    qmp_arg_u64(args, "size", true, &size, err))
+		return -1;
+	if (size == 0 || size > MAX_WRITE_BYTES) {
+		qmp_errorf(err, "GenericError", "Parameter 'size' must be 1 to %d",
+			   MAX_WRITE_BYTES);
+		return -1;
+	}
+	if (vmm_read_guest(ctx, gpa, buf, size, &e)) {
+		qmp_errorf(err, "GenericError", "%s", e.msg);
+		return -1;
+	}
+	for (uint64_t i = 0; i < size; i++) {
+		hex[2 * i] = digits[buf[i] >> 4];
+		hex[2 * i + 1] = digits[buf[i] & 15];
+	}
+	hex[2 * size] = '\0';
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "data", json_object_new_string(hex));
+	return 0;
+}
+
 const struct qmp_command vmm_qmp_commands[] = {
 	{ "query-status", cmd_query_status },
 	{ "stop", cmd_stop },
@@ -136,5 +170,6 @@ const struct qmp_command vmm_qmp_commands[] = {
 	{ "quit", cmd_quit },
 	{ "query-guest", cmd_query_guest },
 	{ "x-write-guest-memory", cmd_write_guest_memory },
+	{ "x-read-guest-memory", cmd_read_guest_memory },
 };
 const size_t vmm_qmp_ncommands = sizeof(vmm_qmp_commands) / sizeof(vmm_qmp_commands[0]);

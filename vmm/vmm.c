@@ -97,6 +97,28 @@ static int load_machine_memory(struct vmm *vm, struct vmm_error *e)
 	return 0;
 }
 
+/*
+ * SIGINT/SIGTERM/SIGHUP are read from a signalfd by vmm_run, and the kick
+ * signal is for vCPU threads only: block them all here, before any thread
+ * starts, so that every thread inherits the mask.
+ */
+static int block_signals(struct vmm *vm, struct vmm_error *e)
+{
+	sigset_t all;
+
+	sigemptyset(&vm->quit_signals);
+	sigaddset(&vm->quit_signals, SIGINT);
+	sigaddset(&vm->quit_signals, SIGTERM);
+	sigaddset(&vm->quit_signals, SIGHUP);
+	all = vm->quit_signals;
+	sigaddset(&all, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &all, &vm->saved_sigmask);
+	vm->signal_fd = signalfd(-1, &vm->quit_signals, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (vm->signal_fd < 0)
+		return vmm_fail(e, -errno, "signalfd");
+	return 0;
+}
+
 int vmm_create(const struct vmm_config *cfg, struct vmm **out, struct vmm_error *e)
 {
 	struct kvm_userspace_memory_region region;
@@ -109,12 +131,18 @@ int vmm_create(const struct vmm_config *cfg, struct vmm **out, struct vmm_error 
 	if (!vm)
 		return vmm_fail(e, -ENOMEM, "allocate VM");
 	vm->cfg = *cfg;
-	vm->kvm_fd = vm->vm_fd = vm->wake_fd = -1;
+	vm->kvm_fd = vm->vm_fd = vm->wake_fd = vm->signal_fd = -1;
 	vm->ram.fd = -1;
 	vm->boot_count = 1;
+	/* Started paused: the operator's stop is already in force. */
+	vm->user_stopped = cfg->start_paused;
+	vm->pause_depth = cfg->start_paused ? 1 : 0;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	report_init(&vm->report, cfg->nr_vcpus);
+	r = block_signals(vm, e);
+	if (r)
+		goto err;
 
 	if (cfg->guest_path) {
 		r = load_guest_file(vm, cfg->guest_path, e);
@@ -217,6 +245,10 @@ void vmm_destroy(struct vmm *vm)
 		close(vm->kvm_fd);
 	if (vm->wake_fd >= 0)
 		close(vm->wake_fd);
+	if (vm->signal_fd >= 0) {
+		close(vm->signal_fd);
+		pthread_sigmask(SIG_SETMASK, &vm->saved_sigmask, NULL);
+	}
 	free(vm->image_owned);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
@@ -355,6 +387,16 @@ int vmm_write_guest(struct vmm *vm, uint64_t gpa, const void *buf, size_t len,
 	return 0;
 }
 
+int vmm_read_guest(struct vmm *vm, uint64_t gpa, void *buf, size_t len,
+		   struct vmm_error *e)
+{
+	if (!ram_contains(&vm->ram, gpa, len))
+		return vmm_failf(e, -EFAULT, "GPA range 0x%" PRIx64 "+%zu is outside guest RAM (0..0x%" PRIx64 ")",
+				 gpa, len, vm->ram.size);
+	memcpy(buf, vm->ram.hva + gpa, len);
+	return 0;
+}
+
 /* ---- guest reports ------------------------------------------------- */
 
 static json_object *message_event(const struct gl_msg *m)
@@ -411,36 +453,11 @@ static bool all_stopped(struct vmm *vm)
 	return true;
 }
 
-static int signals_fd(sigset_t *set, struct vmm_error *e)
-{
-	int fd;
-
-	sigemptyset(set);
-	sigaddset(set, SIGINT);
-	sigaddset(set, SIGTERM);
-	sigaddset(set, SIGHUP);
-	/* Blocked here, before any thread starts, so every thread inherits it. */
-	pthread_sigmask(SIG_BLOCK, set, NULL);
-	fd = signalfd(-1, set, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (fd < 0)
-		return vmm_fail(e, -errno, "signalfd");
-	return fd;
-}
-
 int vmm_run(struct vmm *vm, struct vmm_error *e)
 {
 	struct signalfd_siginfo si;
-	sigset_t sigs, kick;
-	int sfd, r = 0;
+	int sfd = vm->signal_fd, r = 0;
 	bool done = false;
-
-	sfd = signals_fd(&sigs, e);
-	if (sfd < 0)
-		return sfd;
-	/* The kick signal is for vCPU threads only. */
-	sigemptyset(&kick);
-	sigaddset(&kick, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &kick, NULL);
 
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus && !r; i++)
 		r = vcpu_start(&vm->vcpus[i], e);
@@ -497,8 +514,6 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 		json_object_object_add(d, "reason", json_object_new_string(vm->quit_reason));
 		vmm_emit(vm, "SHUTDOWN", d);
 	}
-	close(sfd);
-	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
 	return r;
 }
 

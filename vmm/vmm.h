@@ -24,6 +24,7 @@ struct vmm_config {
 	unsigned int passes;
 	const char *control_path;	/* QMP socket, or NULL */
 	bool no_shutdown;		/* stay up after the guest finishes */
+	bool start_paused;		/* vCPUs wait for QMP cont */
 	uint64_t seed;
 };
 
@@ -65,6 +66,9 @@ const char *vmm_status_name(enum vmm_status s);
 /* Write bytes into guest RAM (tests corrupt memory on purpose with it). */
 int vmm_write_guest(struct vmm *vm, uint64_t gpa, const void *buf, size_t len,
 		    struct vmm_error *e);
+
+int vmm_read_guest(struct vmm *vm, uint64_t gpa, void *buf, size_t len,
+		   struct vmm_error *e);
 
 /* The guest's latest report as JSON (query-guest, summary). */
 json_object *vmm_guest_report_json(struct vmm *vm);

@@ -4,6 +4,7 @@
 #define VMRAS_VMM_INTERNAL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -57,6 +58,8 @@ struct vmm {
 	struct guest_report report;
 
 	int wake_fd;		/* eventfd: wakes vmm_run's loop */
+	int signal_fd;		/* SIGINT, SIGTERM, SIGHUP */
+	sigset_t quit_signals, saved_sigmask;
 	struct qmp_server *qmp;
 };
 

@@ -22,6 +22,7 @@ static void run_usage(FILE *f)
 		"  --passes N         guest verification passes before it stops (default 2)\n"
 		"  --control PATH     QMP control socket (mode 0600)\n"
 		"  --no-shutdown      stay up after the guest finishes (until quit)\n"
+		"  --paused           start with the vCPUs stopped (QMP cont starts them)\n"
 		"  --summary json     print one JSON summary line on stdout at the end\n"
 		"  --seed N           pattern seed (default 1)\n"
 		"Exit status: 0 the guest's checks passed (or nothing failed before a\n"
@@ -75,6 +76,7 @@ int run_main(int argc, char **argv)
 		{ "passes", required_argument, NULL, 'p' },
 		{ "control", required_argument, NULL, 'C' },
 		{ "no-shutdown", no_argument, NULL, 'N' },
+		{ "paused", no_argument, NULL, 'P' },
 		{ "summary", required_argument, NULL, 's' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
@@ -122,6 +124,7 @@ int run_main(int argc, char **argv)
 			break;
 		case 'C': cfg.control_path = optarg; break;
 		case 'N': cfg.no_shutdown = true; break;
+		case 'P': cfg.start_paused = true; break;
 		case 's':
 			if (strcmp(optarg, "json")) {
 				tool_error("run", "--summary: only 'json' is supported");

@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The QMP control socket while the guest runs: commands, errors, clients."""
+import json
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+
+import tap
+import vmtest
+from vmtest import QMP, VM, guest_report
+
+vmtest.VMRAS = sys.argv[1]
+SMALL = ("--vcpus", "2", "--mem", "8M")
+
+
+def is_report(e):
+    return e["event"] == "VMRAS_GUEST_REPORT"
+
+
+def progress_events(q, seconds):
+    """Guest report events that arrive within `seconds`."""
+    n = 0
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            q.wait_event(is_report, timeout=max(0.05, end - time.time()))
+            n += 1
+        except (TimeoutError, socket.timeout):
+            break
+    return n
+
+
+def drain(q):
+    q.events.clear()
+
+
+def test_session():
+    vm = VM(*SMALL, "--passes", "100000", "--paused")
+    try:
+        mode = stat.S_IMODE(os.stat(vm.sock).st_mode)
+        tap.eq(oct(mode), oct(0o600), "control socket mode 0600")
+
+        q = vm.qmp(negotiate=False)
+        g = q.greeting.get("QMP", {})
+        tap.ok("version" in g and g.get("capabilities") == [], "greeting", q.greeting)
+        r = q.cmd("query-status")
+        tap.eq(r.get("error", {}).get("class"), "CommandNotFound",
+               "commands refused before qmp_capabilities")
+        tap.eq(q.cmd("qmp_capabilities"), {"return": {}}, "qmp_capabilities")
+        tap.ok("error" in q.cmd("qmp_capabilities"), "second qmp_capabilities refused")
+
+        tap.eq(q.cmd("query-status")["return"], {"status": "paused", "running": False},
+               "--paused: status paused")
+        tap.eq(progress_events(q, 0.5), 0, "--paused: the guest does not run")
+        q.cmd("cont")
+        q.wait_event(lambda e: e["event"] == "RESUME")
+        tap.eq(q.cmd("query-status")["return"], {"status": "running", "running": True},
+               "cont: status running")
+        q.wait_event(guest_report("started", vcpu=0))
+        tap.ok(progress_events(q, 1.5) > 0, "running: the guest reports progress")
+
+        tap.eq(q.cmd("stop"), {"return": {}}, "stop")
+        q.wait_event(lambda e: e["event"] == "STOP")
+        tap.eq(q.cmd("query-status")["return"]["status"], "paused", "stop: status paused")
+        drain(q)
+        tap.eq(progress_events(q, 1.0), 0, "stop: no guest progress while stopped")
+        tap.eq(q.cmd("stop"), {"return": {}}, "stop while stopped is harmless")
+        tap.eq(q.cmd("cont"), {"return": {}}, "cont")
+        q.wait_event(lambda e: e["event"] == "RESUME")
+        tap.ok(progress_events(q, 1.5) > 0, "cont: the guest progresses again")
+
+        before = q.cmd("query-guest")["return"]
+        tap.eq(q.cmd("system_reset"), {"return": {}}, "system_reset")
+        q.wait_event(lambda e: e["event"] == "RESET")
+        q.wait_event(guest_report("started", vcpu=0))
+        q.wait_event(guest_report("started", vcpu=1))
+        after = q.cmd("query-guest")["return"]
+        tap.eq((before["boot-count"], after["boot-count"]), (1, 2),
+               "system_reset: boot count 1 -> 2")
+        tap.ok(all(v["started"] for v in after["vcpus"]), "system_reset: every vCPU restarted")
+        q.wait_event(guest_report("pass-done", vcpu=0))
+        tap.eq(q.cmd("query-guest")["return"]["pages-corrupted"], 0,
+               "system_reset: the rebooted guest verifies clean")
+
+        # Bad input: errors, and nothing changes.
+        drain(q)
+        q.send_raw('{"execute": "query-status"\n')  # unterminated, then garbage
+        q.send_raw('}}}\n')
+        r = q.reply()
+        tap.ok(r.get("error", {}).get("class") == "GenericError" and
+               "JSON parse error" in r["error"]["desc"], "malformed JSON: GenericError", r)
+        q.send_raw("[1, 2]\n")
+        r = q.reply()
+        tap.ok("must be a JSON object" in r.get("error", {}).get("desc", ""),
+               "non-object: error", r)
+        q.send_raw('{"execute": 42}\n')
+        tap.ok("error" in q.reply(), "execute not a string: error")
+        q.send_raw('{"execute": "query-status", "bogus": 1}\n')
+        tap.ok("unexpected" in q.reply().get("error", {}).get("desc", ""),
+               "unknown member: error")
+        r = q.cmd("no-such-command")
+        tap.eq(r.get("error", {}).get("class"), "CommandNotFound", "unknown command")
+        q.send_raw('{"execute": "no-such", "id": {"n": 7}}\n')
+        tap.eq(q.reply().get("id"), {"n": 7}, "id echoed on errors")
+        q.send_raw('{"execute": "query-status", "id": "abc"}\n')
+        tap.eq(q.reply().get("id"), "abc", "id echoed on success")
+        tap.ok("error" in q.cmd("stop", force=True), "stop with an unknown argument refused")
+        for args, why in [
+            ({"data": "00"}, "missing gpa"),
+            ({"gpa": "0x1000", "data": "00"}, "gpa not an integer"),
+            ({"gpa": -1, "data": "00"}, "negative gpa"),
+            ({"gpa": 1 << 40, "data": "00"}, "gpa outside RAM"),
+            ({"gpa": 8 * 1024 * 1024 - 1, "data": "0000"}, "range crosses the end of RAM"),
+            ({"gpa": 0x500000, "data": "zz"}, "data not hex"),
+            ({"gpa": 0x500000, "data": "abc"}, "odd number of hex digits"),
+            ({"gpa": 0x500000, "data": ""}, "empty data"),
+        ]:
+            r = q.cmd("x-write-guest-memory", **args)
+            tap.eq(r.get("error", {}).get("class"), "GenericError",
+                   "x-write-guest-memory, %s: GenericError" % why)
+        r = q.cmd("x-read-guest-memory", gpa=1 << 40, size=1)
+        tap.ok("error" in r, "x-read-guest-memory outside RAM refused")
+        tap.eq(q.cmd("query-status")["return"]["status"], "running",
+               "after bad input: still running")
+        drain(q)
+        tap.ok(progress_events(q, 1.5) > 0, "after bad input: the guest still progresses")
+        tap.eq(q.cmd("query-guest")["return"]["pages-corrupted"], 0,
+               "after bad input: nothing corrupted")
+
+        # Many clients; abrupt disconnects.
+        others = [vm.qmp() for _ in range(3)]
+        half = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        half.connect(vm.sock)
+        half.sendall(b'{"execute": "qmp_capab')
+        half.close()
+        rude = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        rude.connect(vm.sock)
+        rude.close()
+        q.cmd("stop")
+        ok = True
+        for o in others:
+            try:
+                o.wait_event(lambda e: e["event"] == "STOP", timeout=10)
+            except Exception:  # noqa: BLE001
+                ok = False
+        tap.ok(ok, "three more clients all get the STOP event")
+        tap.eq(others[1].cmd("cont"), {"return": {}}, "another client can cont")
+        q.wait_event(lambda e: e["event"] == "RESUME")
+        for o in others:
+            o.close()
+        extra = [vm.qmp(negotiate=False) for _ in range(15)]
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(vm.sock)
+        msg = s.recv(4096)
+        tap.ok(b"too many QMP clients" in msg, "client 17 is told there are too many")
+        s.close()
+        for x in extra:
+            x.close()
+        time.sleep(0.2)
+        tap.eq(vm.qmp().cmd("query-status")["return"]["status"], "running",
+               "after disconnects: a new client is served")
+
+        tap.eq(q.cmd("quit"), {"return": {}}, "quit")
+        ev = q.wait_event(lambda e: e["event"] == "SHUTDOWN")
+        tap.eq(ev["data"], {"guest": False, "reason": "host-qmp-quit"}, "SHUTDOWN event")
+        code, s, err = vm.wait(timeout=60)
+        tap.eq(code, 0, "quit: exit 0 (no check failed)")
+        tap.eq(s and s["reason"], "host-qmp-quit", "quit: summary says why")
+        tap.ok(not os.path.exists(vm.sock), "quit: socket removed")
+    finally:
+        vm.kill()
+
+
+def test_signals():
+    for sig, name in [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")]:
+        vm = VM(*SMALL, "--passes", "100000")
+        try:
+            q = vm.qmp()
+            q.wait_event(guest_report("pass-done", vcpu=0))
+            vm.proc.send_signal(sig)
+            code, s, err = vm.wait(timeout=60)
+            tap.eq(code, 0, name + ": clean exit 0")
+            tap.eq(s and s["reason"], "signal " + name, name + ": summary says why")
+            tap.ok(s and s["guest"]["pages-verified"] > 0 and
+                   s["guest"]["pages-corrupted"] == 0, name + ": guest verified clean so far")
+        finally:
+            vm.kill()
+
+
+def test_no_shutdown():
+    vm = VM(*SMALL, "--passes", "1", "--no-shutdown")
+    try:
+        q = vm.qmp()
+        q.wait_event(guest_report("done", vcpu=0))
+        q.wait_event(guest_report("done", vcpu=1))
+        time.sleep(0.3)
+        tap.eq(vm.proc.poll(), None, "--no-shutdown: still up after the guest finished")
+        tap.eq(q.cmd("query-guest")["return"]["status"], "passed",
+               "--no-shutdown: query-guest says passed")
+        q.cmd("quit")
+        code, s, err = vm.wait(timeout=60)
+        tap.eq(code, 0, "--no-shutdown: quit exits 0")
+    finally:
+        vm.kill()
+
+
+tap.run(test_session)
+tap.run(test_signals)
+tap.run(test_no_shutdown)
+tap.done()
