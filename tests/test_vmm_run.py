@@ -65,7 +65,7 @@ def test_flip_one_byte():
         code, s, err = vm.wait()
     finally:
         vm.kill()
-    tap.eq(code, 1, "flip: run exits non-zero")
+    tap.ok(code == 1, "flip: run exits non-zero (1)", "exit %s\n%s" % (code, err))
     if s is None:
         tap.ok(False, "flip: summary printed", err)
         return

@@ -110,7 +110,7 @@ static void handle_io(struct vcpu *v)
 		return;
 	}
 	/* No other devices: reads float high, writes go nowhere. */
-	v->pio_exits++;
+	__atomic_fetch_add(&v->pio_exits, 1, __ATOMIC_RELAXED);
 	if (run->io.direction == KVM_EXIT_IO_IN)
 		memset(data, 0xff, (size_t)run->io.size * run->io.count);
 }
@@ -129,7 +129,7 @@ static void handle_mmio(struct vcpu *v)
 	if (ram_contains(&v->vm->ram, gpa, run->mmio.len)) {
 		json_object *d = json_object_new_object();
 
-		v->ram_mmio_exits++;
+		__atomic_fetch_add(&v->ram_mmio_exits, 1, __ATOMIC_RELAXED);
 		fprintf(stderr, "vmras run: vCPU %u %s guest RAM at GPA 0x%" PRIx64
 			" (%u bytes) and KVM reported it as MMIO: the host page is unusable\n",
 			v->index, run->mmio.is_write ? "wrote" : "read", (uint64_t)gpa,
@@ -140,7 +140,7 @@ static void handle_mmio(struct vcpu *v)
 		json_object_object_add(d, "write", json_object_new_boolean(run->mmio.is_write));
 		vmm_emit(v->vm, "VMRAS_RAM_AS_MMIO", d);
 	} else {
-		v->mmio_exits++;
+		__atomic_fetch_add(&v->mmio_exits, 1, __ATOMIC_RELAXED);
 	}
 	if (!run->mmio.is_write)
 		memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
@@ -226,6 +226,7 @@ static void *vcpu_thread(void *arg)
 	return NULL;
 }
 
+/* Called with vm->lock held. */
 int vcpu_start(struct vcpu *v, struct vmm_error *e)
 {
 	int r = pthread_create(&v->thread, NULL, vcpu_thread, v);

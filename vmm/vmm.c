@@ -459,8 +459,11 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 	int sfd = vm->signal_fd, r = 0;
 	bool done = false;
 
+	/* Under the lock: pausers read thread_started. */
+	pthread_mutex_lock(&vm->lock);
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus && !r; i++)
 		r = vcpu_start(&vm->vcpus[i], e);
+	pthread_mutex_unlock(&vm->lock);
 
 	while (!r && !done) {
 		struct pollfd pfd[2] = {
@@ -502,10 +505,12 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
-		if (vm->vcpus[i].thread_started) {
+		if (vm->vcpus[i].thread_started)
 			pthread_join(vm->vcpus[i].thread, NULL);
-			vm->vcpus[i].thread_started = false;
-		}
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
+		vm->vcpus[i].thread_started = false;
+	pthread_mutex_unlock(&vm->lock);
 	{
 		json_object *d = json_object_new_object();
 
@@ -541,7 +546,8 @@ static json_object *vcpu_json(struct vmm *vm, unsigned int i)
 	ADD("unrecoverable", json_object_new_boolean(rv->unrecoverable));
 	ADD("exception", rv->exception ? json_object_new_uint64(rv->exc_vector) : NULL);
 	ADD("failure", v->failure[0] ? json_object_new_string(v->failure) : NULL);
-	ADD("ram-mmio-exits", json_object_new_uint64(v->ram_mmio_exits));
+	ADD("ram-mmio-exits", json_object_new_uint64(
+		__atomic_load_n(&v->ram_mmio_exits, __ATOMIC_RELAXED)));
 #undef ADD
 	return o;
 }
@@ -653,7 +659,7 @@ json_object *vmm_summary_json(struct vmm *vm)
 	pthread_mutex_lock(&vm->lock);
 	failed = vmm_failed_locked(vm);
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
-		ram_mmio += vm->vcpus[i].ram_mmio_exits;
+		ram_mmio += __atomic_load_n(&vm->vcpus[i].ram_mmio_exits, __ATOMIC_RELAXED);
 	json_object_object_add(o, "result", json_object_new_string(failed ? "fail" : "pass"));
 	json_object_object_add(o, "reason", json_object_new_string(vm->quit_reason));
 	json_object_object_add(o, "completed", json_object_new_boolean(report_all_done(&vm->report)));

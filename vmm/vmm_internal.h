@@ -35,6 +35,7 @@ struct vcpu {
 	char failure[160];	/* why it stopped, if it did */
 	uint64_t ram_mmio_exits;	/* guest RAM accesses KVM gave as MMIO */
 	uint64_t mmio_exits, pio_exits;	/* to nothing: all-ones / ignored */
+	/* (the exit counters are atomic: query-guest reads them live) */
 };
 
 struct vmm {

@@ -117,16 +117,17 @@ int x86_vcpu_init(const struct x86_machine *m, int vcpu_fd, unsigned int index,
 static int clear_mce_state(const struct x86_machine *m, int vcpu_fd)
 {
 	unsigned int banks = (unsigned int)(m->mcg_cap & MCG_BANKCNT_MASK);
-	struct {
+	union {
 		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[1 + 32];
-	} msrs = { 0 };
+		char bytes[sizeof(struct kvm_msrs) + 33 * sizeof(struct kvm_msr_entry)];
+	} msrs;
 	long r;
 
-	msrs.e[0].index = MSR_IA32_MCG_STATUS;
-	for (unsigned int i = 0; i < banks; i++)
-		msrs.e[1 + i].index = MSR_IA32_MCx_STATUS(i);
-	msrs.hdr.nmsrs = 1 + banks;
+	memset(&msrs, 0, sizeof(msrs));
+	msrs.hdr.entries[0].index = MSR_IA32_MCG_STATUS;
+	for (unsigned int i = 0; i < banks && i < 32; i++)
+		msrs.hdr.entries[1 + i].index = MSR_IA32_MCx_STATUS(i);
+	msrs.hdr.nmsrs = 1 + (banks < 32 ? banks : 32);
 	r = kabi__ioctl(vcpu_fd, KVM_SET_MSRS, (unsigned long)&msrs);
 	if (r < 0)
 		return (int)r;
