@@ -209,7 +209,39 @@ def test_no_shutdown():
         vm.kill()
 
 
+def test_ram_as_mmio():
+    """A guest access to an unusable host page of RAM is named, not treated as MMIO."""
+    vm = VM(*SMALL, "--passes", "100000", "--paused")
+    try:
+        q = vm.qmp()
+        q.cmd("cont")
+        started = q.wait_event(guest_report("started", vcpu=1))
+        page = started["data"]["slice-start"] + 16 * 4096
+        q.wait_event(guest_report("pass-done", vcpu=1))
+        r = q.cmd("x-protect-guest-memory", gpa=page, size=4096, access="none")
+        tap.eq(r, {"return": {}}, "host page of GPA 0x%x made unusable" % page)
+        ev = q.wait_event(lambda e: e["event"] == "VMRAS_RAM_AS_MMIO")
+        tap.ok(ev["data"]["vcpu"] == 1 and page <= ev["data"]["gpa"] < page + 4096,
+               "VMRAS_RAM_AS_MMIO names vCPU 1 and a GPA in that page", ev["data"])
+        ev = q.wait_event(guest_report("corrupted", vcpu=1))
+        tap.eq((ev["data"]["gpa"], ev["data"]["found"]), (page, (1 << 64) - 1),
+               "the read got all ones, never stale data, and the guest saw it")
+        tap.ok("error" in q.cmd("x-protect-guest-memory", gpa=page + 1, size=4096,
+                                access="none"), "unaligned protect refused")
+        tap.ok("error" in q.cmd("x-protect-guest-memory", gpa=page, size=4096,
+                                access="all"), "unknown access refused")
+        q.cmd("x-protect-guest-memory", gpa=page, size=4096, access="read-write")
+        q.cmd("quit")
+        code, s, err = vm.wait(timeout=60)
+        tap.ok("KVM reported it as MMIO: the host page is unusable" in err,
+               "stderr says what happened", err)
+        tap.ok(s and s["ram-mmio-exits"] > 0, "summary counts RAM-as-MMIO exits")
+    finally:
+        vm.kill()
+
+
 tap.run(test_session)
+tap.run(test_ram_as_mmio)
 tap.run(test_signals)
 tap.run(test_no_shutdown)
 tap.done()

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "vmm_internal.h"
 
@@ -162,6 +163,49 @@ static int cmd_read_guest_memory(void *ctx, json_object *args, json_object **ret
 	return 0;
 }
 
+/*
+ * x-protect-guest-memory {gpa, size, access: none|read|read-write}: change
+ * the host mapping of guest RAM, so tests can make a host page unusable
+ * without bad hardware. Whole backing pages only.
+ */
+static int cmd_protect_guest_memory(void *ctx, json_object *args, json_object **ret,
+				    struct qmp_error *err)
+{
+	static const char *const allowed[] = { "gpa", "size", "access", NULL };
+	static const struct {
+		const char *name;
+		int prot;
+	} modes[] = {
+		{ "none", PROT_NONE },
+		{ "read", PROT_READ },
+		{ "read-write", PROT_READ | PROT_WRITE },
+	};
+	struct vmm_error e;
+	const char *access;
+	uint64_t gpa, size;
+	int prot = -1;
+
+	(void)ret;
+	if (qmp_args_only(args, allowed, err) ||
+	    qmp_arg_u64(args, "gpa", true, &gpa, err) ||
+	    qmp_arg_u64(args, "size", true, &size, err) ||
+	    qmp_arg_str(args, "access", true, &access, err))
+		return -1;
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (!strcmp(access, modes[i].name))
+			prot = modes[i].prot;
+	if (prot < 0) {
+		qmp_errorf(err, "GenericError",
+			   "Parameter 'access' must be none, read or read-write");
+		return -1;
+	}
+	if (vmm_protect_guest(ctx, gpa, size, prot, &e)) {
+		qmp_errorf(err, "GenericError", "%s", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
 const struct qmp_command vmm_qmp_commands[] = {
 	{ "query-status", cmd_query_status },
 	{ "stop", cmd_stop },
@@ -171,5 +215,6 @@ const struct qmp_command vmm_qmp_commands[] = {
 	{ "query-guest", cmd_query_guest },
 	{ "x-write-guest-memory", cmd_write_guest_memory },
 	{ "x-read-guest-memory", cmd_read_guest_memory },
+	{ "x-protect-guest-memory", cmd_protect_guest_memory },
 };
 const size_t vmm_qmp_ncommands = sizeof(vmm_qmp_commands) / sizeof(vmm_qmp_commands[0]);

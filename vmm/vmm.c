@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -377,23 +378,47 @@ void vmm_request_quit(struct vmm *vm, const char *reason)
 	vmm_wake_main(vm);
 }
 
+static int check_range(struct vmm *vm, uint64_t gpa, uint64_t len, struct vmm_error *e)
+{
+	if (!ram_contains(&vm->ram, gpa, len))
+		return vmm_failf(e, -EFAULT, "GPA range 0x%" PRIx64 "+%" PRIu64 " is outside guest RAM (0..0x%" PRIx64 ")",
+				 gpa, len, vm->ram.size);
+	return 0;
+}
+
 int vmm_write_guest(struct vmm *vm, uint64_t gpa, const void *buf, size_t len,
 		    struct vmm_error *e)
 {
-	if (!ram_contains(&vm->ram, gpa, len))
-		return vmm_failf(e, -EFAULT, "GPA range 0x%" PRIx64 "+%zu is outside guest RAM (0..0x%" PRIx64 ")",
-				 gpa, len, vm->ram.size);
-	memcpy(vm->ram.hva + gpa, buf, len);
-	return 0;
+	int r = check_range(vm, gpa, len, e);
+
+	if (!r)
+		memcpy(vm->ram.hva + gpa, buf, len);
+	return r;
 }
 
 int vmm_read_guest(struct vmm *vm, uint64_t gpa, void *buf, size_t len,
 		   struct vmm_error *e)
 {
-	if (!ram_contains(&vm->ram, gpa, len))
-		return vmm_failf(e, -EFAULT, "GPA range 0x%" PRIx64 "+%zu is outside guest RAM (0..0x%" PRIx64 ")",
-				 gpa, len, vm->ram.size);
-	memcpy(buf, vm->ram.hva + gpa, len);
+	int r = check_range(vm, gpa, len, e);
+
+	if (!r)
+		memcpy(buf, vm->ram.hva + gpa, len);
+	return r;
+}
+
+int vmm_protect_guest(struct vmm *vm, uint64_t gpa, uint64_t size, int prot,
+		      struct vmm_error *e)
+{
+	uint64_t mask = vm->ram.page_size - 1;
+	int r = check_range(vm, gpa, size, e);
+
+	if (r)
+		return r;
+	if ((gpa & mask) || (size & mask) || !size)
+		return vmm_failf(e, -EINVAL, "GPA range 0x%" PRIx64 "+%" PRIu64 " is not whole %" PRIu64 "-byte pages",
+				 gpa, size, vm->ram.page_size);
+	if (mprotect(vm->ram.hva + gpa, size, prot))
+		return vmm_fail(e, -errno, "mprotect guest RAM at GPA 0x%" PRIx64, gpa);
 	return 0;
 }
 

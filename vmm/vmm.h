@@ -70,6 +70,10 @@ int vmm_write_guest(struct vmm *vm, uint64_t gpa, const void *buf, size_t len,
 int vmm_read_guest(struct vmm *vm, uint64_t gpa, void *buf, size_t len,
 		   struct vmm_error *e);
 
+/* mprotect whole backing pages of guest RAM (PROT_*). */
+int vmm_protect_guest(struct vmm *vm, uint64_t gpa, uint64_t size, int prot,
+		      struct vmm_error *e);
+
 /* The guest's latest report as JSON (query-guest, summary). */
 json_object *vmm_guest_report_json(struct vmm *vm);
 /* The final summary object; result "pass" or "fail". */
