@@ -49,8 +49,13 @@ struct gl_boot_info {
 	uint64_t seed;		/* mixed into the pattern */
 	uint32_t passes;	/* verification passes before the guest stops */
 	uint32_t mce_banks;	/* banks the VMM gave each vCPU */
+	uint32_t flags;		/* GL_BOOT_* */
+	uint32_t reserved;
 	uint64_t boot_count;	/* 1 at power on, +1 per reset */
 };
+
+/* The guest leaves CR4.MCE clear (tests of undeliverable machine checks). */
+#define GL_BOOT_NO_MCE (1u << 0)
 
 enum gl_msg_type {
 	GL_MSG_STARTED = 1,	/* a0 slice start, a1 slice end, a2 pages */
@@ -72,7 +77,7 @@ struct gl_msg {
 };
 
 _Static_assert(sizeof(struct gl_msg) == 64, "gl_msg is 64 bytes");
-_Static_assert(sizeof(struct gl_boot_info) == 64, "gl_boot_info is 64 bytes");
+_Static_assert(sizeof(struct gl_boot_info) == 72, "gl_boot_info is 72 bytes");
 
 /*
  * The pattern word of every 8 bytes of a page, from its GPA and generation.

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include "vmm_internal.h"
+#include "vmras/vmras.h"
 
 #define MAX_WRITE_BYTES 4096
 
@@ -206,6 +207,75 @@ static int cmd_protect_guest_memory(void *ctx, json_object *args, json_object **
 	return 0;
 }
 
+/*
+ * inject-memory-error {gpa, type: ao|ar, size?, vcpu?, signal?}: stand in
+ * for the hardware (see vmras_inject). size, if given, must be the page
+ * size of the backing: that is what the hardware loses.
+ */
+static int cmd_inject_memory_error(void *ctx, json_object *args, json_object **ret,
+				   struct qmp_error *err)
+{
+	static const char *const allowed[] = { "gpa", "type", "size", "vcpu", "signal", NULL };
+	struct vmm *vm = ctx;
+	struct vmm_error e;
+	const char *type;
+	uint64_t gpa, size = 0, vcpu = UINT64_MAX;
+	enum vmras_error_kind kind;
+	json_object *sig;
+	bool signal = true;
+
+	(void)ret;
+	if (qmp_args_only(args, allowed, err) ||
+	    qmp_arg_u64(args, "gpa", true, &gpa, err) ||
+	    qmp_arg_str(args, "type", true, &type, err) ||
+	    qmp_arg_u64(args, "size", false, &size, err) ||
+	    qmp_arg_u64(args, "vcpu", false, &vcpu, err))
+		return -1;
+	if (!strcmp(type, "ao")) {
+		kind = VMRAS_AO;
+	} else if (!strcmp(type, "ar")) {
+		kind = VMRAS_AR;
+	} else {
+		qmp_errorf(err, "GenericError", "Parameter 'type' must be 'ao' or 'ar'");
+		return -1;
+	}
+	if (size && size != vm->ram.page_size) {
+		qmp_errorf(err, "GenericError",
+			   "Parameter 'size' must be the backing page size (%llu)",
+			   (unsigned long long)vm->ram.page_size);
+		return -1;
+	}
+	if (json_object_object_get_ex(args, "signal", &sig)) {
+		if (!json_object_is_type(sig, json_type_boolean)) {
+			qmp_errorf(err, "GenericError",
+				   "Invalid parameter type for 'signal', expected: boolean");
+			return -1;
+		}
+		signal = json_object_get_boolean(sig);
+	}
+	if (vcpu != UINT64_MAX && vcpu >= vm->cfg.nr_vcpus) {
+		qmp_errorf(err, "GenericError", "Parameter 'vcpu': no vCPU %llu",
+			   (unsigned long long)vcpu);
+		return -1;
+	}
+	if (vmm_inject_error(vm, gpa, kind, vcpu == UINT64_MAX ? -1 : (int)vcpu, signal, &e)) {
+		qmp_errorf(err, "GenericError", "%s", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_query_memory_errors(void *ctx, json_object *args, json_object **ret,
+				   struct qmp_error *err)
+{
+	static const char *const allowed[] = { NULL };
+
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	*ret = vmm_memory_errors_json(ctx);
+	return 0;
+}
+
 const struct qmp_command vmm_qmp_commands[] = {
 	{ "query-status", cmd_query_status },
 	{ "stop", cmd_stop },
@@ -216,5 +286,7 @@ const struct qmp_command vmm_qmp_commands[] = {
 	{ "x-write-guest-memory", cmd_write_guest_memory },
 	{ "x-read-guest-memory", cmd_read_guest_memory },
 	{ "x-protect-guest-memory", cmd_protect_guest_memory },
+	{ "inject-memory-error", cmd_inject_memory_error },
+	{ "query-memory-errors", cmd_query_memory_errors },
 };
 const size_t vmm_qmp_ncommands = sizeof(vmm_qmp_commands) / sizeof(vmm_qmp_commands[0]);

@@ -212,9 +212,26 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
+	vmras_vcpu_thread_start(v->vm->ras, v->index);
 	while (wait_runnable(v)) {
-		long r = kabi_ioctl_val(v->fd, KVM_RUN, 0);
+		long r;
+		int h;
 
+		/* Machine checks libvmras queued for this vCPU go in first. */
+		h = vmras_vcpu_pre_run(v->vm->ras, v->index);
+		if (h < 0) {
+			stop_vcpu(v, VCPU_FAILED, "libvmras pre-run: %s", strerror(-h));
+			continue;
+		}
+		r = kabi_ioctl_val(v->fd, KVM_RUN, 0);
+		/* Memory errors first: a poisoned page is not MMIO, nor a KVM failure. */
+		h = vmras_vcpu_exit(v->vm->ras, v->index, v->run, (int)r);
+		if (h == VMRAS_EXIT_HANDLED)
+			continue;
+		if (h < 0) {
+			stop_vcpu(v, VCPU_FAILED, "libvmras exit handling: %s", strerror(-h));
+			continue;
+		}
 		if (r < 0) {
 			if (r == -EINTR || r == -EAGAIN)
 				continue;

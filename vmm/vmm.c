@@ -93,6 +93,7 @@ static int load_machine_memory(struct vmm *vm, struct vmm_error *e)
 		.seed = vm->cfg.seed,
 		.passes = vm->cfg.passes,
 		.mce_banks = (uint32_t)(vm->x86.mcg_cap & 0xff),
+		.flags = vm->cfg.guest_no_mce ? GL_BOOT_NO_MCE : 0,
 		.boot_count = vm->boot_count,
 	};
 	return 0;
@@ -214,6 +215,9 @@ int vmm_create(const struct vmm_config *cfg, struct vmm **out, struct vmm_error 
 	r = vcpu_install_kick_signal(e);
 	if (r)
 		goto err;
+	r = vmm_ras_init(vm, e);
+	if (r)
+		goto err;
 	if (cfg->control_path) {
 		r = qmp_server_start(&vm->qmp, cfg->control_path, vmm_qmp_commands,
 				     vmm_qmp_ncommands, vm, e);
@@ -233,6 +237,8 @@ void vmm_destroy(struct vmm *vm)
 		return;
 	qmp_server_stop(vm->qmp);
 	vm->qmp = NULL;
+	vmras_free(vm->ras);
+	vm->ras = NULL;
 	if (vm->vcpus) {
 		for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
 			vcpu_destroy(&vm->vcpus[i]);
@@ -336,7 +342,7 @@ enum vmm_status vmm_status(struct vmm *vm)
 	return s;
 }
 
-int vmm_system_reset(struct vmm *vm, struct vmm_error *e)
+static int system_reset(struct vmm *vm, const char *reason, struct vmm_error *e)
 {
 	int r = 0;
 
@@ -347,7 +353,12 @@ int vmm_system_reset(struct vmm *vm, struct vmm_error *e)
 	}
 	pause_locked(vm);
 	vm->boot_count++;
-	r = load_machine_memory(vm, e);
+	/* Poisoned ranges get fresh memory: the rebooted guest has all of it. */
+	r = vmras_guest_reset(vm->ras);
+	if (r)
+		vmm_fail(e, r, "give poisoned guest memory back");
+	if (!r)
+		r = load_machine_memory(vm, e);
 	for (unsigned int i = 0; !r && i < vm->cfg.nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 
@@ -362,11 +373,16 @@ int vmm_system_reset(struct vmm *vm, struct vmm_error *e)
 		json_object *d = json_object_new_object();
 
 		json_object_object_add(d, "guest", json_object_new_boolean(false));
-		json_object_object_add(d, "reason", json_object_new_string("host-qmp-system-reset"));
+		json_object_object_add(d, "reason", json_object_new_string(reason));
 		vmm_emit(vm, "RESET", d);
 	}
 	vmm_wake_main(vm);
 	return r;
+}
+
+int vmm_system_reset(struct vmm *vm, struct vmm_error *e)
+{
+	return system_reset(vm, "host-qmp-system-reset", e);
 }
 
 void vmm_request_quit(struct vmm *vm, const char *reason)
@@ -463,6 +479,8 @@ void vmm_guest_message(struct vmm *vm, struct vcpu *v, uint64_t gpa)
 	pthread_mutex_unlock(&vm->lock);
 	if (r == 0)
 		vmm_emit(vm, "VMRAS_GUEST_REPORT", message_event(&m));
+	if (r == 0 && m.type == GL_MSG_PASS_DONE)
+		vmm_ras_pass_done(vm, v->index, (unsigned int)m.a[0]);
 	if (m.type == GL_MSG_DONE || m.type == GL_MSG_CORRUPTED)
 		vmm_wake_main(vm);
 }
@@ -511,6 +529,17 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 			(void)!read(vm->wake_fd, &v, sizeof(v));
 
 		pthread_mutex_lock(&vm->lock);
+		if (vm->reset_requested && !vm->quit_reason[0]) {
+			char why[160];
+
+			vm->reset_requested = false;
+			snprintf(why, sizeof(why), "memory error: %s", vm->reset_reason);
+			pthread_mutex_unlock(&vm->lock);
+			fprintf(stderr, "vmras run: resetting the VM: %s\n", why);
+			if (system_reset(vm, why, e))
+				fprintf(stderr, "vmras run: reset failed: %s\n", e->msg);
+			pthread_mutex_lock(&vm->lock);
+		}
 		if (vm->quit_reason[0])
 			done = true;
 		else if (all_stopped(vm) && !vm->cfg.no_shutdown) {
@@ -579,7 +608,7 @@ static json_object *vcpu_json(struct vmm *vm, unsigned int i)
 
 static bool vmm_failed_locked(struct vmm *vm)
 {
-	if (report_failed(&vm->report))
+	if (vm->fatal || report_failed(&vm->report))
 		return true;
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
 		if (vm->vcpus[i].state == VCPU_FAILED)
@@ -695,6 +724,15 @@ json_object *vmm_summary_json(struct vmm *vm)
 	json_object_object_add(o, "passes", json_object_new_int((int)vm->cfg.passes));
 	json_object_object_add(o, "ram-mmio-exits", json_object_new_uint64(ram_mmio));
 	json_object_object_add(o, "guest", report_json_locked(vm));
+	json_object_object_add(o, "memory-failure-events", json_object_new_uint64(vm->memory_failures));
 	pthread_mutex_unlock(&vm->lock);
+	{
+		json_object *me = vmm_memory_errors_json(vm), *c, *lost;
+
+		json_object_object_get_ex(me, "counters", &c);
+		json_object_object_get_ex(c, "bytes-lost", &lost);
+		json_object_object_add(o, "bytes-lost", json_object_get(lost));
+		json_object_object_add(o, "memory-errors", me);
+	}
 	return o;
 }

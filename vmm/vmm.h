@@ -14,6 +14,17 @@
 
 #include "error.h"
 #include "ram.h"
+#include "vmras/vmras.h"
+
+#define VMM_MAX_INJECT 64
+
+/* A scripted error: --inject ao:GPA[@PASS] / ar:GPA[@PASS]. */
+struct vmm_inject {
+	enum vmras_error_kind kind;
+	uint64_t gpa;
+	unsigned int pass;	/* after the owning vCPU finished this pass */
+	bool done;
+};
 
 struct vmm_config {
 	unsigned int nr_vcpus;
@@ -26,6 +37,11 @@ struct vmm_config {
 	bool no_shutdown;		/* stay up after the guest finishes */
 	bool start_paused;		/* vCPUs wait for QMP cont */
 	uint64_t seed;
+	bool guest_no_mce;		/* the guest leaves CR4.MCE clear */
+	struct vmras_policy policy;
+	const char *event_log;		/* MEMORY_FAILURE events as JSON lines */
+	unsigned int ninject;
+	struct vmm_inject inject[VMM_MAX_INJECT];
 };
 
 enum vmm_status {
@@ -73,6 +89,13 @@ int vmm_read_guest(struct vmm *vm, uint64_t gpa, void *buf, size_t len,
 /* mprotect whole backing pages of guest RAM (PROT_*). */
 int vmm_protect_guest(struct vmm *vm, uint64_t gpa, uint64_t size, int prot,
 		      struct vmm_error *e);
+
+/* Inject a memory error (QMP inject-memory-error, --inject). vcpu < 0: the
+ * vCPU whose slice holds gpa. */
+int vmm_inject_error(struct vmm *vm, uint64_t gpa, enum vmras_error_kind kind, int vcpu,
+		     bool signal, struct vmm_error *e);
+/* The poison registry and counters as JSON (query-memory-errors). */
+json_object *vmm_memory_errors_json(struct vmm *vm);
 
 /* The guest's latest report as JSON (query-guest, summary). */
 json_object *vmm_guest_report_json(struct vmm *vm);

@@ -58,6 +58,12 @@ struct vmm {
 	uint64_t boot_count;
 	struct guest_report report;
 
+	struct vmras *ras;	/* libvmras */
+	bool reset_requested;	/* by libvmras policy */
+	char reset_reason[128];
+	bool fatal;		/* a memory error with policy fatal */
+	uint64_t memory_failures;	/* MEMORY_FAILURE events */
+
 	int wake_fd;		/* eventfd: wakes vmm_run's loop */
 	int signal_fd;		/* SIGINT, SIGTERM, SIGHUP */
 	sigset_t quit_signals, saved_sigmask;
@@ -76,6 +82,10 @@ int vcpu_install_kick_signal(struct vmm_error *e);
 void vmm_wake_main(struct vmm *vm);
 void vmm_guest_message(struct vmm *vm, struct vcpu *v, uint64_t gpa);
 void vmm_emit(struct vmm *vm, const char *event, json_object *data);
+
+/* ras.c */
+int vmm_ras_init(struct vmm *vm, struct vmm_error *e);
+void vmm_ras_pass_done(struct vmm *vm, unsigned int from, unsigned int pass);
 
 /* control.c */
 extern const struct qmp_command vmm_qmp_commands[];

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,14 @@ static void run_usage(FILE *f)
 		"  --paused           start with the vCPUs stopped (QMP cont starts them)\n"
 		"  --summary json     print one JSON summary line on stdout at the end\n"
 		"  --seed N           pattern seed (default 1)\n"
+		"  --inject ao:GPA[@PASS] | ar:GPA[@PASS]\n"
+		"                     inject a memory error once the vCPU owning GPA has\n"
+		"                     finished pass PASS (default 1); repeatable\n"
+		"  --policy CASE=ACTION  ao, ar, ar-not-guest, undeliverable =\n"
+		"                     ignore|inject|fatal|reset; repeatable\n"
+		"  --no-broadcast     SRAR to the consuming vCPU only\n"
+		"  --event-log PATH   append MEMORY_FAILURE events as JSON lines\n"
+		"  --guest-no-mce     the guest leaves CR4.MCE clear (tests)\n"
 		"Exit status: 0 the guest's checks passed (or nothing failed before a\n"
 		"quit); 1 a check failed; 2 usage or VMM error.\n",
 		prog);
@@ -66,6 +75,60 @@ static int parse_uint(const char *s, unsigned int max, unsigned int *out)
 	return 0;
 }
 
+/* "ao:0x500000@2" */
+static int parse_inject(const char *s, struct vmm_inject *in)
+{
+	const char *at;
+	char *end;
+
+	*in = (struct vmm_inject){ .pass = 1 };
+	if (!strncmp(s, "ao:", 3))
+		in->kind = VMRAS_AO;
+	else if (!strncmp(s, "ar:", 3))
+		in->kind = VMRAS_AR;
+	else
+		return -EINVAL;
+	errno = 0;
+	in->gpa = strtoull(s + 3, &end, 0);
+	if (errno || end == s + 3)
+		return -EINVAL;
+	at = end;
+	if (*at == '@') {
+		unsigned long p = strtoul(at + 1, &end, 10);
+
+		if (end == at + 1 || p == 0 || p > 1000000)
+			return -EINVAL;
+		in->pass = (unsigned int)p;
+	}
+	return *end ? -EINVAL : 0;
+}
+
+/* "ar=fatal" */
+static int parse_policy(const char *s, struct vmras_policy *p)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} cases[] = {
+		{ "ao", offsetof(struct vmras_policy, ao) },
+		{ "ar", offsetof(struct vmras_policy, ar) },
+		{ "ar-not-guest", offsetof(struct vmras_policy, ar_not_guest) },
+		{ "undeliverable", offsetof(struct vmras_policy, undeliverable) },
+	};
+	const char *eq = strchr(s, '=');
+	enum vmras_action a;
+
+	if (!eq || vmras_action_parse(eq + 1, &a))
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (strlen(cases[i].name) == (size_t)(eq - s) &&
+		    !strncmp(s, cases[i].name, (size_t)(eq - s))) {
+			*(enum vmras_action *)((char *)p + cases[i].off) = a;
+			return 0;
+		}
+	return -EINVAL;
+}
+
 int run_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -79,6 +142,11 @@ int run_main(int argc, char **argv)
 		{ "paused", no_argument, NULL, 'P' },
 		{ "summary", required_argument, NULL, 's' },
 		{ "seed", required_argument, NULL, 'S' },
+		{ "inject", required_argument, NULL, 'i' },
+		{ "policy", required_argument, NULL, 'o' },
+		{ "no-broadcast", no_argument, NULL, 'B' },
+		{ "event-log", required_argument, NULL, 'L' },
+		{ "guest-no-mce", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -91,6 +159,7 @@ int run_main(int argc, char **argv)
 	struct vmm *vm;
 	int c, r, code;
 
+	vmras_policy_default(&cfg.policy);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -138,6 +207,25 @@ int run_main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'i':
+			if (cfg.ninject == VMM_MAX_INJECT ||
+			    parse_inject(optarg, &cfg.inject[cfg.ninject])) {
+				tool_error("run", "--inject: expected ao:GPA[@PASS] or ar:GPA[@PASS], got '%s'",
+					   optarg);
+				return 2;
+			}
+			cfg.ninject++;
+			break;
+		case 'o':
+			if (parse_policy(optarg, &cfg.policy)) {
+				tool_error("run", "--policy: expected ao|ar|ar-not-guest|undeliverable=ignore|inject|fatal|reset, got '%s'",
+					   optarg);
+				return 2;
+			}
+			break;
+		case 'B': cfg.policy.broadcast = false; break;
+		case 'L': cfg.event_log = optarg; break;
+		case 'M': cfg.guest_no_mce = true; break;
 		case 'h': run_usage(stdout); return 0;
 		default: run_usage(stderr); return 2;
 		}

@@ -1,0 +1,816 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The engine: one thread that consumes every memory-error event, records
+ * it, contains the bad page, decides by policy and queues the guest's
+ * machine check on the right vCPU. vCPU ioctls happen only on vCPU threads
+ * (vmras_vcpu_pre_run), since KVM holds a vCPU's mutex while it runs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "kabi/kvm.h"
+#include "kabi/mce.h"
+#include "util/fileio.h"
+
+#ifndef BUS_MCEERR_AR
+#define BUS_MCEERR_AR 4
+#define BUS_MCEERR_AO 5
+#endif
+#ifndef EHWPOISON
+#define EHWPOISON 133
+#endif
+#define SMALL_PAGE 4096ULL
+#define DEFER_RETRY_MS 1
+
+void vmras_policy_default(struct vmras_policy *p)
+{
+	*p = (struct vmras_policy){
+		.ao = VMRAS_ACTION_INJECT,
+		.ar = VMRAS_ACTION_INJECT,
+		.ar_not_guest = VMRAS_ACTION_FATAL,
+		.undeliverable = VMRAS_ACTION_RESET,
+		.broadcast = true,
+	};
+}
+
+void engine_wake(struct vmras *v)
+{
+	uint64_t one = 1;
+
+	(void)!write(v->wake_fd, &one, sizeof(one));
+}
+
+static unsigned int log2_u64(uint64_t x)
+{
+	return 63u - (unsigned int)__builtin_clzll(x);
+}
+
+/* ---- reporting ----------------------------------------------------- */
+
+static void report(struct vmras *v, struct vmras_failure *f)
+{
+	char line[768];
+	int n;
+
+	pthread_mutex_lock(&v->lock);
+	v->stats.actions[f->action]++;
+	pthread_mutex_unlock(&v->lock);
+	if (v->log_fd >= 0) {
+		n = vmras_failure_json(f, line, sizeof(line) - 1);
+		if (n > 0) {
+			line[n++] = '\n';
+			if (write_all(v->log_fd, line, (size_t)n)) {
+				pthread_mutex_lock(&v->lock);
+				v->stats.log_errors++;
+				pthread_mutex_unlock(&v->lock);
+			}
+		}
+	}
+	if (v->cfg.ops.failure)
+		v->cfg.ops.failure(v->cfg.ops.opaque, f);
+}
+
+/* Carry out a reset or fatal decision (the VMM does it asynchronously). */
+static void apply(struct vmras *v, struct vmras_failure *f)
+{
+	if (f->action == VMRAS_ACTION_RESET && v->cfg.ops.request_reset)
+		v->cfg.ops.request_reset(v->cfg.ops.opaque, f->detail);
+	else if (f->action == VMRAS_ACTION_FATAL && v->cfg.ops.request_stop)
+		v->cfg.ops.request_stop(v->cfg.ops.opaque, f->detail);
+}
+
+/* ---- deciding ------------------------------------------------------ */
+
+static int first_vcpu(struct vmras *v)
+{
+	for (unsigned int i = 0; i < v->nvcpus; i++)
+		if (v->vcpus[i].registered)
+			return (int)i;
+	return -1;
+}
+
+/* Queue the machine check(s) for f on the vCPU thread(s); kick them. */
+static void queue_mce(struct vmras *v, struct vmras_failure *f, int target)
+{
+	unsigned int banks = (unsigned int)(v->cfg.mcg_cap & MCG_BANKCNT_MASK);
+	bool ar_to_guest = f->ev.kind == VMRAS_AR && f->ev.source != VMRAS_SRC_MC_COPY;
+	struct vmras_mce_params mp = {
+		.type = ar_to_guest ? VMRAS_MCE_SRAR : VMRAS_MCE_SRAO,
+		.gpa = f->ev.gpa,
+		.lsb = log2_u64(f->size),
+		/* Emulating host: RIP has already moved past the load. */
+		.eipv = f->ev.source != VMRAS_SRC_RAM_MMIO,
+		.bank = banks ? banks - 1 : 0,
+	};
+	struct pending_mce p = { .f = *f };
+	bool kick[VMRAS_MAX_VCPUS] = { false };
+
+	if (vmras_x86_mce_encode(&mp, &p.mce)) {
+		f->action = VMRAS_ACTION_IGNORE;
+		snprintf(f->detail, sizeof(f->detail), "cannot encode a machine check for this error");
+		report(v, f);
+		return;
+	}
+	pthread_mutex_lock(&v->lock);
+	if (v->vcpus[target].npending == VCPU_MAX_PENDING) {
+		pthread_mutex_unlock(&v->lock);
+		f->action = v->cfg.policy.undeliverable;
+		snprintf(f->detail, sizeof(f->detail),
+			 "vCPU %d has %d machine checks waiting already", target, VCPU_MAX_PENDING);
+		v->stats.mce_undeliverable++;
+		apply(v, f);
+		report(v, f);
+		return;
+	}
+	v->vcpus[target].pending[v->vcpus[target].npending++] = p;
+	kick[target] = true;
+	if (ar_to_guest && v->cfg.policy.broadcast) {
+		struct pending_mce b = { .broadcast = true };
+		struct vmras_mce_params bp = { .type = VMRAS_MCE_BROADCAST, .lsb = 12,
+					       .bank = banks > 1 ? 1 : 0 };
+
+		vmras_x86_mce_encode(&bp, &b.mce);
+		for (unsigned int i = 0; i < v->nvcpus; i++) {
+			struct vcpu_slot *s = &v->vcpus[i];
+
+			if ((int)i == target || !s->registered || s->npending == VCPU_MAX_PENDING)
+				continue;
+			s->pending[s->npending++] = b;
+			kick[i] = true;
+		}
+	}
+	pthread_mutex_unlock(&v->lock);
+	for (unsigned int i = 0; i < v->nvcpus; i++)
+		if (kick[i] && v->cfg.ops.kick_vcpu)
+			v->cfg.ops.kick_vcpu(v->cfg.ops.opaque, i);
+}
+
+static void process(struct vmras *v, const struct vmras_event *ev)
+{
+	struct vmras_failure f = { .ev = *ev, .action_required = ev->kind == VMRAS_AR };
+	const struct vmras_region *r = NULL;
+	struct vmras_poison entry, p;
+	enum vmras_action action;
+	bool merged = false;
+	int err, target;
+
+	if ((f.ev.valid & VMRAS_EV_HVA) && !(f.ev.valid & VMRAS_EV_GPA) &&
+	    !vmras_memmap_hva_to_gpa(v->map, f.ev.hva, &f.ev.gpa))
+		f.ev.valid |= VMRAS_EV_GPA;
+	if ((f.ev.valid & VMRAS_EV_GPA) && !(f.ev.valid & VMRAS_EV_HVA)) {
+		uintptr_t hva;
+
+		if (!vmras_memmap_gpa_to_hva(v->map, f.ev.gpa, &hva)) {
+			f.ev.hva = hva;
+			f.ev.valid |= VMRAS_EV_HVA;
+		}
+	}
+	if (f.ev.valid & VMRAS_EV_GPA)
+		r = vmras_memmap_find_gpa(v->map, f.ev.gpa);
+	pthread_mutex_lock(&v->lock);
+	v->stats.received[ev->source]++;
+	pthread_mutex_unlock(&v->lock);
+
+	if (!r) {
+		pthread_mutex_lock(&v->lock);
+		v->stats.not_guest_ram++;
+		pthread_mutex_unlock(&v->lock);
+		f.action = ev->kind == VMRAS_AR ? v->cfg.policy.ar_not_guest : VMRAS_ACTION_IGNORE;
+		snprintf(f.detail, sizeof(f.detail),
+			 "memory error at HVA 0x%" PRIx64 " outside guest RAM", f.ev.hva);
+		apply(v, &f);
+		report(v, &f);
+		return;
+	}
+
+	/* The memory map's page size is what the host really lost. */
+	f.size = r->page_size;
+	p = (struct vmras_poison){
+		.gpa = f.ev.gpa & ~(f.size - 1),
+		.hva = f.ev.hva & ~(f.size - 1),
+		.size = f.size,
+		.state = VMRAS_PS_REPORTED,
+		.source = ev->source,
+		.kind = ev->kind,
+		.vcpu = (ev->valid & VMRAS_EV_VCPU) ? ev->vcpu : -1,
+		.first_ns = ev->time_ns,
+	};
+	err = vmras_registry_add(v->registry, &p, &merged);
+	if (err || vmras_registry_lookup(v->registry, f.ev.gpa, &entry)) {
+		f.action = VMRAS_ACTION_IGNORE;
+		snprintf(f.detail, sizeof(f.detail), "poison registry: %s", strerror(-err));
+		report(v, &f);
+		return;
+	}
+	/* An AO for a range already handled adds nothing; an AR still must reach the guest. */
+	if (merged && (entry.state & (VMRAS_PS_CONTAINED | VMRAS_PS_NOTIFIED)) &&
+	    ev->kind == VMRAS_AO) {
+		pthread_mutex_lock(&v->lock);
+		v->stats.duplicates++;
+		pthread_mutex_unlock(&v->lock);
+		f.action = VMRAS_ACTION_IGNORE;
+		f.contained = entry.state & VMRAS_PS_CONTAINED;
+		snprintf(f.detail, sizeof(f.detail), "already handled (%" PRIu32 " reports)",
+			 entry.reports);
+		report(v, &f);
+		return;
+	}
+	if (!(entry.state & VMRAS_PS_CONTAINED)) {
+		err = contain_range(v, r, p.gpa, p.size);
+		vmras_registry_set_state(v->registry, p.gpa,
+					 err ? VMRAS_PS_CONTAIN_FAILED : VMRAS_PS_CONTAINED);
+		pthread_mutex_lock(&v->lock);
+		if (err) {
+			v->stats.contain_failed++;
+		} else {
+			v->stats.contained++;
+			v->stats.bytes_lost += p.size;
+		}
+		pthread_mutex_unlock(&v->lock);
+		f.contained = !err;
+		if (err)
+			snprintf(f.detail, sizeof(f.detail), "could not contain: %s", strerror(-err));
+	} else {
+		f.contained = true;
+	}
+
+	action = ev->kind == VMRAS_AO || ev->source == VMRAS_SRC_MC_COPY ? v->cfg.policy.ao
+									: v->cfg.policy.ar;
+	f.action = action;
+	if (action == VMRAS_ACTION_INJECT) {
+		target = (ev->kind == VMRAS_AR && (ev->valid & VMRAS_EV_VCPU) &&
+			  ev->source != VMRAS_SRC_MC_COPY) ? ev->vcpu : first_vcpu(v);
+		if (target < 0 || !v->vcpus[target].registered) {
+			f.action = VMRAS_ACTION_IGNORE;
+			snprintf(f.detail, sizeof(f.detail), "no vCPU to tell");
+			report(v, &f);
+			return;
+		}
+		/* Reported when the vCPU thread has delivered it (or could not). */
+		queue_mce(v, &f, target);
+		return;
+	}
+	if (action == VMRAS_ACTION_IGNORE)
+		vmras_registry_set_state(v->registry, p.gpa, VMRAS_PS_IGNORED);
+	else if (!f.detail[0])
+		snprintf(f.detail, sizeof(f.detail), "policy %s", vmras_action_name(action));
+	apply(v, &f);
+	report(v, &f);
+}
+
+/* ---- the thread ---------------------------------------------------- */
+
+static struct vmras_event slot_event(struct vmras *v, const struct capture_slot *s)
+{
+	struct vmras_event ev = {
+		.valid = VMRAS_EV_HVA,
+		.kind = s->si_code == BUS_MCEERR_AO ? VMRAS_AO : VMRAS_AR,
+		.source = s->from_copy ? VMRAS_SRC_MC_COPY : VMRAS_SRC_SIGBUS,
+		.si_code = s->si_code,
+		.addr_lsb = s->lsb,
+		.tid = s->tid,
+		.hva = s->addr,
+		.time_ns = s->time_ns,
+		.vcpu = -1,
+	};
+
+	pthread_mutex_lock(&v->lock);
+	for (unsigned int i = 0; i < v->nvcpus; i++)
+		if (v->vcpus[i].registered && v->vcpus[i].tid == s->tid) {
+			ev.vcpu = (int)i;
+			ev.valid |= VMRAS_EV_VCPU;
+		}
+	pthread_mutex_unlock(&v->lock);
+	return ev;
+}
+
+static bool any_deferred(struct vmras *v, bool *kick)
+{
+	bool any = false;
+
+	for (unsigned int i = 0; i < v->nvcpus; i++) {
+		kick[i] = false;
+		for (unsigned int k = 0; k < v->vcpus[i].npending; k++)
+			if (v->vcpus[i].pending[k].deferred)
+				kick[i] = any = true;
+	}
+	return any;
+}
+
+static void *engine_thread(void *arg)
+{
+	struct vmras *v = arg;
+	bool kick[VMRAS_MAX_VCPUS];
+	int timeout = -1;
+
+	/* This thread takes the kernel's early-kill AO reports (PF_MCE_EARLY). */
+	prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY, 0, 0);
+	for (;;) {
+		struct pollfd pfd = { .fd = v->wake_fd, .events = POLLIN };
+		struct capture_slot s;
+		struct submitted *q;
+		uint64_t n, ao_hva = 0;
+		unsigned int ao_lsb = 0;
+		bool stop, raise_ao;
+
+		if (poll(&pfd, 1, timeout) > 0)
+			(void)!read(v->wake_fd, &n, sizeof(n));
+
+		pthread_mutex_lock(&v->lock);
+		stop = v->stopping;
+		raise_ao = v->raise_ao;
+		if (raise_ao) {
+			ao_hva = v->raise_ao_hva;
+			ao_lsb = v->raise_ao_lsb;
+			v->raise_ao = false;
+		}
+		q = v->queue;
+		v->queue = NULL;
+		v->queue_tail = &v->queue;
+		pthread_mutex_unlock(&v->lock);
+		if (stop)
+			break;
+		/* Injected AO: what memory_failure() sends the early-kill thread. */
+		if (raise_ao)
+			capture_raise_sigbus(BUS_MCEERR_AO, ao_hva, ao_lsb);
+
+		while (capture_pop(v, &s)) {
+			struct vmras_event ev = slot_event(v, &s);
+
+			process(v, &ev);
+		}
+		while (q) {
+			struct submitted *next = q->next;
+
+			process(v, &q->ev);
+			pthread_mutex_lock(&v->lock);
+			if (q->waiting) {
+				q->done = true;
+				pthread_cond_broadcast(&v->cond);
+			} else {
+				free(q);
+			}
+			pthread_mutex_unlock(&v->lock);
+			q = next;
+		}
+
+		pthread_mutex_lock(&v->lock);
+		v->stats.dropped = __atomic_load_n(&v->ring->dropped, __ATOMIC_RELAXED);
+		timeout = any_deferred(v, kick) ? DEFER_RETRY_MS : -1;
+		pthread_mutex_unlock(&v->lock);
+		for (unsigned int i = 0; timeout > 0 && i < v->nvcpus; i++)
+			if (kick[i] && v->cfg.ops.kick_vcpu)
+				v->cfg.ops.kick_vcpu(v->cfg.ops.opaque, i);
+	}
+	return NULL;
+}
+
+/* Hand an event to the engine; with wait, return once it was processed. */
+static int submit(struct vmras *v, const struct vmras_event *ev, bool wait)
+{
+	struct submitted *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return -ENOMEM;
+	q->ev = *ev;
+	q->waiting = wait;
+	pthread_mutex_lock(&v->lock);
+	if (v->stopping) {
+		pthread_mutex_unlock(&v->lock);
+		free(q);
+		return -ESHUTDOWN;
+	}
+	*v->queue_tail = q;
+	v->queue_tail = &q->next;
+	pthread_mutex_unlock(&v->lock);
+	engine_wake(v);
+	if (!wait)
+		return 0;
+	pthread_mutex_lock(&v->lock);
+	while (!q->done && !v->stopping)
+		pthread_cond_wait(&v->cond, &v->lock);
+	pthread_mutex_unlock(&v->lock);
+	free(q);
+	return 0;
+}
+
+/* ---- setup --------------------------------------------------------- */
+
+int vmras_new(const struct vmras_config *cfg, struct vmras **out)
+{
+	struct vmras *v = calloc(1, sizeof(*v));
+	int err;
+
+	if (!v)
+		return -ENOMEM;
+	v->cfg = *cfg;
+	v->uffd = v->wake_fd = v->log_fd = -1;
+	v->queue_tail = &v->queue;
+	pthread_mutex_init(&v->lock, NULL);
+	pthread_cond_init(&v->cond, NULL);
+	v->ring = calloc(1, sizeof(*v->ring));
+	if (!v->ring) {
+		err = -ENOMEM;
+		goto err;
+	}
+	for (uint64_t i = 0; i < RING_SIZE; i++)
+		v->ring->slots[i].seq = i;
+	err = vmras_memmap_new(&v->map);
+	if (err)
+		goto err;
+	err = vmras_registry_new(&v->registry);
+	if (err)
+		goto err;
+	v->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (v->wake_fd < 0) {
+		err = -errno;
+		goto err;
+	}
+	if (cfg->event_log) {
+		v->log_fd = open(cfg->event_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (v->log_fd < 0) {
+			err = -errno;
+			goto err;
+		}
+	}
+	/* Without userfaultfd POISON the engine still runs; containment fails and says so. */
+	v->uffd_err = contain_open_uffd(v);
+	*out = v;
+	return 0;
+err:
+	vmras_free(v);
+	return err;
+}
+
+void vmras_free(struct vmras *v)
+{
+	if (!v)
+		return;
+	capture_uninstall(v);
+	pthread_mutex_lock(&v->lock);
+	v->stopping = true;
+	pthread_cond_broadcast(&v->cond);
+	pthread_mutex_unlock(&v->lock);
+	if (v->engine_started) {
+		engine_wake(v);
+		pthread_join(v->engine, NULL);
+	}
+	while (v->queue) {
+		struct submitted *q = v->queue;
+
+		v->queue = q->next;
+		if (!q->waiting)
+			free(q);
+	}
+	if (v->uffd >= 0)
+		close(v->uffd);
+	if (v->wake_fd >= 0)
+		close(v->wake_fd);
+	if (v->log_fd >= 0)
+		close(v->log_fd);
+	vmras_registry_free(v->registry);
+	vmras_memmap_free(v->map);
+	free(v->ring);
+	pthread_cond_destroy(&v->cond);
+	pthread_mutex_destroy(&v->lock);
+	free(v);
+}
+
+int vmras_add_region(struct vmras *v, const struct vmras_region *r)
+{
+	return vmras_memmap_add(v->map, r);
+}
+
+int vmras_add_vcpu(struct vmras *v, unsigned int index, int vcpu_fd)
+{
+	if (index >= VMRAS_MAX_VCPUS || vcpu_fd < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&v->lock);
+	v->vcpus[index].registered = true;
+	v->vcpus[index].fd = vcpu_fd;
+	if (index + 1 > v->nvcpus)
+		v->nvcpus = index + 1;
+	pthread_mutex_unlock(&v->lock);
+	return 0;
+}
+
+int vmras_start(struct vmras *v)
+{
+	int err = capture_install(v);
+
+	if (err)
+		return err;
+	err = -pthread_create(&v->engine, NULL, engine_thread, v);
+	if (err) {
+		capture_uninstall(v);
+		return err;
+	}
+	v->engine_started = true;
+	return 0;
+}
+
+struct vmras_registry *vmras_get_registry(struct vmras *v)
+{
+	return v->registry;
+}
+
+const struct vmras_memmap *vmras_get_memmap(struct vmras *v)
+{
+	return v->map;
+}
+
+void vmras_get_stats(struct vmras *v, struct vmras_stats *s)
+{
+	pthread_mutex_lock(&v->lock);
+	*s = v->stats;
+	s->dropped = __atomic_load_n(&v->ring->dropped, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&v->lock);
+}
+
+/* ---- vCPU threads -------------------------------------------------- */
+
+int vmras_vcpu_thread_start(struct vmras *v, unsigned int vcpu)
+{
+	if (vcpu >= VMRAS_MAX_VCPUS || !v->vcpus[vcpu].registered)
+		return -EINVAL;
+	capture_set_vcpu_thread((int)vcpu);
+	pthread_mutex_lock(&v->lock);
+	v->vcpus[vcpu].tid = vmras__gettid();
+	pthread_mutex_unlock(&v->lock);
+	return 0;
+}
+
+/* Can this process read the byte at hva? (No signal: process_vm_readv.) */
+static bool readable(uint64_t hva)
+{
+	char b;
+	struct iovec local = { &b, 1 }, remote = { (void *)(uintptr_t)hva, 1 };
+
+	return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == 1;
+}
+
+static bool page_is_bad(struct vmras *v, uint64_t gpa)
+{
+	uintptr_t hva;
+
+	if (vmras_registry_contains(v->registry, gpa))
+		return true;
+	return !vmras_memmap_gpa_to_hva(v->map, gpa, &hva) && !readable(hva);
+}
+
+int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int run_ret)
+{
+	struct vmras_event ev = {
+		.kind = VMRAS_AR,
+		.vcpu = (int)vcpu,
+		.valid = VMRAS_EV_VCPU,
+		.tid = vmras__gettid(),
+		.addr_lsb = 12,
+	};
+	unsigned int lsb;
+	uint64_t hva;
+	int code;
+
+	if (vcpu >= VMRAS_MAX_VCPUS)
+		return -EINVAL;
+	ev.time_ns = vmras__now_ns();
+	/* (b) KVM's SIGBUS BUS_MCEERR_AR arrived on this vCPU thread. */
+	if (capture_take_vcpu_ar(&hva, &lsb, &code)) {
+		ev.source = VMRAS_SRC_SIGBUS;
+		ev.valid |= VMRAS_EV_HVA;
+		ev.hva = hva;
+		ev.addr_lsb = lsb;
+		ev.si_code = code;
+		return submit(v, &ev, true) ?: VMRAS_EXIT_HANDLED;
+	}
+	/* (a) KVM_RUN failed on a page it could not fault in. */
+	if (run && (run_ret == -EHWPOISON || run_ret == -EFAULT) &&
+	    run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
+		const struct kabi_kvm_memory_fault *mf = kabi_kvm_run_memory_fault(run);
+
+		if (run_ret == -EFAULT && !page_is_bad(v, mf->gpa))
+			return VMRAS_EXIT_NOT_MINE; /* e.g. a private/shared conversion */
+		ev.source = VMRAS_SRC_MEMORY_FAULT;
+		ev.valid |= VMRAS_EV_GPA;
+		ev.gpa = mf->gpa;
+		return submit(v, &ev, true) ?: VMRAS_EXIT_HANDLED;
+	}
+	/* (c) Emulating host: an MMIO exit inside RAM on a bad page. */
+	if (run && run_ret == 0 && run->exit_reason == KVM_EXIT_MMIO &&
+	    vmras_memmap_find_gpa(v->map, run->mmio.phys_addr) &&
+	    page_is_bad(v, run->mmio.phys_addr)) {
+		/* KVM completes the read with this before the #MC: never real data. */
+		if (!run->mmio.is_write)
+			memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+		ev.source = VMRAS_SRC_RAM_MMIO;
+		ev.valid |= VMRAS_EV_GPA;
+		ev.gpa = run->mmio.phys_addr;
+		return submit(v, &ev, true) ?: VMRAS_EXIT_HANDLED;
+	}
+	return VMRAS_EXIT_NOT_MINE;
+}
+
+/* Deliver one queued machine check; false if it must wait (MCIP). */
+static bool deliver(struct vmras *v, int fd, struct pending_mce *p)
+{
+	struct vmras_failure *f = &p->f;
+	int r = vmras_x86_mce_deliver(fd, v->cfg.mcg_cap, &p->mce);
+
+	if (p->broadcast) {
+		/* A bystander busy with its own #MC simply does not see this one. */
+		if (r == VMRAS_MCE_DELIVERED) {
+			pthread_mutex_lock(&v->lock);
+			v->stats.mce_broadcast++;
+			pthread_mutex_unlock(&v->lock);
+		}
+		return true;
+	}
+	if (r == VMRAS_MCE_DELIVERED) {
+		f->recipient = VMRAS_RECIPIENT_GUEST;
+		f->action = VMRAS_ACTION_INJECT;
+		vmras_registry_set_state(v->registry, f->ev.gpa, VMRAS_PS_NOTIFIED);
+		pthread_mutex_lock(&v->lock);
+		v->stats.mce_delivered++;
+		pthread_mutex_unlock(&v->lock);
+		report(v, f);
+		return true;
+	}
+	if (r == VMRAS_MCE_BUSY && !f->action_required) {
+		/* An AO waits until the guest is done with the last one (QEMU drops it). */
+		if (!p->deferred) {
+			p->deferred = true;
+			pthread_mutex_lock(&v->lock);
+			v->stats.mce_deferred++;
+			pthread_mutex_unlock(&v->lock);
+		}
+		return false;
+	}
+	f->recursive = r == VMRAS_MCE_BUSY;
+	f->action = v->cfg.policy.undeliverable;
+	if (r < 0)
+		snprintf(f->detail, sizeof(f->detail), "KVM_X86_SET_MCE: %s", strerror(-r));
+	else
+		snprintf(f->detail, sizeof(f->detail), "%s", f->recursive
+			 ? "action-required error while the guest still handled a machine check"
+			 : vmras_mce_delivery_name(r));
+	pthread_mutex_lock(&v->lock);
+	v->stats.mce_undeliverable++;
+	pthread_mutex_unlock(&v->lock);
+	apply(v, f);
+	report(v, f);
+	return true;
+}
+
+int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
+{
+	struct pending_mce todo[VCPU_MAX_PENDING];
+	struct vcpu_slot *s;
+	unsigned int n, i;
+	bool raise_ar;
+	uint64_t ar_hva;
+	int fd;
+
+	if (vcpu >= VMRAS_MAX_VCPUS || !v->vcpus[vcpu].registered)
+		return -EINVAL;
+	s = &v->vcpus[vcpu];
+	pthread_mutex_lock(&v->lock);
+	raise_ar = s->raise_ar;
+	ar_hva = s->raise_ar_hva;
+	s->raise_ar = false;
+	pthread_mutex_unlock(&v->lock);
+	if (raise_ar) {
+		/* Injected AR: what KVM sends the vCPU thread that touched poison. */
+		int r = capture_raise_sigbus(BUS_MCEERR_AR, ar_hva, 12);
+
+		if (r)
+			return r;
+		vmras_vcpu_exit(v, vcpu, NULL, 0);
+	}
+
+	pthread_mutex_lock(&v->lock);
+	n = s->npending;
+	fd = s->fd;
+	memcpy(todo, s->pending, n * sizeof(todo[0]));
+	s->npending = 0;
+	pthread_mutex_unlock(&v->lock);
+
+	for (i = 0; i < n; i++)
+		if (!deliver(v, fd, &todo[i]))
+			break;
+	if (i < n) {
+		/* Put the rest back in front, in order, for the next try. */
+		pthread_mutex_lock(&v->lock);
+		unsigned int rest = n - i, keep = s->npending;
+
+		if (rest + keep > VCPU_MAX_PENDING)
+			keep = VCPU_MAX_PENDING - rest;
+		memmove(s->pending + rest, s->pending, keep * sizeof(s->pending[0]));
+		memcpy(s->pending, todo + i, rest * sizeof(todo[0]));
+		s->npending = rest + keep;
+		pthread_mutex_unlock(&v->lock);
+		engine_wake(v); /* it retries in DEFER_RETRY_MS */
+	}
+	return 0;
+}
+
+/* ---- VMM threads --------------------------------------------------- */
+
+int vmras_copy_from_guest(struct vmras *v, void *dst, uint64_t gpa, size_t len)
+{
+	const struct vmras_region *r = vmras_memmap_find_gpa(v->map, gpa);
+	struct vmras_event ev = {
+		.kind = VMRAS_AR, .source = VMRAS_SRC_MC_COPY, .valid = VMRAS_EV_GPA,
+		.addr_lsb = 12, .vcpu = -1,
+	};
+	volatile const char *src;
+	sigjmp_buf jb;
+
+	if (!r || len > r->size - (gpa - r->gpa))
+		return -EFAULT;
+	src = (const char *)r->hva + (gpa - r->gpa);
+	for (uint64_t a = gpa & ~(SMALL_PAGE - 1); a < gpa + len; a += SMALL_PAGE)
+		if (vmras_registry_contains(v->registry, a)) {
+			ev.gpa = a;
+			ev.tid = vmras__gettid();
+			ev.time_ns = vmras__now_ns();
+			submit(v, &ev, false);
+			return -EHWPOISON;
+		}
+	if (sigsetjmp(jb, 1)) /* the SIGBUS handler recorded the event */
+		return -EHWPOISON;
+	capture_arm_copy(&jb);
+	for (size_t i = 0; i < len; i++)
+		((char *)dst)[i] = src[i];
+	capture_disarm_copy();
+	return 0;
+}
+
+int vmras_inject(struct vmras *v, uint64_t gpa, enum vmras_error_kind kind, int vcpu,
+		 bool signal)
+{
+	const struct vmras_region *r = vmras_memmap_find_gpa(v->map, gpa);
+	uint64_t base, hva;
+	int err;
+
+	if (!r)
+		return -EFAULT;
+	if (kind == VMRAS_AR && signal &&
+	    (vcpu < 0 || vcpu >= VMRAS_MAX_VCPUS || !v->vcpus[vcpu].registered))
+		return -EINVAL;
+	base = gpa & ~(r->page_size - 1);
+	hva = (uintptr_t)r->hva + (gpa - r->gpa);
+	/* The hardware part: the page is bad for real from now on. */
+	err = contain_range(v, r, base, r->page_size);
+	if (err || !signal)
+		return err;
+	pthread_mutex_lock(&v->lock);
+	if (kind == VMRAS_AO) {
+		v->raise_ao = true;
+		v->raise_ao_hva = hva;
+		v->raise_ao_lsb = log2_u64(r->page_size);
+	} else {
+		v->vcpus[vcpu].raise_ar = true;
+		v->vcpus[vcpu].raise_ar_hva = hva & ~(SMALL_PAGE - 1);
+	}
+	pthread_mutex_unlock(&v->lock);
+	if (kind == VMRAS_AO)
+		engine_wake(v);
+	else if (v->cfg.ops.kick_vcpu)
+		v->cfg.ops.kick_vcpu(v->cfg.ops.opaque, (unsigned int)vcpu);
+	return 0;
+}
+
+int vmras_guest_reset(struct vmras *v)
+{
+	size_t n = vmras_registry_count(v->registry), got;
+	struct vmras_poison *list = calloc(n ? n : 1, sizeof(*list));
+	int err = 0;
+
+	if (!list)
+		return -ENOMEM;
+	got = vmras_registry_snapshot(v->registry, list, n);
+	for (size_t i = 0; i < got && i < n; i++) {
+		const struct vmras_region *r = vmras_memmap_find_gpa(v->map, list[i].gpa);
+		int e = r ? contain_restore(v, r, list[i].gpa, list[i].size) : -ENOENT;
+
+		if (e && !err)
+			err = e;
+	}
+	free(list);
+	vmras_registry_clear(v->registry);
+	pthread_mutex_lock(&v->lock);
+	for (unsigned int i = 0; i < v->nvcpus; i++)
+		v->vcpus[i].npending = 0;
+	pthread_mutex_unlock(&v->lock);
+	return err;
+}

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* libvmras internals shared by engine.c, capture.c and contain.c. */
+#ifndef VMRAS_LIB_INTERNAL_H
+#define VMRAS_LIB_INTERNAL_H
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+
+#include "vmras/vmras.h"
+#include "vmras/x86_mce.h"
+
+#define VMRAS_MAX_VCPUS 256
+#define RING_SIZE 16384		/* power of two */
+#define VCPU_MAX_PENDING 64
+
+/* One SIGBUS as the handler saw it. */
+struct capture_slot {
+	uint64_t seq;		/* Vyukov bounded-queue sequence */
+	int si_code;
+	int32_t tid;
+	unsigned int lsb;
+	uint64_t addr;
+	uint64_t time_ns;
+	int from_copy;		/* inside vmras_copy_from_guest */
+};
+
+struct capture_ring {
+	uint64_t head;		/* producers: signal handlers on any thread */
+	uint64_t tail;		/* the consumer: the engine */
+	uint64_t dropped;
+	struct capture_slot slots[RING_SIZE];
+};
+
+struct pending_mce {
+	struct vmras_x86_mce mce;
+	struct vmras_failure f;	/* reported when delivered (or not) */
+	bool broadcast;		/* a copy for a bystander vCPU: not reported */
+	bool deferred;		/* counted once as deferred */
+};
+
+struct vcpu_slot {
+	bool registered;
+	int fd;
+	int32_t tid;
+	unsigned int npending;
+	struct pending_mce pending[VCPU_MAX_PENDING];
+	bool raise_ar;		/* injector asked this thread to send itself an AR */
+	uint64_t raise_ar_hva;
+};
+
+/* An event handed to the engine by a thread (not a signal handler). */
+struct submitted {
+	struct submitted *next;
+	struct vmras_event ev;
+	bool done;		/* set by the engine; the submitter may wait on it */
+	bool waiting;
+};
+
+struct vmras {
+	struct vmras_config cfg;
+	struct vmras_memmap *map;
+	struct vmras_registry *registry;
+	int uffd;		/* for UFFDIO_POISON; -1 if unavailable */
+	int uffd_err;
+	int wake_fd;		/* eventfd: ring or queue has work, or stop */
+	int log_fd;
+	pthread_t engine;
+	bool engine_started;
+	int32_t engine_tid;	/* the early-kill thread */
+	struct capture_ring *ring;
+
+	pthread_mutex_t lock;	/* everything below */
+	pthread_cond_t cond;	/* submitted events done */
+	bool stopping;
+	struct submitted *queue, **queue_tail;
+	struct vcpu_slot vcpus[VMRAS_MAX_VCPUS];
+	unsigned int nvcpus;	/* highest index + 1 */
+	bool raise_ao;		/* engine: send itself an AO for raise_ao_hva */
+	uint64_t raise_ao_hva;
+	unsigned int raise_ao_lsb;
+	struct vmras_stats stats;
+};
+
+uint64_t vmras__now_ns(void);
+int32_t vmras__gettid(void);
+
+/* capture.c */
+int capture_install(struct vmras *v);
+void capture_uninstall(struct vmras *v);
+/* Pop one captured SIGBUS; false when empty. */
+bool capture_pop(struct vmras *v, struct capture_slot *out);
+void capture_set_vcpu_thread(int vcpu);
+/* This thread's pending AR (from a SIGBUS while it was a vCPU thread). */
+bool capture_take_vcpu_ar(uint64_t *hva, unsigned int *lsb, int *si_code);
+/* Send this thread a SIGBUS as the kernel would. */
+int capture_raise_sigbus(int si_code, uint64_t addr, unsigned int lsb);
+/* For vmras_copy_from_guest: arm / disarm this thread's recovery point. */
+void capture_arm_copy(sigjmp_buf *jb);
+void capture_disarm_copy(void);
+
+/* contain.c: make [gpa, gpa+size) unreadable for everyone (poison). */
+int contain_range(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+		  uint64_t size);
+int contain_open_uffd(struct vmras *v);
+/* Give a contained range fresh memory again (guest reset). */
+int contain_restore(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+		    uint64_t size);
+
+/* engine.c */
+void engine_wake(struct vmras *v);
+
+#endif

@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The VMM's use of libvmras: it registers RAM and vCPUs, kicks vCPUs and
+ * resets or stops the VM when the library asks, turns each outcome into a
+ * QMP MEMORY_FAILURE event, and injects errors for tests and operators.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vmm_internal.h"
+
+static void ras_kick(void *opaque, unsigned int index)
+{
+	struct vmm *vm = opaque;
+
+	if (index >= vm->cfg.nr_vcpus)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	vcpu_kick(&vm->vcpus[index]);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+static void ras_reset(void *opaque, const char *why)
+{
+	struct vmm *vm = opaque;
+
+	pthread_mutex_lock(&vm->lock);
+	vm->reset_requested = true;
+	snprintf(vm->reset_reason, sizeof(vm->reset_reason), "%s", why);
+	pthread_mutex_unlock(&vm->lock);
+	vmm_wake_main(vm);
+}
+
+static void ras_stop(void *opaque, const char *why)
+{
+	struct vmm *vm = opaque;
+	char reason[160];
+
+	pthread_mutex_lock(&vm->lock);
+	vm->fatal = true;
+	pthread_mutex_unlock(&vm->lock);
+	fprintf(stderr, "vmras run: memory error, policy fatal: %s\n", why);
+	snprintf(reason, sizeof(reason), "fatal memory error: %s", why);
+	vmm_request_quit(vm, reason);
+}
+
+static void ras_failure(void *opaque, const struct vmras_failure *f)
+{
+	struct vmm *vm = opaque;
+	char buf[768];
+	json_object *d;
+
+	pthread_mutex_lock(&vm->lock);
+	vm->memory_failures++;
+	pthread_mutex_unlock(&vm->lock);
+	if (vmras_failure_json(f, buf, sizeof(buf)) < 0)
+		return;
+	d = json_tokener_parse(buf);
+	if (d)
+		vmm_emit(vm, "MEMORY_FAILURE", d);
+}
+
+int vmm_ras_init(struct vmm *vm, struct vmm_error *e)
+{
+	struct vmras_config cfg = {
+		.policy = vm->cfg.policy,
+		.ops = {
+			.opaque = vm,
+			.kick_vcpu = ras_kick,
+			.request_reset = ras_reset,
+			.request_stop = ras_stop,
+			.failure = ras_failure,
+		},
+		.mcg_cap = vm->x86.mcg_cap,
+		.event_log = vm->cfg.event_log,
+	};
+	static const enum vmras_backing backing[RAM_BACKEND_COUNT] = {
+		[RAM_ANON] = VMRAS_BACKING_ANON,
+		[RAM_SHMEM] = VMRAS_BACKING_SHMEM,
+		[RAM_HUGETLB_2M] = VMRAS_BACKING_HUGETLB,
+		[RAM_HUGETLB_1G] = VMRAS_BACKING_HUGETLB,
+		[RAM_FILE] = VMRAS_BACKING_FILE,
+	};
+	struct vmras_region region = {
+		.gpa = 0,
+		.size = vm->ram.size,
+		.hva = vm->ram.hva,
+		.backing = backing[vm->ram.backend],
+		.fd = vm->ram.fd,
+		.fd_offset = 0,
+		.page_size = vm->ram.page_size,
+		.slot = 0,
+	};
+	int r;
+
+	/* A file on hugetlbfs is hugetlb memory. */
+	if (vm->ram.backend == RAM_FILE && vm->ram.page_size > 4096)
+		region.backing = VMRAS_BACKING_HUGETLB;
+	r = vmras_new(&cfg, &vm->ras);
+	if (r)
+		return vmm_fail(e, r, "libvmras: create context%s",
+				cfg.event_log ? " (or open --event-log)" : "");
+	r = vmras_add_region(vm->ras, &region);
+	if (r)
+		return vmm_fail(e, r, "libvmras: register guest RAM");
+	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++) {
+		r = vmras_add_vcpu(vm->ras, i, vm->vcpus[i].fd);
+		if (r)
+			return vmm_fail(e, r, "libvmras: register vCPU %u", i);
+	}
+	r = vmras_start(vm->ras);
+	if (r)
+		return vmm_fail(e, r, "libvmras: start (SIGBUS handler, engine)");
+	return 0;
+}
+
+/* With vm->lock held: the vCPU whose data slice holds gpa, or 0. */
+static int owner_of(struct vmm *vm, uint64_t gpa)
+{
+	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++) {
+		const struct report_vcpu *rv = &vm->report.vcpu[i];
+
+		if (rv->started && gpa >= rv->slice_start && gpa < rv->slice_end)
+			return (int)i;
+	}
+	return 0;
+}
+
+int vmm_inject_error(struct vmm *vm, uint64_t gpa, enum vmras_error_kind kind, int vcpu,
+		     bool signal, struct vmm_error *e)
+{
+	int r;
+
+	if (!ram_contains(&vm->ram, gpa, 1))
+		return vmm_failf(e, -EFAULT, "GPA 0x%" PRIx64 " is outside guest RAM (0..0x%" PRIx64 ")",
+				 gpa, vm->ram.size);
+	if (vcpu >= (int)vm->cfg.nr_vcpus)
+		return vmm_failf(e, -EINVAL, "no vCPU %d (the VM has %u)", vcpu, vm->cfg.nr_vcpus);
+	if (vcpu < 0) {
+		pthread_mutex_lock(&vm->lock);
+		vcpu = owner_of(vm, gpa);
+		pthread_mutex_unlock(&vm->lock);
+	}
+	r = vmras_inject(vm->ras, gpa, kind, vcpu, signal);
+	if (r)
+		return vmm_fail(e, r, "inject %s at GPA 0x%" PRIx64, kind == VMRAS_AR ? "AR" : "AO", gpa);
+	return 0;
+}
+
+/* Scripted injections due after vCPU `from` finished pass `pass`. */
+void vmm_ras_pass_done(struct vmm *vm, unsigned int from, unsigned int pass)
+{
+	for (unsigned int i = 0; i < vm->cfg.ninject; i++) {
+		struct vmm_inject *in = &vm->cfg.inject[i];
+		struct vmm_error e;
+		bool due;
+
+		pthread_mutex_lock(&vm->lock);
+		due = !in->done && in->pass == pass && owner_of(vm, in->gpa) == (int)from;
+		if (due)
+			in->done = true;
+		pthread_mutex_unlock(&vm->lock);
+		if (due && vmm_inject_error(vm, in->gpa, in->kind, -1, true, &e))
+			fprintf(stderr, "vmras run: --inject: %s\n", e.msg);
+	}
+}
+
+json_object *vmm_memory_errors_json(struct vmm *vm)
+{
+	struct vmras_registry *reg = vmras_get_registry(vm->ras);
+	struct vmras_poison list[256];
+	struct vmras_stats st;
+	size_t total = vmras_registry_snapshot(reg, list, 256);
+	json_object *o = json_object_new_object(), *a = json_object_new_array(), *c;
+
+	for (size_t i = 0; i < total && i < 256; i++) {
+		json_object *p = json_object_new_object();
+		const struct vmras_poison *x = &list[i];
+
+		json_object_object_add(p, "gpa", json_object_new_uint64(x->gpa));
+		json_object_object_add(p, "hva", json_object_new_uint64(x->hva));
+		json_object_object_add(p, "size", json_object_new_uint64(x->size));
+		json_object_object_add(p, "kind", json_object_new_string(x->kind == VMRAS_AR ? "ar" : "ao"));
+		json_object_object_add(p, "source", json_object_new_string(vmras_source_name(x->source)));
+		json_object_object_add(p, "reports", json_object_new_int((int)x->reports));
+		json_object_object_add(p, "contained", json_object_new_boolean(x->state & VMRAS_PS_CONTAINED));
+		json_object_object_add(p, "guest-notified", json_object_new_boolean(x->state & VMRAS_PS_NOTIFIED));
+		json_object_object_add(p, "ignored", json_object_new_boolean(x->state & VMRAS_PS_IGNORED));
+		json_object_object_add(p, "vcpu", x->vcpu >= 0 ? json_object_new_int(x->vcpu) : NULL);
+		json_object_object_add(p, "first-ns", json_object_new_uint64(x->first_ns));
+		json_object_array_add(a, p);
+	}
+	json_object_object_add(o, "errors", a);
+	json_object_object_add(o, "total", json_object_new_uint64(total));
+
+	vmras_get_stats(vm->ras, &st);
+	c = json_object_new_object();
+	for (int s = 0; s < VMRAS_SRC_COUNT; s++) {
+		char k[48];
+
+		snprintf(k, sizeof(k), "received-%s", vmras_source_name(s));
+		json_object_object_add(c, k, json_object_new_uint64(st.received[s]));
+	}
+	for (int act = 0; act < VMRAS_ACTION_COUNT; act++) {
+		char k[32];
+
+		snprintf(k, sizeof(k), "action-%s", vmras_action_name(act));
+		json_object_object_add(c, k, json_object_new_uint64(st.actions[act]));
+	}
+#define C(k, v) json_object_object_add(c, (k), json_object_new_uint64(v))
+	C("dropped", st.dropped);
+	C("duplicates", st.duplicates);
+	C("contained", st.contained);
+	C("contain-failed", st.contain_failed);
+	C("mce-delivered", st.mce_delivered);
+	C("mce-deferred", st.mce_deferred);
+	C("mce-undeliverable", st.mce_undeliverable);
+	C("mce-broadcast", st.mce_broadcast);
+	C("not-guest-ram", st.not_guest_ram);
+	C("bytes-lost", st.bytes_lost);
+	C("log-errors", st.log_errors);
+#undef C
+	json_object_object_add(o, "counters", c);
+	return o;
+}
