@@ -658,7 +658,8 @@ static bool deliver(struct vmras *v, int fd, struct pending_mce *p)
 	f->recursive = r == VMRAS_MCE_BUSY;
 	f->action = v->cfg.policy.undeliverable;
 	if (r < 0)
-		snprintf(f->detail, sizeof(f->detail), "KVM_X86_SET_MCE: %s", strerror(-r));
+		snprintf(f->detail, sizeof(f->detail), "machine check delivery failed: %s",
+			 strerror(-r));
 	else
 		snprintf(f->detail, sizeof(f->detail), "%s", f->recursive
 			 ? "action-required error while the guest still handled a machine check"

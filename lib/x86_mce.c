@@ -15,7 +15,7 @@ int vmras_x86_mce_encode(const struct vmras_mce_params *p, struct vmras_x86_mce 
 {
 	struct vmras_x86_mce m = { .bank = (uint8_t)p->bank };
 
-	if (p->lsb < 12 || p->lsb > 51 || p->bank > 31)
+	if (p->bank > 31 || (p->type != VMRAS_MCE_BROADCAST && (p->lsb < 12 || p->lsb > 51)))
 		return -EINVAL;
 	switch (p->type) {
 	case VMRAS_MCE_SRAO:

@@ -30,7 +30,7 @@ struct vmras_x86_mce {
 	uint8_t bank;
 };
 
-/* -EINVAL for an unknown type or an lsb outside 12..51. */
+/* -EINVAL for an unknown type, a bank over 31, or (but for a broadcast) an lsb outside 12..51. */
 int vmras_x86_mce_encode(const struct vmras_mce_params *p, struct vmras_x86_mce *out);
 
 enum vmras_mce_delivery {

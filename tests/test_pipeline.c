@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * libvmras without a guest: the SIGBUS capture under a 10,000-error burst
+ * from several threads, chaining of foreign SIGBUS, containment, the
+ * machine-check-safe copy, and vCPU exit classification from synthetic
+ * kvm_run contents.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kabi/kvm.h"
+#include "tap.h"
+#include "vmras/vmras.h"
+
+#define GPA_BASE 0x100000000ULL
+#define RAM_SIZE (48ULL << 20)
+#define BURST 10000
+#define THREADS 4
+
+static struct vmras *ras;
+static char *ram;
+static atomic_int failures, kicks, resets, foreign_sigbus;
+static struct vmras_failure last;
+static pthread_mutex_t last_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_failure(void *o, const struct vmras_failure *f)
+{
+	(void)o;
+	pthread_mutex_lock(&last_lock);
+	last = *f;
+	pthread_mutex_unlock(&last_lock);
+	atomic_fetch_add(&failures, 1);
+}
+
+static void on_kick(void *o, unsigned int vcpu)
+{
+	(void)o;
+	(void)vcpu;
+	atomic_fetch_add(&kicks, 1);
+}
+
+static void on_reset(void *o, const char *why)
+{
+	(void)o;
+	(void)why;
+	atomic_fetch_add(&resets, 1);
+}
+
+static void foreign_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)si;
+	(void)uc;
+	atomic_fetch_add(&foreign_sigbus, 1);
+}
+
+static int send_self_sigbus(int code, void *addr, int lsb)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	si.si_signo = SIGBUS;
+	si.si_code = code;
+	si.si_addr = addr;
+	si.si_addr_lsb = (short)lsb;
+	return (int)syscall(SYS_rt_tgsigqueueinfo, getpid(), syscall(SYS_gettid), SIGBUS, &si);
+}
+
+static bool wait_for(size_t (*count)(void), size_t want, int seconds)
+{
+	for (int i = 0; i < seconds * 100; i++) {
+		if (count() >= want)
+			return true;
+		usleep(10000);
+	}
+	return count() >= want;
+}
+
+static size_t registry_count(void)
+{
+	return vmras_registry_count(vmras_get_registry(ras));
+}
+
+static void *burst_thread(void *arg)
+{
+	long t = (long)arg;
+
+	for (long i = t; i < BURST; i += THREADS)
+		send_self_sigbus(BUS_MCEERR_AO, ram + i * 4096 + 8, 12);
+	return NULL;
+}
+
+static void test_chaining(void)
+{
+	static char outside[4096];
+
+	send_self_sigbus(BUS_MCEERR_AO, outside, 12);
+	is_int(atomic_load(&foreign_sigbus), 1,
+	       "AO outside guest RAM goes to the previous handler");
+	send_self_sigbus(BUS_ADRALN, ram + 64, 0);
+	is_int(atomic_load(&foreign_sigbus), 2,
+	       "a SIGBUS that is not a memory error goes to the previous handler");
+}
+
+static void test_burst(void)
+{
+	pthread_t th[THREADS];
+	struct vmras_stats st;
+
+	for (long t = 0; t < THREADS; t++)
+		pthread_create(&th[t], NULL, burst_thread, (void *)t);
+	for (int t = 0; t < THREADS; t++)
+		pthread_join(th[t], NULL);
+	ok(wait_for(registry_count, BURST, 60), "burst: registry reaches %d entries", BURST);
+	is_int(registry_count(), BURST, "burst: exactly %d registry entries", BURST);
+	vmras_get_stats(ras, &st);
+	is_int(st.dropped, 0, "burst: 0 dropped");
+	is_int(st.received[VMRAS_SRC_SIGBUS], BURST, "burst: %d SIGBUS received", BURST);
+	is_int(st.contained, BURST, "burst: every page contained");
+	is_int(st.actions[VMRAS_ACTION_IGNORE], BURST,
+	       "burst: every one reported (no vCPU to tell: ignore)");
+}
+
+static void test_safe_copy(void)
+{
+	uint64_t clean = GPA_BASE + (RAM_SIZE - 4 * 4096), bad = clean + 4096;
+	char buf[64];
+	size_t before = registry_count();
+
+	memset(ram + (clean - GPA_BASE), 0x5a, 4096);
+	is_int(vmras_copy_from_guest(ras, buf, clean, sizeof(buf)), 0, "safe copy of a clean page");
+	ok(buf[0] == 0x5a && buf[63] == 0x5a, "safe copy returns the bytes");
+	/* Poisoned behind the registry's back: the copy itself hits it. */
+	is_int(vmras_inject(ras, bad, VMRAS_AO, -1, false), 0, "poison a page without a report");
+	is_int(vmras_copy_from_guest(ras, buf, bad + 100, 8), -EHWPOISON,
+	       "safe copy of the poisoned page: -EHWPOISON, and we are still here");
+	ok(wait_for(registry_count, before + 1, 10), "the copy's SIGBUS became a registry entry");
+	is_int(vmras_copy_from_guest(ras, buf, bad, 8), -EHWPOISON,
+	       "a known poisoned page is refused without touching it");
+	is_int(vmras_copy_from_guest(ras, buf, GPA_BASE - 4096, 8), -EFAULT,
+	       "a range outside guest RAM: -EFAULT");
+	is_int(vmras_copy_from_guest(ras, buf, GPA_BASE + RAM_SIZE - 4, 8), -EFAULT,
+	       "a range running off the end of RAM: -EFAULT");
+}
+
+static struct kvm_run *run_with(uint32_t reason)
+{
+	struct kvm_run *run = calloc(1, 4096);
+
+	run->exit_reason = reason;
+	return run;
+}
+
+static void *vcpu_ar_thread(void *arg)
+{
+	int *res = arg;
+	struct kvm_run *run = run_with(KVM_EXIT_INTR);
+
+	vmras_vcpu_thread_start(ras, 0);
+	send_self_sigbus(BUS_MCEERR_AR, ram + (RAM_SIZE - 8 * 4096), 12);
+	*res = vmras_vcpu_exit(ras, 0, run, -EINTR);
+	free(run);
+	return NULL;
+}
+
+static void test_classify(void)
+{
+	uint64_t poisoned = GPA_BASE + RAM_SIZE - 16 * 4096, clean = poisoned + 4096;
+	struct vmras_poison p;
+	struct kvm_run *run;
+	pthread_t th;
+	int res = -1;
+
+	vmras_inject(ras, poisoned, VMRAS_AO, -1, false);
+
+	run = run_with(KVM_EXIT_MEMORY_FAULT);
+	kabi_kvm_run_memory_fault(run)->gpa = poisoned;
+	kabi_kvm_run_memory_fault(run)->size = 4096;
+	is_int(vmras_vcpu_exit(ras, 0, run, -EHWPOISON), VMRAS_EXIT_HANDLED,
+	       "KVM_RUN -EHWPOISON + KVM_EXIT_MEMORY_FAULT: handled");
+	ok(vmras_registry_lookup(vmras_get_registry(ras), poisoned, &p) == 0 &&
+	   p.kind == VMRAS_AR && p.vcpu == 0 && p.source == VMRAS_SRC_MEMORY_FAULT,
+	   "it is an AR of vCPU 0 from a memory fault");
+	ok(atomic_load(&kicks) > 0, "vCPU 0 was kicked to take its machine check");
+
+	kabi_kvm_run_memory_fault(run)->gpa = clean;
+	is_int(vmras_vcpu_exit(ras, 0, run, -EFAULT), VMRAS_EXIT_NOT_MINE,
+	       "-EFAULT memory fault on a good page is not a memory error");
+	free(run);
+
+	run = run_with(KVM_EXIT_MMIO);
+	run->mmio.phys_addr = poisoned + 8;
+	run->mmio.len = 8;
+	is_int(vmras_vcpu_exit(ras, 0, run, 0), VMRAS_EXIT_HANDLED,
+	       "MMIO read inside RAM on a poisoned page: handled");
+	is_u64(*(uint64_t *)run->mmio.data, UINT64_MAX, "the read gets all ones");
+	run->mmio.phys_addr = GPA_BASE - 4096;
+	memset(run->mmio.data, 0x11, 8);
+	is_int(vmras_vcpu_exit(ras, 0, run, 0), VMRAS_EXIT_NOT_MINE, "MMIO outside RAM is MMIO");
+	ok(run->mmio.data[0] == 0x11, "and its data is left alone");
+	run->mmio.phys_addr = clean;
+	is_int(vmras_vcpu_exit(ras, 0, run, 0), VMRAS_EXIT_NOT_MINE,
+	       "MMIO on a readable RAM page is not a memory error");
+	run->exit_reason = KVM_EXIT_IO;
+	is_int(vmras_vcpu_exit(ras, 0, run, 0), VMRAS_EXIT_NOT_MINE, "an I/O exit is not ours");
+	free(run);
+
+	pthread_create(&th, NULL, vcpu_ar_thread, &res);
+	pthread_join(th, NULL);
+	is_int(res, VMRAS_EXIT_HANDLED, "AR SIGBUS on a vCPU thread: handled by vmras_vcpu_exit");
+	ok(vmras_registry_lookup(vmras_get_registry(ras), GPA_BASE + RAM_SIZE - 8 * 4096, &p) == 0 &&
+	   p.kind == VMRAS_AR && p.vcpu == 0 && p.source == VMRAS_SRC_SIGBUS,
+	   "recorded as vCPU 0's AR from SIGBUS");
+
+	/* vCPU 0's fd is not a vCPU: delivery fails, and that is not silent. */
+	atomic_store(&failures, 0);
+	is_int(vmras_vcpu_pre_run(ras, 0), 0, "pre-run with undeliverable machine checks");
+	ok(atomic_load(&failures) >= 1 && last.action == VMRAS_ACTION_RESET &&
+	   last.detail[0], "each is reported with action reset and why (%s)", last.detail);
+	ok(atomic_load(&resets) >= 1, "and the VMM was asked to reset");
+	is_int(vmras_vcpu_exit(ras, 99999, NULL, 0), -EINVAL, "a bad vCPU index: -EINVAL");
+}
+
+static void test_inject_errors(void)
+{
+	is_int(vmras_inject(ras, GPA_BASE - 4096, VMRAS_AO, -1, true), -EFAULT,
+	       "inject outside guest RAM: -EFAULT");
+	is_int(vmras_inject(ras, GPA_BASE, VMRAS_AR, 7, true), -EINVAL,
+	       "AR injection for an unknown vCPU: -EINVAL");
+}
+
+int main(void)
+{
+	struct sigaction sa = { .sa_sigaction = foreign_handler, .sa_flags = SA_SIGINFO };
+	struct vmras_config cfg = {
+		.ops = { .kick_vcpu = on_kick, .request_reset = on_reset, .failure = on_failure },
+		.mcg_cap = 0x100010a,
+	};
+	struct vmras_region r = {
+		.gpa = GPA_BASE, .size = RAM_SIZE, .backing = VMRAS_BACKING_ANON,
+		.fd = -1, .page_size = 4096,
+	};
+	int dummy_vcpu = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+	vmras_policy_default(&cfg.policy);
+	ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(ram, 1, RAM_SIZE);
+	r.hva = ram;
+	if (!is_int(vmras_new(&cfg, &ras), 0, "vmras_new") ||
+	    !is_int(vmras_add_region(ras, &r), 0, "add 48 MiB of RAM") ||
+	    !is_int(vmras_start(ras), 0, "vmras_start"))
+		return tap_done();
+	is_int(vmras_add_region(ras, &r), -EEXIST, "an overlapping region is refused");
+
+	test_chaining();
+	test_burst();
+	test_safe_copy();
+	test_inject_errors();
+	/* From here on vCPU 0 exists (a fake one). */
+	vmras_add_vcpu(ras, 0, dummy_vcpu);
+	test_classify();
+
+	vmras_free(ras);
+	return tap_done();
+}
