@@ -45,6 +45,7 @@ struct idt_entry {
 
 extern const uint64_t exc_stubs[32];
 extern char mc_scan_insn[], mc_scan_insn_end[], mc_scan_fixup[];
+extern char fill_insn[], fill_insn_end[], fill_fixup[];
 long mc_scan(const void *p, unsigned long nwords, uint64_t value);
 void fill_words(void *p, unsigned long nwords, uint64_t value);
 void guest_main(uint32_t cpu, const struct gl_boot_info *bi);
@@ -219,6 +220,9 @@ static void machine_check(struct exc_frame *f, struct cpu_state *cs)
 	if (action_required && f->rip >= (uint64_t)mc_scan_insn &&
 	    f->rip <= (uint64_t)mc_scan_insn_end)
 		f->rip = (uint64_t)mc_scan_fixup;
+	else if (action_required && f->rip >= (uint64_t)fill_insn &&
+		 f->rip <= (uint64_t)fill_insn_end)
+		f->rip = (uint64_t)fill_fixup;
 }
 
 void exception_dispatch(struct exc_frame *f)

@@ -105,11 +105,17 @@ mc_scan_fixup:
 	mov	$-2, %rax
 	ret
 
-/* void fill_words(void *p, unsigned long nwords, uint64_t value) */
-	.globl	fill_words
+/*
+ * void fill_words(void *p, unsigned long nwords, uint64_t value): the same
+ * fixup, for stores (KVM cannot map a poisoned page for writing either).
+ */
+	.globl	fill_words, fill_insn, fill_insn_end, fill_fixup
 fill_words:
 	mov	%rdx, %rax
 	mov	%rsi, %rcx
 	cld
+fill_insn:
 	rep stosq
+fill_insn_end:
+fill_fixup:
 	ret

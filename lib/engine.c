@@ -99,6 +99,32 @@ static int first_vcpu(struct vmras *v)
 	return -1;
 }
 
+/*
+ * With v->lock held: take back undelivered AO machine checks for the range
+ * at gpa (an AR for it is about to be queued); their records go to out.
+ */
+static unsigned int drop_pending_ao(struct vmras *v, uint64_t gpa, struct vmras_failure *out)
+{
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < v->nvcpus; i++) {
+		struct vcpu_slot *s = &v->vcpus[i];
+		unsigned int k = 0;
+
+		for (unsigned int j = 0; j < s->npending; j++) {
+			struct pending_mce *p = &s->pending[j];
+
+			if (!p->broadcast && !p->f.action_required && n < 4 &&
+			    (p->f.ev.gpa & ~(p->f.size - 1)) == gpa)
+				out[n++] = p->f;
+			else
+				s->pending[k++] = *p;
+		}
+		s->npending = k;
+	}
+	return n;
+}
+
 /* Queue the machine check(s) for f on the vCPU thread(s); kick them. */
 static void queue_mce(struct vmras *v, struct vmras_failure *f, int target)
 {
@@ -114,6 +140,8 @@ static void queue_mce(struct vmras *v, struct vmras_failure *f, int target)
 	};
 	struct pending_mce p = { .f = *f };
 	bool kick[VMRAS_MAX_VCPUS] = { false };
+	struct vmras_failure superseded[4];
+	unsigned int nsuperseded = 0;
 
 	if (vmras_x86_mce_encode(&mp, &p.mce)) {
 		f->action = VMRAS_ACTION_IGNORE;
@@ -132,6 +160,8 @@ static void queue_mce(struct vmras *v, struct vmras_failure *f, int target)
 		report(v, f);
 		return;
 	}
+	if (ar_to_guest)
+		nsuperseded = drop_pending_ao(v, f->ev.gpa & ~(f->size - 1), superseded);
 	v->vcpus[target].pending[v->vcpus[target].npending++] = p;
 	kick[target] = true;
 	if (ar_to_guest && v->cfg.policy.broadcast) {
@@ -150,6 +180,12 @@ static void queue_mce(struct vmras *v, struct vmras_failure *f, int target)
 		}
 	}
 	pthread_mutex_unlock(&v->lock);
+	for (unsigned int i = 0; i < nsuperseded; i++) {
+		superseded[i].action = VMRAS_ACTION_IGNORE;
+		snprintf(superseded[i].detail, sizeof(superseded[i].detail),
+			 "superseded by an action-required error on vCPU %d", target);
+		report(v, &superseded[i]);
+	}
 	for (unsigned int i = 0; i < v->nvcpus; i++)
 		if (kick[i] && v->cfg.ops.kick_vcpu)
 			v->cfg.ops.kick_vcpu(v->cfg.ops.opaque, i);
@@ -319,30 +355,43 @@ static void *engine_thread(void *arg)
 		struct pollfd pfd = { .fd = v->wake_fd, .events = POLLIN };
 		struct capture_slot s;
 		struct submitted *q;
-		uint64_t n, ao_hva = 0;
-		unsigned int ao_lsb = 0;
-		bool stop, raise_ao;
+		uint64_t n;
+		unsigned int nraise;
+		bool stop;
 
 		if (poll(&pfd, 1, timeout) > 0)
 			(void)!read(v->wake_fd, &n, sizeof(n));
 
 		pthread_mutex_lock(&v->lock);
 		stop = v->stopping;
-		raise_ao = v->raise_ao;
-		if (raise_ao) {
-			ao_hva = v->raise_ao_hva;
-			ao_lsb = v->raise_ao_lsb;
-			v->raise_ao = false;
-		}
+		nraise = v->nraise_ao;
 		q = v->queue;
 		v->queue = NULL;
 		v->queue_tail = &v->queue;
 		pthread_mutex_unlock(&v->lock);
 		if (stop)
 			break;
-		/* Injected AO: what memory_failure() sends the early-kill thread. */
-		if (raise_ao)
-			capture_raise_sigbus(BUS_MCEERR_AO, ao_hva, ao_lsb);
+		/*
+		 * Injected AOs: what memory_failure() sends the early-kill thread,
+		 * one signal at a time (a pending SIGBUS does not queue twice).
+		 */
+		for (unsigned int i = 0; i < nraise; i++) {
+			pthread_mutex_lock(&v->lock);
+			uint64_t hva = v->raise_ao[i].hva;
+			unsigned int lsb = v->raise_ao[i].lsb;
+			pthread_mutex_unlock(&v->lock);
+
+			capture_raise_sigbus(BUS_MCEERR_AO, hva, lsb);
+		}
+		if (nraise) {
+			pthread_mutex_lock(&v->lock);
+			memmove(v->raise_ao, v->raise_ao + nraise,
+				(v->nraise_ao - nraise) * sizeof(v->raise_ao[0]));
+			v->nraise_ao -= nraise;
+			if (v->nraise_ao)
+				engine_wake(v);
+			pthread_mutex_unlock(&v->lock);
+		}
 
 		while (capture_pop(v, &s)) {
 			struct vmras_event ev = slot_event(v, &s);
@@ -699,9 +748,21 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 	}
 
 	pthread_mutex_lock(&v->lock);
-	n = s->npending;
+	n = 0;
 	fd = s->fd;
-	memcpy(todo, s->pending, n * sizeof(todo[0]));
+	/*
+	 * Action-required first: an AO or a bystander's broadcast delivered
+	 * before it would set MCIP and turn the AR into a recursive one. AOs
+	 * then wait their turn; broadcasts to a busy vCPU are dropped.
+	 */
+	for (int pass = 0; pass < 3; pass++)
+		for (i = 0; i < s->npending; i++) {
+			const struct pending_mce *p = &s->pending[i];
+			int rank = p->broadcast ? 2 : p->f.action_required ? 0 : 1;
+
+			if (rank == pass)
+				todo[n++] = *p;
+		}
 	s->npending = 0;
 	pthread_mutex_unlock(&v->lock);
 
@@ -770,15 +831,22 @@ int vmras_inject(struct vmras *v, uint64_t gpa, enum vmras_error_kind kind, int 
 		return -EINVAL;
 	base = gpa & ~(r->page_size - 1);
 	hva = (uintptr_t)r->hva + (gpa - r->gpa);
+	if (kind == VMRAS_AO && signal &&
+	    __atomic_load_n(&v->nraise_ao, __ATOMIC_RELAXED) == RAISE_AO_MAX)
+		return -EBUSY;
 	/* The hardware part: the page is bad for real from now on. */
 	err = contain_range(v, r, base, r->page_size);
 	if (err || !signal)
 		return err;
 	pthread_mutex_lock(&v->lock);
 	if (kind == VMRAS_AO) {
-		v->raise_ao = true;
-		v->raise_ao_hva = hva;
-		v->raise_ao_lsb = log2_u64(r->page_size);
+		if (v->nraise_ao == RAISE_AO_MAX) {
+			pthread_mutex_unlock(&v->lock);
+			return -EBUSY;
+		}
+		v->raise_ao[v->nraise_ao].hva = hva;
+		v->raise_ao[v->nraise_ao].lsb = log2_u64(r->page_size);
+		v->nraise_ao++;
 	} else {
 		v->vcpus[vcpu].raise_ar = true;
 		v->vcpus[vcpu].raise_ar_hva = hva & ~(SMALL_PAGE - 1);

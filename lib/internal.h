@@ -14,6 +14,7 @@
 #define VMRAS_MAX_VCPUS 256
 #define RING_SIZE 16384		/* power of two */
 #define VCPU_MAX_PENDING 64
+#define RAISE_AO_MAX 1024
 
 /* One SIGBUS as the handler saw it. */
 struct capture_slot {
@@ -77,9 +78,12 @@ struct vmras {
 	struct submitted *queue, **queue_tail;
 	struct vcpu_slot vcpus[VMRAS_MAX_VCPUS];
 	unsigned int nvcpus;	/* highest index + 1 */
-	bool raise_ao;		/* engine: send itself an AO for raise_ao_hva */
-	uint64_t raise_ao_hva;
-	unsigned int raise_ao_lsb;
+	/* Injected AOs the engine still has to send itself, in order. */
+	unsigned int nraise_ao;
+	struct {
+		uint64_t hva;
+		unsigned int lsb;
+	} raise_ao[RAISE_AO_MAX];
 	struct vmras_stats stats;
 };
 

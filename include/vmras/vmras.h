@@ -117,6 +117,8 @@ int vmras_copy_from_guest(struct vmras *v, void *dst, uint64_t gpa, size_t len);
  * SIGBUS the kernel would (AO: to the early-kill thread, exact address,
  * lsb of the page size; AR: to vCPU `vcpu`'s thread, page-aligned, lsb 12).
  * With signal = false, only poison it: the guest's next touch is the AR.
+ * -EFAULT: gpa is not guest RAM; -EINVAL: no such vCPU; -EBUSY: too many
+ * injected AOs not yet sent (nothing changed).
  */
 int vmras_inject(struct vmras *v, uint64_t gpa, enum vmras_error_kind kind, int vcpu,
 		 bool signal);
