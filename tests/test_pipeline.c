@@ -228,6 +228,46 @@ static void test_classify(void)
 	is_int(vmras_vcpu_exit(ras, 99999, NULL, 0), -EINVAL, "a bad vCPU index: -EINVAL");
 }
 
+/* The kernel's own SIGBUS: needs CONFIG_MEMORY_FAILURE and CAP_SYS_ADMIN. */
+static void *hwpoison_thread(void *arg)
+{
+	int *res = arg;
+	char *page = ram + (RAM_SIZE - 32 * 4096);
+
+	vmras_vcpu_thread_start(ras, 0);
+	page[0] = 1;
+	if (madvise(page, 4096, MADV_HWPOISON)) {
+		res[0] = -errno;
+		return NULL;
+	}
+	res[1] = vmras_vcpu_exit(ras, 0, NULL, 0);
+	return NULL;
+}
+
+static void test_madv_hwpoison(void)
+{
+	struct vmras_poison p;
+	int res[2] = { 0, -1 };
+	pthread_t th;
+
+	if (access("/proc/sys/vm/memory_failure_recovery", F_OK)) {
+		tap_skip("MADV_HWPOISON: the kernel's own BUS_MCEERR_AR",
+			 "kernel without CONFIG_MEMORY_FAILURE (no /proc/sys/vm/memory_failure_*): "
+			 "MADV_HWPOISON fails and the kernel never sends BUS_MCEERR_AO/AR");
+		return;
+	}
+	pthread_create(&th, NULL, hwpoison_thread, res);
+	pthread_join(th, NULL);
+	if (res[0] == -EPERM) {
+		tap_skip("MADV_HWPOISON: the kernel's own BUS_MCEERR_AR", "needs CAP_SYS_ADMIN");
+		return;
+	}
+	is_int(res[0], 0, "MADV_HWPOISON on a guest page");
+	is_int(res[1], VMRAS_EXIT_HANDLED, "the kernel's BUS_MCEERR_AR became vCPU 0's AR");
+	ok(vmras_registry_lookup(vmras_get_registry(ras), GPA_BASE + RAM_SIZE - 32 * 4096, &p) == 0 &&
+	   p.source == VMRAS_SRC_SIGBUS, "and is in the registry");
+}
+
 static void test_inject_errors(void)
 {
 	is_int(vmras_inject(ras, GPA_BASE - 4096, VMRAS_AO, -1, true), -EFAULT,
@@ -268,6 +308,7 @@ int main(void)
 	/* From here on vCPU 0 exists (a fake one). */
 	vmras_add_vcpu(ras, 0, dummy_vcpu);
 	test_classify();
+	test_madv_hwpoison();
 
 	vmras_free(ras);
 	return tap_done();

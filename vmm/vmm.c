@@ -417,9 +417,13 @@ int vmm_read_guest(struct vmm *vm, uint64_t gpa, void *buf, size_t len,
 {
 	int r = check_range(vm, gpa, len, e);
 
-	if (!r)
-		memcpy(buf, vm->ram.hva + gpa, len);
-	return r;
+	if (r)
+		return r;
+	/* Guest memory may be poisoned: never read it with a plain memcpy. */
+	r = vmras_copy_from_guest(vm->ras, buf, gpa, len);
+	if (r)
+		return vmm_fail(e, r, "read guest memory at GPA 0x%" PRIx64, gpa);
+	return 0;
 }
 
 int vmm_protect_guest(struct vmm *vm, uint64_t gpa, uint64_t size, int prot,
@@ -473,7 +477,12 @@ void vmm_guest_message(struct vmm *vm, struct vcpu *v, uint64_t gpa)
 		pthread_mutex_unlock(&vm->lock);
 		return;
 	}
-	memcpy(&m, vm->ram.hva + gpa, sizeof(m));
+	if (vmras_copy_from_guest(vm->ras, &m, gpa, sizeof(m))) {
+		pthread_mutex_lock(&vm->lock);
+		vm->report.bad_messages++;
+		pthread_mutex_unlock(&vm->lock);
+		return;
+	}
 	pthread_mutex_lock(&vm->lock);
 	r = report_apply(&vm->report, v->index, &m);
 	pthread_mutex_unlock(&vm->lock);

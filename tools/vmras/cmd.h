@@ -9,6 +9,9 @@ void tool_error(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 int probe_main(int argc, char **argv);
+int demo_main(int argc, char **argv);
 int run_main(int argc, char **argv);
+int inject_main(int argc, char **argv);
+int events_main(int argc, char **argv);
 
 #endif

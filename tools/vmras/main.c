@@ -13,8 +13,11 @@ static const struct {
 	int (*main)(int argc, char **argv);
 	const char *help;
 } commands[] = {
+	{ "demo", demo_main, "boot the guest, inject an AO and an AR error, show what happened" },
 	{ "probe", probe_main, "what this host can do about guest memory errors" },
 	{ "run", run_main, "run the reference VM with the self-checking test guest" },
+	{ "inject", inject_main, "inject a memory error into a running VM (--control)" },
+	{ "events", events_main, "print a running VM's events as they come (--control)" },
 };
 
 void tool_error(const char *cmd, const char *fmt, ...)

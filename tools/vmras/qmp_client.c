@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "qmp_client.h"
+
+#define MAX_KEPT 1024
+
+struct qmp_client {
+	int fd;
+	json_tokener *tok;
+	char buf[4096];
+	size_t len, off;
+	json_object *kept[MAX_KEPT];	/* events read while waiting for a reply */
+	unsigned int nkept;
+	json_object *last_error;
+};
+
+/* The next JSON message; -ETIMEDOUT, -ECONNRESET on EOF, -EBADMSG. */
+static int next_message(struct qmp_client *c, int timeout_ms, json_object **out)
+{
+	for (;;) {
+		while (c->off < c->len) {
+			json_object *o = json_tokener_parse_ex(c->tok, c->buf + c->off,
+							       (int)(c->len - c->off));
+			enum json_tokener_error err = json_tokener_get_error(c->tok);
+			size_t used = json_tokener_get_parse_end(c->tok);
+
+			c->off += used ? used : c->len - c->off;
+			if (err == json_tokener_continue)
+				continue;
+			json_tokener_reset(c->tok);
+			if (err != json_tokener_success)
+				return -EBADMSG;
+			*out = o;
+			return 0;
+		}
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		int r = poll(&p, 1, timeout_ms);
+		ssize_t n;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -ETIMEDOUT;
+		n = read(c->fd, c->buf, sizeof(c->buf));
+		if (n < 0)
+			return errno == EINTR ? 0 : -errno;
+		if (n == 0)
+			return -ECONNRESET;
+		c->len = (size_t)n;
+		c->off = 0;
+	}
+}
+
+static int send_json(struct qmp_client *c, json_object *o)
+{
+	size_t len;
+	const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+
+	while (len) {
+		ssize_t n = send(c->fd, s, len, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		s += n;
+		len -= (size_t)n;
+	}
+	return send(c->fd, "\n", 1, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+int qmpc_execute(struct qmp_client *c, const char *cmd, json_object *args,
+		 json_object **ret, const char **errdesc)
+{
+	json_object *o = json_object_new_object(), *m, *v;
+	int r;
+
+	json_object_object_add(o, "execute", json_object_new_string(cmd));
+	if (args)
+		json_object_object_add(o, "arguments", args);
+	r = send_json(c, o);
+	json_object_put(o);
+	if (r)
+		return r;
+	for (;;) {
+		r = next_message(c, 30000, &m);
+		if (r)
+			return r;
+		if (json_object_object_get_ex(m, "event", NULL)) {
+			if (c->nkept < MAX_KEPT)
+				c->kept[c->nkept++] = m;
+			else
+				json_object_put(m);
+			continue;
+		}
+		if (json_object_object_get_ex(m, "return", &v)) {
+			*ret = json_object_get(v);
+			json_object_put(m);
+			return 0;
+		}
+		json_object_put(c->last_error);
+		c->last_error = m;
+		*errdesc = "unknown error";
+		if (json_object_object_get_ex(m, "error", &v) &&
+		    json_object_object_get_ex(v, "desc", &v))
+			*errdesc = json_object_get_string(v);
+		return -EPROTO;
+	}
+}
+
+int qmpc_next_event(struct qmp_client *c, int timeout_ms, json_object **ev)
+{
+	json_object *m;
+	int r;
+
+	if (c->nkept) {
+		*ev = c->kept[0];
+		memmove(c->kept, c->kept + 1, --c->nkept * sizeof(c->kept[0]));
+		return 0;
+	}
+	for (;;) {
+		r = next_message(c, timeout_ms, &m);
+		if (r)
+			return r;
+		if (json_object_object_get_ex(m, "event", NULL)) {
+			*ev = m;
+			return 0;
+		}
+		json_object_put(m); /* a stray reply */
+	}
+}
+
+int qmpc_connect(const char *path, struct qmp_client **out, const char **why)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct qmp_client *c;
+	json_object *greeting, *ret;
+	const char *desc;
+	int r;
+
+	*why = "connect";
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(addr.sun_path, path, strlen(path));
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->tok = json_tokener_new();
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (!c->tok || c->fd < 0) {
+		r = c->tok ? -errno : -ENOMEM;
+		goto err;
+	}
+	if (connect(c->fd, (struct sockaddr *)&addr, sizeof(addr))) {
+		r = -errno;
+		goto err;
+	}
+	*why = "read the QMP greeting";
+	r = next_message(c, 10000, &greeting);
+	if (r)
+		goto err;
+	r = json_object_object_get_ex(greeting, "QMP", NULL) ? 0 : -EPROTO;
+	json_object_put(greeting);
+	if (r)
+		goto err;
+	*why = "negotiate capabilities";
+	r = qmpc_execute(c, "qmp_capabilities", NULL, &ret, &desc);
+	if (r)
+		goto err;
+	json_object_put(ret);
+	*out = c;
+	return 0;
+err:
+	qmpc_close(c);
+	return r;
+}
+
+void qmpc_close(struct qmp_client *c)
+{
+	if (!c)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	if (c->tok)
+		json_tokener_free(c->tok);
+	for (unsigned int i = 0; i < c->nkept; i++)
+		json_object_put(c->kept[i]);
+	json_object_put(c->last_error);
+	free(c);
+}
