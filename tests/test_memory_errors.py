@@ -246,11 +246,43 @@ def test_kvm_raises_sigbus():
         vm.kill()
 
 
+def test_cli():
+    """vmras inject and vmras events against a running VM."""
+    import subprocess
+    vm = VM("--vcpus", "2", "--mem", "16M", "--passes", "100000")
+    try:
+        q = vm.qmp()
+        q.wait_event(guest_report("pass-done", vcpu=0))
+        ev = subprocess.Popen([vmtest.VMRAS, "events", "--control", vm.sock, "--json",
+                               "--timeout", "20"], stdout=subprocess.PIPE, text=True)
+        r = subprocess.run([vmtest.VMRAS, "inject", "--control", vm.sock, "--gpa", "0x500000",
+                            "--type", "ao"], capture_output=True, text=True, timeout=60)
+        tap.ok(r.returncode == 0 and "MEMORY_FAILURE action-optional at GPA 0x500000" in r.stdout
+               and "guest -> inject" in r.stdout, "vmras inject prints what happened", r)
+        r = subprocess.run([vmtest.VMRAS, "inject", "--control", vm.sock, "--gpa", "0x90000000",
+                            "--type", "ao"], capture_output=True, text=True, timeout=60)
+        tap.ok(r.returncode == 1 and r.stderr.count("\n") == 1 and "outside guest RAM" in r.stderr,
+               "vmras inject outside RAM: one line, exit 1", r)
+        r = subprocess.run([vmtest.VMRAS, "inject", "--control", vm.sock + ".nope", "--gpa", "1",
+                            "--type", "ao"], capture_output=True, text=True, timeout=60)
+        tap.ok(r.returncode == 1 and "connect" in r.stderr, "vmras inject, no socket: says so", r)
+        q.wait_event(guest_report("retired"))
+        q.cmd("quit")
+        out, _ = ev.communicate(timeout=60)
+        names = [json.loads(l)["event"] for l in out.splitlines() if l.strip()]
+        tap.ok("MEMORY_FAILURE" in names and "SHUTDOWN" in names,
+               "vmras events --json streamed the events", names[-5:])
+        vm.wait(timeout=60)
+    finally:
+        vm.kill()
+
+
 tap.run(test_ao)
 tap.run(test_ar)
 tap.run(test_natural_ar_and_reset)
 tap.run(test_burst)
 tap.run(test_undeliverable)
 tap.run(test_bad_input)
+tap.run(test_cli)
 tap.run(test_kvm_raises_sigbus)
 tap.done()
