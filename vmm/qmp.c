@@ -56,24 +56,33 @@ void qmp_errorf(struct qmp_error *err, const char *cls, const char *fmt, ...)
 
 /* ---- arguments ----------------------------------------------------- */
 
-int qmp_arg_u64(json_object *args, const char *name, bool required, uint64_t *out,
-		struct qmp_error *err)
+/* The member `name` of type `type`: 1 found, 0 absent and optional, -1 error. */
+static int get_arg(json_object *args, const char *name, bool required, json_type type,
+		   const char *type_name, json_object **out, struct qmp_error *err)
 {
-	json_object *v;
-
-	if (!json_object_object_get_ex(args, name, &v) || !v) {
+	if (!json_object_object_get_ex(args, name, out) || !*out) {
 		if (!required)
 			return 0;
 		qmp_errorf(err, "GenericError", "Parameter '%s' is missing", name);
 		return -1;
 	}
-	if (!json_object_is_type(v, json_type_int)) {
+	if (!json_object_is_type(*out, type)) {
 		qmp_errorf(err, "GenericError",
-			   "Invalid parameter type for '%s', expected: integer", name);
+			   "Invalid parameter type for '%s', expected: %s", name, type_name);
 		return -1;
 	}
+	return 1;
+}
+
+int qmp_arg_u64(json_object *args, const char *name, bool required, uint64_t *out,
+		struct qmp_error *err)
+{
+	json_object *v;
+	int r = get_arg(args, name, required, json_type_int, "integer", &v, err);
+
+	if (r <= 0)
+		return r;
 	/* json-c keeps integers above INT64_MAX as uint64. */
-	errno = 0;
 	if (json_object_get_int64(v) < 0) {
 		qmp_errorf(err, "GenericError",
 			   "Parameter '%s' expects a non-negative integer", name);
@@ -87,18 +96,10 @@ int qmp_arg_str(json_object *args, const char *name, bool required, const char *
 		struct qmp_error *err)
 {
 	json_object *v;
+	int r = get_arg(args, name, required, json_type_string, "string", &v, err);
 
-	if (!json_object_object_get_ex(args, name, &v) || !v) {
-		if (!required)
-			return 0;
-		qmp_errorf(err, "GenericError", "Parameter '%s' is missing", name);
-		return -1;
-	}
-	if (!json_object_is_type(v, json_type_string)) {
-		qmp_errorf(err, "GenericError",
-			   "Invalid parameter type for '%s', expected: string", name);
-		return -1;
-	}
+	if (r <= 0)
+		return r;
 	*out = json_object_get_string(v);
 	return 0;
 }
