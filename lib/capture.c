@@ -7,6 +7,7 @@
  * in guest RAM goes to the previous handler or the default action.
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -20,17 +21,26 @@
 #define BUS_MCEERR_AO 5
 #endif
 
+/* A repeat of the same consumed address this soon is a re-executing access. */
+#define REFAULT_NS 1000000000ULL
+
 static struct vmras *g_vmras;		/* one per process: it owns SIGBUS */
+static int g_in_handler;		/* handlers running now (uninstall waits) */
 static struct sigaction g_old_action;
 
-/* Per thread: what the handler needs to know and leaves behind. */
-static __thread struct {
+/*
+ * Per thread: what the handler needs to know and leaves behind.
+ * initial-exec: no lazy TLS allocation (not async-signal-safe) in a handler.
+ */
+static __thread __attribute__((tls_model("initial-exec"))) struct {
 	int vcpu;		/* -1: not a vCPU thread */
 	bool is_vcpu;
 	volatile sig_atomic_t ar_pending;
 	uint64_t ar_hva;
 	unsigned int ar_lsb;
 	int ar_code;
+	uint64_t last_consumed;	/* to tell a re-executing fault from a sent signal */
+	uint64_t last_consumed_ns;
 	sigjmp_buf *volatile copy_jb;
 } tls = { .vcpu = -1 };
 
@@ -105,18 +115,17 @@ static void chain(int sig, siginfo_t *si, void *uc)
 	}
 }
 
-static void say(const char *msg)
+/* The default action for a fault we cannot handle: death, as without vmras. */
+static void die_by_default(int sig)
 {
-	(void)!write(STDERR_FILENO, msg, strlen(msg));
+	signal(sig, SIG_DFL);
 }
 
-static void sigbus_handler(int sig, siginfo_t *si, void *uc)
+static void handle(struct vmras *v, int sig, siginfo_t *si, void *uc)
 {
-	struct vmras *v = __atomic_load_n(&g_vmras, __ATOMIC_ACQUIRE);
-	int saved_errno = errno;
 	uint64_t addr = (uint64_t)(uintptr_t)si->si_addr;
-	bool mce = si->si_code == BUS_MCEERR_AO || si->si_code == BUS_MCEERR_AR;
-	bool in_ram = v && vmras_memmap_find_hva(v->map, (uintptr_t)addr);
+	bool ao = si->si_code == BUS_MCEERR_AO;
+	bool in_ram = vmras_memmap_find_hva(v->map, (uintptr_t)addr);
 	/* Without CONFIG_MEMORY_FAILURE a poison marker reads as BUS_ADRERR. */
 	bool consumed = si->si_code == BUS_MCEERR_AR || (si->si_code == BUS_ADRERR && in_ram);
 	struct capture_slot s = {
@@ -128,9 +137,13 @@ static void sigbus_handler(int sig, siginfo_t *si, void *uc)
 	};
 	uint64_t one = 1;
 
-	if (!v || !in_ram || !(mce || consumed)) {
+	/*
+	 * Ours: memory errors in guest RAM, and AOs anywhere (we asked for
+	 * early kill; an AO outside guest RAM is recorded, not fatal) unless
+	 * the VMM had a handler of its own for them.
+	 */
+	if (!(consumed || (ao && (in_ram || !(g_old_action.sa_flags & SA_SIGINFO))))) {
 		chain(sig, si, uc);
-		errno = saved_errno;
 		return;
 	}
 	if (consumed && tls.copy_jb) {
@@ -140,26 +153,58 @@ static void sigbus_handler(int sig, siginfo_t *si, void *uc)
 		ring_push(v->ring, &s);
 		(void)!write(v->wake_fd, &one, sizeof(one));
 		tls.copy_jb = NULL;
-		errno = saved_errno;
+		__atomic_fetch_sub(&g_in_handler, 1, __ATOMIC_RELEASE);
 		siglongjmp(*jb, 1);
+	}
+	if (consumed && tls.last_consumed == addr &&
+	    s.time_ns - tls.last_consumed_ns < REFAULT_NS) {
+		/*
+		 * The same address again at once, not taken in between: a
+		 * user-space access re-executing (outside vmras_copy_from_guest).
+		 * This thread cannot go on; the default action ends it, as it
+		 * would without vmras.
+		 */
+		die_by_default(sig);
+		return;
+	}
+	if (consumed) {
+		tls.last_consumed = addr;
+		tls.last_consumed_ns = s.time_ns;
 	}
 	if (consumed && tls.is_vcpu) {
 		/* KVM's AR for this vCPU: vmras_vcpu_exit takes it from here. */
+		if (tls.ar_pending && tls.ar_hva != addr) {
+			/* An earlier one not yet taken: it goes by the ring, not lost. */
+			struct capture_slot old = s;
+
+			old.addr = tls.ar_hva;
+			old.lsb = tls.ar_lsb;
+			old.si_code = tls.ar_code;
+			ring_push(v->ring, &old);
+			(void)!write(v->wake_fd, &one, sizeof(one));
+		}
 		tls.ar_hva = addr;
 		tls.ar_lsb = (unsigned int)si->si_addr_lsb;
 		tls.ar_code = si->si_code;
 		tls.ar_pending = 1;
-		errno = saved_errno;
 		return;
 	}
 	ring_push(v->ring, &s);
 	(void)!write(v->wake_fd, &one, sizeof(one));
-	if (consumed) {
-		/* A VMM thread read poison outside a safe copy: it cannot go on. */
-		say("vmras: a VMM thread read poisoned guest memory outside "
-		    "vmras_copy_from_guest; the process cannot continue\n");
-		signal(sig, SIG_DFL);
-	}
+}
+
+static void sigbus_handler(int sig, siginfo_t *si, void *uc)
+{
+	int saved_errno = errno;
+	struct vmras *v;
+
+	__atomic_fetch_add(&g_in_handler, 1, __ATOMIC_ACQUIRE);
+	v = __atomic_load_n(&g_vmras, __ATOMIC_ACQUIRE);
+	if (v)
+		handle(v, sig, si, uc);
+	else
+		chain(sig, si, uc);
+	__atomic_fetch_sub(&g_in_handler, 1, __ATOMIC_RELEASE);
 	errno = saved_errno;
 }
 
@@ -187,7 +232,10 @@ void capture_uninstall(struct vmras *v)
 	if (__atomic_load_n(&g_vmras, __ATOMIC_ACQUIRE) != v)
 		return;
 	sigaction(SIGBUS, &g_old_action, NULL);
-	__atomic_store_n(&g_vmras, NULL, __ATOMIC_RELEASE);
+	__atomic_store_n(&g_vmras, NULL, __ATOMIC_SEQ_CST);
+	/* A handler that saw v before the store may still use it: wait. */
+	while (__atomic_load_n(&g_in_handler, __ATOMIC_SEQ_CST))
+		sched_yield();
 }
 
 void capture_set_vcpu_thread(int vcpu)
@@ -204,6 +252,7 @@ bool capture_take_vcpu_ar(uint64_t *hva, unsigned int *lsb, int *si_code)
 	*lsb = tls.ar_lsb;
 	*si_code = tls.ar_code;
 	tls.ar_pending = 0;
+	tls.last_consumed = 0; /* taken: a repeat is a new access, not a loop */
 	return true;
 }
 

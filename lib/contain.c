@@ -19,21 +19,35 @@
 #include "kabi/ioctl.h"
 #include "kabi/userfaultfd.h"
 
+/*
+ * Without CAP_SYS_PTRACE and vm.unprivileged_userfaultfd=1 only user-mode
+ * faults can be caught; poisoning works all the same, and only the short
+ * window before the marker is in place is unguarded against KVM's faults.
+ */
+static int open_uffd(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0 && errno == EPERM)
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	return fd < 0 ? -errno : fd;
+}
+
 int contain_open_uffd(struct vmras *v)
 {
 	struct uffdio_api api = { .api = UFFD_API };
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int fd = open_uffd();
 	long r;
 
 	if (fd < 0)
-		return -errno;
+		return fd;
 	r = kabi_ioctl(fd, UFFDIO_API, &api); /* features 0: learn what is offered */
 	if (r < 0)
 		goto err;
 	close(fd);
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	fd = open_uffd();
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (!(api.features & UFFD_FEATURE_POISON)) {
 		r = -EOPNOTSUPP;
 		goto err;
@@ -90,32 +104,50 @@ static int empty_range(const struct vmras_region *r, uint64_t hva, uint64_t gpa,
 	}
 }
 
+static void uffd_unregister(int uffd, uint64_t hva, uint64_t size)
+{
+	struct uffdio_range range = { .start = hva, .len = size };
+
+	kabi_ioctl(uffd, UFFDIO_UNREGISTER, &range);
+}
+
 int contain_range(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
 		  uint64_t size)
 {
 	uint64_t hva = (uintptr_t)r->hva + (gpa - r->gpa);
+	void *p = (void *)(uintptr_t)hva;
 	int err;
 
 	if (v->uffd < 0)
 		return v->uffd_err ? v->uffd_err : -EOPNOTSUPP;
 	/*
-	 * userfaultfd cannot take a regular file's mapping: put a private
-	 * anonymous page in its place and poison that like anonymous memory.
-	 * The file keeps its data; only this mapping stops using it.
+	 * userfaultfd cannot take a regular file's mapping: put private
+	 * anonymous memory in its place, inaccessible until registered (an
+	 * access meanwhile faults: it is an error on a bad page anyway, never
+	 * zeros), then treat it as anonymous memory. The file keeps its data;
+	 * only this mapping stops using it.
 	 */
 	if (r->backing == VMRAS_BACKING_FILE &&
-	    mmap((void *)(uintptr_t)hva, size, PROT_READ | PROT_WRITE,
-		 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED)
+	    mmap(p, size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED)
 		return -errno;
 	err = uffd_register(v->uffd, hva, size);
 	if (err)
 		return err;
+	if (r->backing == VMRAS_BACKING_FILE && mprotect(p, size, PROT_READ | PROT_WRITE)) {
+		err = -errno;
+		goto undo;
+	}
 	err = empty_range(r, hva, gpa, size);
 	if (err)
-		return err;
+		goto undo;
 	err = uffd_poison(v->uffd, hva, size);
 	/* EEXIST: a marker is already there (contained before, or by the kernel). */
-	return err == -EEXIST ? 0 : err;
+	if (!err || err == -EEXIST)
+		return 0;
+undo:
+	/* Nobody serves missing faults on it: left registered, an access would hang. */
+	uffd_unregister(v->uffd, hva, size);
+	return err;
 }
 
 int contain_restore(struct vmras *v, const struct vmras_region *r, uint64_t gpa,

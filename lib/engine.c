@@ -91,12 +91,17 @@ static void apply(struct vmras *v, struct vmras_failure *f)
 
 /* ---- deciding ------------------------------------------------------ */
 
+/* The vCPU that takes AOs: the first one still running. */
 static int first_vcpu(struct vmras *v)
 {
-	for (unsigned int i = 0; i < v->nvcpus; i++)
-		if (v->vcpus[i].registered)
-			return (int)i;
-	return -1;
+	int t = -1;
+
+	pthread_mutex_lock(&v->lock);
+	for (unsigned int i = 0; i < v->nvcpus && t < 0; i++)
+		if (v->vcpus[i].registered && !v->vcpus[i].offline)
+			t = (int)i;
+	pthread_mutex_unlock(&v->lock);
+	return t;
 }
 
 /*
@@ -151,11 +156,11 @@ static void queue_mce(struct vmras *v, struct vmras_failure *f, int target)
 	}
 	pthread_mutex_lock(&v->lock);
 	if (v->vcpus[target].npending == VCPU_MAX_PENDING) {
+		v->stats.mce_undeliverable++;
 		pthread_mutex_unlock(&v->lock);
 		f->action = v->cfg.policy.undeliverable;
 		snprintf(f->detail, sizeof(f->detail),
 			 "vCPU %d has %d machine checks waiting already", target, VCPU_MAX_PENDING);
-		v->stats.mce_undeliverable++;
 		apply(v, f);
 		report(v, f);
 		return;
@@ -288,7 +293,7 @@ static void process(struct vmras *v, const struct vmras_event *ev)
 			  ev->source != VMRAS_SRC_MC_COPY) ? ev->vcpu : first_vcpu(v);
 		if (target < 0 || !v->vcpus[target].registered) {
 			f.action = VMRAS_ACTION_IGNORE;
-			snprintf(f.detail, sizeof(f.detail), "no vCPU to tell");
+			snprintf(f.detail, sizeof(f.detail), "no running vCPU to tell");
 			report(v, &f);
 			return;
 		}
@@ -343,14 +348,33 @@ static bool any_deferred(struct vmras *v, bool *kick)
 	return any;
 }
 
+/* The engine is done with q: wake its waiter, or free it. */
+static void finish(struct vmras *v, struct submitted *q)
+{
+	pthread_mutex_lock(&v->lock);
+	if (q->waiting) {
+		q->done = true;
+		pthread_cond_broadcast(&v->cond);
+	} else {
+		free(q);
+	}
+	pthread_mutex_unlock(&v->lock);
+}
+
 static void *engine_thread(void *arg)
 {
 	struct vmras *v = arg;
 	bool kick[VMRAS_MAX_VCPUS];
 	int timeout = -1;
+	sigset_t bus;
 
-	/* This thread takes the kernel's early-kill AO reports (PF_MCE_EARLY). */
+
+	/* This thread takes the kernel's early-kill AO reports (PF_MCE_EARLY)... */
 	prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY, 0, 0);
+	/* ...which a mask inherited from the VMM must not hold back. */
+	sigemptyset(&bus);
+	sigaddset(&bus, SIGBUS);
+	pthread_sigmask(SIG_UNBLOCK, &bus, NULL);
 	for (;;) {
 		struct pollfd pfd = { .fd = v->wake_fd, .events = POLLIN };
 		struct capture_slot s;
@@ -369,8 +393,6 @@ static void *engine_thread(void *arg)
 		v->queue = NULL;
 		v->queue_tail = &v->queue;
 		pthread_mutex_unlock(&v->lock);
-		if (stop)
-			break;
 		/*
 		 * Injected AOs: what memory_failure() sends the early-kill thread,
 		 * one signal at a time (a pending SIGBUS does not queue twice).
@@ -393,6 +415,8 @@ static void *engine_thread(void *arg)
 			pthread_mutex_unlock(&v->lock);
 		}
 
+		/* Even when stopping: what arrived before the stop is handled. */
+		pthread_mutex_lock(&v->work_lock);
 		while (capture_pop(v, &s)) {
 			struct vmras_event ev = slot_event(v, &s);
 
@@ -402,16 +426,12 @@ static void *engine_thread(void *arg)
 			struct submitted *next = q->next;
 
 			process(v, &q->ev);
-			pthread_mutex_lock(&v->lock);
-			if (q->waiting) {
-				q->done = true;
-				pthread_cond_broadcast(&v->cond);
-			} else {
-				free(q);
-			}
-			pthread_mutex_unlock(&v->lock);
+			finish(v, q);
 			q = next;
 		}
+		pthread_mutex_unlock(&v->work_lock);
+		if (stop)
+			break;
 
 		pthread_mutex_lock(&v->lock);
 		v->stats.dropped = __atomic_load_n(&v->ring->dropped, __ATOMIC_RELAXED);
@@ -434,7 +454,7 @@ static int submit(struct vmras *v, const struct vmras_event *ev, bool wait)
 	q->ev = *ev;
 	q->waiting = wait;
 	pthread_mutex_lock(&v->lock);
-	if (v->stopping) {
+	if (v->stopping || !v->engine_started) {
 		pthread_mutex_unlock(&v->lock);
 		free(q);
 		return -ESHUTDOWN;
@@ -445,8 +465,9 @@ static int submit(struct vmras *v, const struct vmras_event *ev, bool wait)
 	engine_wake(v);
 	if (!wait)
 		return 0;
+	/* The engine handles everything queued before it stops: done comes. */
 	pthread_mutex_lock(&v->lock);
-	while (!q->done && !v->stopping)
+	while (!q->done)
 		pthread_cond_wait(&v->cond, &v->lock);
 	pthread_mutex_unlock(&v->lock);
 	free(q);
@@ -457,15 +478,24 @@ static int submit(struct vmras *v, const struct vmras_event *ev, bool wait)
 
 int vmras_new(const struct vmras_config *cfg, struct vmras **out)
 {
-	struct vmras *v = calloc(1, sizeof(*v));
+	const struct vmras_policy *pol = &cfg->policy;
+	struct vmras *v;
 	int err;
 
+	if ((unsigned int)pol->ao >= VMRAS_ACTION_COUNT ||
+	    (unsigned int)pol->ar >= VMRAS_ACTION_COUNT ||
+	    (unsigned int)pol->ar_not_guest >= VMRAS_ACTION_COUNT ||
+	    (unsigned int)pol->undeliverable >= VMRAS_ACTION_COUNT ||
+	    pol->undeliverable == VMRAS_ACTION_INJECT)
+		return -EINVAL;
+	v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	v->cfg = *cfg;
 	v->uffd = v->wake_fd = v->log_fd = -1;
 	v->queue_tail = &v->queue;
 	pthread_mutex_init(&v->lock, NULL);
+	pthread_mutex_init(&v->work_lock, NULL);
 	pthread_cond_init(&v->cond, NULL);
 	v->ring = calloc(1, sizeof(*v->ring));
 	if (!v->ring) {
@@ -505,22 +535,16 @@ void vmras_free(struct vmras *v)
 {
 	if (!v)
 		return;
-	capture_uninstall(v);
+	/* The engine first: it handles what is queued and raises nothing more. */
 	pthread_mutex_lock(&v->lock);
 	v->stopping = true;
-	pthread_cond_broadcast(&v->cond);
 	pthread_mutex_unlock(&v->lock);
 	if (v->engine_started) {
 		engine_wake(v);
 		pthread_join(v->engine, NULL);
 	}
-	while (v->queue) {
-		struct submitted *q = v->queue;
-
-		v->queue = q->next;
-		if (!q->waiting)
-			free(q);
-	}
+	/* Then the handler, waiting out any that is running right now. */
+	capture_uninstall(v);
 	if (v->uffd >= 0)
 		close(v->uffd);
 	if (v->wake_fd >= 0)
@@ -531,6 +555,7 @@ void vmras_free(struct vmras *v)
 	vmras_memmap_free(v->map);
 	free(v->ring);
 	pthread_cond_destroy(&v->cond);
+	pthread_mutex_destroy(&v->work_lock);
 	pthread_mutex_destroy(&v->lock);
 	free(v);
 }
@@ -559,13 +584,13 @@ int vmras_start(struct vmras *v)
 
 	if (err)
 		return err;
+	pthread_mutex_lock(&v->lock);
 	err = -pthread_create(&v->engine, NULL, engine_thread, v);
-	if (err) {
+	v->engine_started = !err;
+	pthread_mutex_unlock(&v->lock);
+	if (err)
 		capture_uninstall(v);
-		return err;
-	}
-	v->engine_started = true;
-	return 0;
+	return err;
 }
 
 struct vmras_registry *vmras_get_registry(struct vmras *v)
@@ -587,6 +612,49 @@ void vmras_get_stats(struct vmras *v, struct vmras_stats *s)
 }
 
 /* ---- vCPU threads -------------------------------------------------- */
+
+int vmras_vcpu_online(struct vmras *v, unsigned int vcpu, bool online)
+{
+	struct pending_mce moved[VCPU_MAX_PENDING];
+	unsigned int nmoved = 0;
+	int target = -1;
+
+	if (vcpu >= VMRAS_MAX_VCPUS || !v->vcpus[vcpu].registered)
+		return -EINVAL;
+	pthread_mutex_lock(&v->lock);
+	v->vcpus[vcpu].offline = !online;
+	if (!online) {
+		struct vcpu_slot *s = &v->vcpus[vcpu];
+
+		for (unsigned int i = 0; i < s->npending; i++)
+			if (!s->pending[i].broadcast)
+				moved[nmoved++] = s->pending[i];
+		s->npending = 0;
+	}
+	pthread_mutex_unlock(&v->lock);
+	if (!nmoved)
+		return 0;
+	/* Its machine checks go to a vCPU that still runs, or are reported. */
+	target = first_vcpu(v);
+	for (unsigned int i = 0; i < nmoved; i++) {
+		if (target >= 0) {
+			pthread_mutex_lock(&v->lock);
+			if (v->vcpus[target].npending < VCPU_MAX_PENDING) {
+				v->vcpus[target].pending[v->vcpus[target].npending++] = moved[i];
+				pthread_mutex_unlock(&v->lock);
+				continue;
+			}
+			pthread_mutex_unlock(&v->lock);
+		}
+		moved[i].f.action = VMRAS_ACTION_IGNORE;
+		snprintf(moved[i].f.detail, sizeof(moved[i].f.detail),
+			 "vCPU %u stopped before it could be told; no other vCPU runs", vcpu);
+		report(v, &moved[i].f);
+	}
+	if (target >= 0 && v->cfg.ops.kick_vcpu)
+		v->cfg.ops.kick_vcpu(v->cfg.ops.opaque, (unsigned int)target);
+	return 0;
+}
 
 int vmras_vcpu_thread_start(struct vmras *v, unsigned int vcpu)
 {
@@ -771,15 +839,32 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 			break;
 	if (i < n) {
 		/* Put the rest back in front, in order, for the next try. */
-		pthread_mutex_lock(&v->lock);
-		unsigned int rest = n - i, keep = s->npending;
+		struct pending_mce over[VCPU_MAX_PENDING];
+		unsigned int rest = n - i, keep, nover = 0;
 
-		if (rest + keep > VCPU_MAX_PENDING)
-			keep = VCPU_MAX_PENDING - rest;
+		pthread_mutex_lock(&v->lock);
+		keep = s->npending;
+		if (rest + keep > VCPU_MAX_PENDING) {
+			/* Queued meanwhile and no room: reported below, not lost. */
+			nover = rest + keep - VCPU_MAX_PENDING;
+			memcpy(over, s->pending + keep - nover, nover * sizeof(over[0]));
+			keep -= nover;
+			v->stats.mce_undeliverable += nover;
+		}
 		memmove(s->pending + rest, s->pending, keep * sizeof(s->pending[0]));
 		memcpy(s->pending, todo + i, rest * sizeof(todo[0]));
 		s->npending = rest + keep;
 		pthread_mutex_unlock(&v->lock);
+		for (unsigned int k = 0; k < nover; k++) {
+			if (over[k].broadcast)
+				continue;
+			over[k].f.action = v->cfg.policy.undeliverable;
+			snprintf(over[k].f.detail, sizeof(over[k].f.detail),
+				 "vCPU %u has %d machine checks waiting already", vcpu,
+				 VCPU_MAX_PENDING);
+			apply(v, &over[k].f);
+			report(v, &over[k].f);
+		}
 		engine_wake(v); /* it retries in DEFER_RETRY_MS */
 	}
 	return 0;
@@ -831,19 +916,27 @@ int vmras_inject(struct vmras *v, uint64_t gpa, enum vmras_error_kind kind, int 
 		return -EINVAL;
 	base = gpa & ~(r->page_size - 1);
 	hva = (uintptr_t)r->hva + (gpa - r->gpa);
-	if (kind == VMRAS_AO && signal &&
-	    __atomic_load_n(&v->nraise_ao, __ATOMIC_RELAXED) == RAISE_AO_MAX)
-		return -EBUSY;
+	if (kind == VMRAS_AO && signal) {
+		/* Reserve the AO's slot first: -EBUSY must leave the page alone. */
+		pthread_mutex_lock(&v->lock);
+		err = v->nraise_ao + v->nraise_reserved >= RAISE_AO_MAX ? -EBUSY : 0;
+		if (!err)
+			v->nraise_reserved++;
+		pthread_mutex_unlock(&v->lock);
+		if (err)
+			return err;
+	}
 	/* The hardware part: the page is bad for real from now on. */
 	err = contain_range(v, r, base, r->page_size);
+	if (kind == VMRAS_AO && signal) {
+		pthread_mutex_lock(&v->lock);
+		v->nraise_reserved--;
+		pthread_mutex_unlock(&v->lock);
+	}
 	if (err || !signal)
 		return err;
 	pthread_mutex_lock(&v->lock);
 	if (kind == VMRAS_AO) {
-		if (v->nraise_ao == RAISE_AO_MAX) {
-			pthread_mutex_unlock(&v->lock);
-			return -EBUSY;
-		}
 		v->raise_ao[v->nraise_ao].hva = hva;
 		v->raise_ao[v->nraise_ao].lsb = log2_u64(r->page_size);
 		v->nraise_ao++;
@@ -859,14 +952,54 @@ int vmras_inject(struct vmras *v, uint64_t gpa, enum vmras_error_kind kind, int 
 	return 0;
 }
 
+int vmras_copy_to_guest(struct vmras *v, uint64_t gpa, const void *src, size_t len)
+{
+	const struct vmras_region *r = vmras_memmap_find_gpa(v->map, gpa);
+	volatile char *dst;
+	sigjmp_buf jb;
+
+	if (!r || len > r->size - (gpa - r->gpa))
+		return -EFAULT;
+	dst = (char *)r->hva + (gpa - r->gpa);
+	for (uint64_t a = gpa & ~(SMALL_PAGE - 1); a < gpa + len; a += SMALL_PAGE)
+		if (vmras_registry_contains(v->registry, a))
+			return -EHWPOISON;
+	if (sigsetjmp(jb, 1))
+		return -EHWPOISON;
+	capture_arm_copy(&jb);
+	for (size_t i = 0; i < len; i++)
+		dst[i] = ((const char *)src)[i];
+	capture_disarm_copy();
+	return 0;
+}
+
 int vmras_guest_reset(struct vmras *v)
 {
-	size_t n = vmras_registry_count(v->registry), got;
-	struct vmras_poison *list = calloc(n ? n : 1, sizeof(*list));
+	struct pending_mce *dropped;
+	size_t n, got, ndropped = 0;
+	struct vmras_poison *list;
 	int err = 0;
 
-	if (!list)
+	struct capture_slot stale;
+
+	/* No event is half processed while memory is given back. */
+	pthread_mutex_lock(&v->work_lock);
+	/* SIGBUS about the old mappings (the engine is not popping: we hold work_lock). */
+	while (capture_pop(v, &stale)) {
+		struct vmras_failure f = { .ev = slot_event(v, &stale), .action = VMRAS_ACTION_IGNORE };
+
+		snprintf(f.detail, sizeof(f.detail), "reported just before a guest reset");
+		report(v, &f);
+	}
+	n = vmras_registry_count(v->registry);
+	list = calloc(n ? n : 1, sizeof(*list));
+	dropped = calloc(VMRAS_MAX_VCPUS, sizeof(*dropped));
+	if (!list || !dropped) {
+		free(list);
+		free(dropped);
+		pthread_mutex_unlock(&v->work_lock);
 		return -ENOMEM;
+	}
 	got = vmras_registry_snapshot(v->registry, list, n);
 	for (size_t i = 0; i < got && i < n; i++) {
 		const struct vmras_region *r = vmras_memmap_find_gpa(v->map, list[i].gpa);
@@ -877,9 +1010,27 @@ int vmras_guest_reset(struct vmras *v)
 	}
 	free(list);
 	vmras_registry_clear(v->registry);
+	/* Machine checks for the old boot are moot; each is still reported. */
 	pthread_mutex_lock(&v->lock);
-	for (unsigned int i = 0; i < v->nvcpus; i++)
-		v->vcpus[i].npending = 0;
+	for (unsigned int i = 0; i < v->nvcpus; i++) {
+		struct vcpu_slot *s = &v->vcpus[i];
+
+		for (unsigned int k = 0; k < s->npending; k++)
+			if (!s->pending[k].broadcast && ndropped < VMRAS_MAX_VCPUS)
+				dropped[ndropped++] = s->pending[k];
+		s->npending = 0;
+		s->raise_ar = false;
+		s->offline = false;
+	}
+	v->nraise_ao = 0;
 	pthread_mutex_unlock(&v->lock);
+	pthread_mutex_unlock(&v->work_lock);
+	for (size_t i = 0; i < ndropped; i++) {
+		dropped[i].f.action = VMRAS_ACTION_IGNORE;
+		snprintf(dropped[i].f.detail, sizeof(dropped[i].f.detail),
+			 "the guest was reset before it could be told");
+		report(v, &dropped[i].f);
+	}
+	free(dropped);
 	return err;
 }

@@ -43,6 +43,7 @@ struct pending_mce {
 
 struct vcpu_slot {
 	bool registered;
+	bool offline;		/* the VMM said it stopped running */
 	int fd;
 	int32_t tid;
 	unsigned int npending;
@@ -72,6 +73,7 @@ struct vmras {
 	int32_t engine_tid;	/* the early-kill thread */
 	struct capture_ring *ring;
 
+	pthread_mutex_t work_lock;	/* held while events are processed (reset waits) */
 	pthread_mutex_t lock;	/* everything below */
 	pthread_cond_t cond;	/* submitted events done */
 	bool stopping;
@@ -79,7 +81,7 @@ struct vmras {
 	struct vcpu_slot vcpus[VMRAS_MAX_VCPUS];
 	unsigned int nvcpus;	/* highest index + 1 */
 	/* Injected AOs the engine still has to send itself, in order. */
-	unsigned int nraise_ao;
+	unsigned int nraise_ao, nraise_reserved;
 	struct {
 		uint64_t hva;
 		unsigned int lsb;

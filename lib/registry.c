@@ -28,11 +28,18 @@ static size_t hash(uint64_t frame, size_t mask)
 	return (size_t)(frame >> 17) & mask;
 }
 
-static int grow(struct vmras_registry *r)
+/*
+ * Rebuild the hash with room for `want` entries, leaving out the entries
+ * inside [skip_gpa, skip_gpa + skip_size). Nothing changes on -ENOMEM.
+ */
+static int rehash(struct vmras_registry *r, size_t want, uint64_t skip_gpa, uint64_t skip_size)
 {
-	size_t n = r->nslots ? r->nslots * 2 : 1024;
-	struct vmras_poison *s = malloc(n * sizeof(*s)), *old = r->slots;
+	size_t n = 1024, kept = 0;
+	struct vmras_poison *s;
 
+	while (n * 3 < want * 4 + 4)
+		n *= 2;
+	s = malloc(n * sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
@@ -40,23 +47,30 @@ static int grow(struct vmras_registry *r)
 	for (size_t i = 0; i < r->nslots; i++) {
 		size_t h;
 
-		if (old[i].gpa == EMPTY)
+		if (r->slots[i].gpa == EMPTY || r->slots[i].gpa - skip_gpa < skip_size)
 			continue;
-		for (h = hash(old[i].gpa / SMALL, n - 1); s[h].gpa != EMPTY; h = (h + 1) & (n - 1))
+		for (h = hash(r->slots[i].gpa / SMALL, n - 1); s[h].gpa != EMPTY; h = (h + 1) & (n - 1))
 			;
-		s[h] = old[i];
+		s[h] = r->slots[i];
+		kept++;
 	}
-	free(old);
+	free(r->slots);
 	r->slots = s;
 	r->nslots = n;
+	r->nsmall = kept;
 	return 0;
+}
+
+static int grow(struct vmras_registry *r)
+{
+	return rehash(r, r->nslots ? r->nslots : 1, 0, 0);
 }
 
 int vmras_registry_new(struct vmras_registry **out)
 {
 	struct vmras_registry *r = calloc(1, sizeof(*r));
 
-	if (!r || grow(r)) {
+	if (!r || rehash(r, 0, 0, 0)) {
 		free(r);
 		return -ENOMEM;
 	}
@@ -135,10 +149,13 @@ int vmras_registry_add(struct vmras_registry *r, const struct vmras_poison *p,
 		r->nsmall++;
 		goto out;
 	}
-	/* A larger range: absorb the smaller entries it covers. */
+	/* A larger range: it absorbs every smaller entry it covers. */
 	for (size_t i = 0; i < r->nslots; i++)
 		if (r->slots[i].gpa != EMPTY && r->slots[i].gpa - p->gpa < p->size)
 			merge(&n, &r->slots[i]);
+	for (size_t i = 0; i < r->nlarge; i++)
+		if (r->large[i].gpa - p->gpa < p->size)
+			merge(&n, &r->large[i]);
 	if (r->nlarge == r->large_cap) {
 		size_t cap = r->large_cap ? r->large_cap * 2 : 16;
 		struct vmras_poison *l = realloc(r->large, cap * sizeof(*l));
@@ -150,32 +167,18 @@ int vmras_registry_add(struct vmras_registry *r, const struct vmras_poison *p,
 		r->large = l;
 		r->large_cap = cap;
 	}
-	r->large[r->nlarge++] = n;
-	/* Rebuild the hash without the absorbed entries. */
+	err = rehash(r, r->nsmall, p->gpa, p->size);
+	if (err)
+		goto out;
 	{
-		struct vmras_poison *old = r->slots;
-		size_t nold = r->nslots;
+		size_t k = 0;
 
-		r->slots = NULL;
-		r->nslots = 0;
-		r->nsmall = 0;
-		if ((err = grow(r))) {
-			r->slots = old;
-			r->nslots = nold;
-			goto out;
-		}
-		for (size_t i = 0; i < nold; i++) {
-			size_t mask = r->nslots - 1, h;
-
-			if (old[i].gpa == EMPTY || old[i].gpa - p->gpa < p->size)
-				continue;
-			for (h = hash(old[i].gpa / SMALL, mask); r->slots[h].gpa != EMPTY; h = (h + 1) & mask)
-				;
-			r->slots[h] = old[i];
-			r->nsmall++;
-		}
-		free(old);
+		for (size_t i = 0; i < r->nlarge; i++)
+			if (r->large[i].gpa - p->gpa >= p->size)
+				r->large[k++] = r->large[i];
+		r->nlarge = k;
 	}
+	r->large[r->nlarge++] = n;
 out:
 	pthread_mutex_unlock(&r->lock);
 	return err;

@@ -89,6 +89,20 @@ def test_ar():
            "AR: one MEMORY_FAILURE, action-required, vCPU 1")
 
 
+def test_other_backings():
+    """Containment on shared memory (hole punched) and on a file (replaced)."""
+    ramfile = os.path.join(tempfile.mkdtemp(prefix="vmras-test-"), "ram")
+    for backend, kind, gpa in [("shmem", "ar", 0x1300000), ("file:" + ramfile, "ao", 0x600000)]:
+        name = backend.split(":")[0] + " " + kind.upper()
+        code, s, err = vmtest.run(*BASE, "--backend", backend, "--inject", "%s:%#x" % (kind, gpa))
+        if not tap.ok(code == 0 and s, name + ": exit 0", "exit %s\n%s" % (code, err)):
+            continue
+        check_retired_only(s["guest"], gpa, name)
+        tap.eq(s["bytes-lost"], PAGE, name + ": 4096 bytes lost")
+    if os.path.exists(ramfile):
+        os.unlink(ramfile)
+
+
 def test_natural_ar_and_reset():
     """Poison only; the guest's own read is the AR (an MMIO exit here)."""
     vm = VM("--vcpus", "2", "--mem", "16M", "--passes", "100000", "--paused")
@@ -279,6 +293,7 @@ def test_cli():
 
 tap.run(test_ao)
 tap.run(test_ar)
+tap.run(test_other_backings)
 tap.run(test_natural_ar_and_reset)
 tap.run(test_burst)
 tap.run(test_undeliverable)

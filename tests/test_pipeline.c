@@ -268,6 +268,47 @@ static void test_madv_hwpoison(void)
 	   p.source == VMRAS_SRC_SIGBUS, "and is in the registry");
 }
 
+static void test_copy_to_guest(void)
+{
+	uint64_t clean = GPA_BASE + RAM_SIZE - 64 * 4096, bad = clean + 4096;
+	char buf[16] = "vmras";
+
+	is_int(vmras_copy_to_guest(ras, clean + 8, buf, 6), 0, "safe write to a clean page");
+	ok(!memcmp(ram + (clean - GPA_BASE) + 8, "vmras", 6), "the bytes arrived");
+	vmras_inject(ras, bad, VMRAS_AO, -1, false);
+	is_int(vmras_copy_to_guest(ras, bad, buf, 6), -EHWPOISON,
+	       "safe write to a poisoned page: -EHWPOISON, still here");
+	is_int(vmras_copy_to_guest(ras, GPA_BASE + RAM_SIZE - 2, buf, 6), -EFAULT,
+	       "safe write running off RAM: -EFAULT");
+}
+
+static void test_bad_config(void)
+{
+	struct vmras_config cfg = { .mcg_cap = 0 };
+	struct vmras *v2 = NULL;
+
+	vmras_policy_default(&cfg.policy);
+	cfg.policy.ar = (enum vmras_action)42;
+	is_int(vmras_new(&cfg, &v2), -EINVAL, "an action out of range is refused");
+	vmras_policy_default(&cfg.policy);
+	cfg.policy.undeliverable = VMRAS_ACTION_INJECT;
+	is_int(vmras_new(&cfg, &v2), -EINVAL, "undeliverable=inject is refused");
+}
+
+static void test_offline(void)
+{
+	atomic_store(&failures, 0);
+	is_int(vmras_vcpu_online(ras, 0, false), 0, "vCPU 0 stops running");
+	vmras_inject(ras, GPA_BASE + RAM_SIZE - 80 * 4096, VMRAS_AO, -1, true);
+	for (int i = 0; i < 500 && atomic_load(&failures) == 0; i++)
+		usleep(10000);
+	pthread_mutex_lock(&last_lock);
+	ok(last.action == VMRAS_ACTION_IGNORE && strstr(last.detail, "no running vCPU"),
+	   "an AO with no running vCPU is reported, not queued forever (%s)", last.detail);
+	pthread_mutex_unlock(&last_lock);
+	vmras_vcpu_online(ras, 0, true);
+}
+
 static void test_inject_errors(void)
 {
 	is_int(vmras_inject(ras, GPA_BASE - 4096, VMRAS_AO, -1, true), -EFAULT,
@@ -309,6 +350,9 @@ int main(void)
 	vmras_add_vcpu(ras, 0, dummy_vcpu);
 	test_classify();
 	test_madv_hwpoison();
+	test_copy_to_guest();
+	test_offline();
+	test_bad_config();
 
 	vmras_free(ras);
 	return tap_done();

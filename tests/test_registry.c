@@ -78,8 +78,25 @@ int main(void)
 		    vmras_registry_contains(r, 0x10000000 + i * 8192 + 4096))
 			bad++;
 	is_int(bad, 0, "every one found, every gap between them clean");
+	/* A huge page added after thousands of small entries (the rebuild path). */
+	p = (struct vmras_poison){ .gpa = 0x10000000, .size = 2 << 20, .kind = VMRAS_AO,
+				   .state = VMRAS_PS_REPORTED, .vcpu = -1 };
+	is_int(vmras_registry_add(r, &p, &merged), 0, "a 2 MiB range over 256 of them");
+	is_int(vmras_registry_count(r), 10001 - 256 + 1, "it absorbed the 256 it covers");
+	for (uint64_t i = 256; i < 10000; i++)
+		if (!vmras_registry_contains(r, 0x10000000 + i * 8192))
+			bad++;
+	is_int(bad, 0, "every other entry survived the rebuild");
+	p.gpa = 0x40200000;
+	vmras_registry_add(r, &p, &merged);
+	p.size = 1 << 30;
+	p.gpa = 0x40000000;
+	is_int(vmras_registry_add(r, &p, &merged), 0, "a 1 GiB range over another 2 MiB one");
+	vmras_registry_lookup(r, 0x40200000, &got);
+	is_u64(got.size, 1 << 30, "the 1 GiB range absorbed that 2 MiB range");
+	is_int(vmras_registry_count(r), 10001 - 256 + 2, "no overlapping entries counted twice");
 	n = vmras_registry_snapshot(r, snap, 8);
-	is_int(n, 10001, "snapshot reports the total");
+	is_int(n, vmras_registry_count(r), "snapshot reports the total");
 	bad = 0;
 	for (int i = 1; i < 8; i++)
 		bad += snap[i - 1].gpa >= snap[i].gpa;

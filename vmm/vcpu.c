@@ -93,6 +93,8 @@ static void stop_vcpu(struct vcpu *v, enum vcpu_state state, const char *fmt, ..
 		va_end(ap);
 	}
 	pthread_mutex_unlock(&v->vm->lock);
+	/* Machine checks for it go to a vCPU that still runs (a reset brings it back). */
+	vmras_vcpu_online(v->vm->ras, v->index, false);
 	vmm_wake_main(v->vm);
 }
 

@@ -353,8 +353,13 @@ static int system_reset(struct vmm *vm, const char *reason, struct vmm_error *e)
 	}
 	pause_locked(vm);
 	vm->boot_count++;
-	/* Poisoned ranges get fresh memory: the rebooted guest has all of it. */
+	/*
+	 * Poisoned ranges get fresh memory: the rebooted guest has all of it.
+	 * Without our lock: libvmras may be kicking a vCPU, which takes it.
+	 */
+	pthread_mutex_unlock(&vm->lock);
 	r = vmras_guest_reset(vm->ras);
+	pthread_mutex_lock(&vm->lock);
 	if (r)
 		vmm_fail(e, r, "give poisoned guest memory back");
 	if (!r)
@@ -407,9 +412,12 @@ int vmm_write_guest(struct vmm *vm, uint64_t gpa, const void *buf, size_t len,
 {
 	int r = check_range(vm, gpa, len, e);
 
-	if (!r)
-		memcpy(vm->ram.hva + gpa, buf, len);
-	return r;
+	if (r)
+		return r;
+	r = vmras_copy_to_guest(vm->ras, gpa, buf, len);
+	if (r)
+		return vmm_fail(e, r, "write guest memory at GPA 0x%" PRIx64, gpa);
+	return 0;
 }
 
 int vmm_read_guest(struct vmm *vm, uint64_t gpa, void *buf, size_t len,

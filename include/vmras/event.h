@@ -19,8 +19,8 @@ enum vmras_source {
 	VMRAS_SRC_SIGBUS,	/* the kernel's (or the injector's) SIGBUS */
 	VMRAS_SRC_MEMORY_FAULT,	/* KVM_RUN -EFAULT/-EHWPOISON, KVM_EXIT_MEMORY_FAULT */
 	VMRAS_SRC_RAM_MMIO,	/* emulating host: MMIO exit inside RAM */
-	VMRAS_SRC_INJECT,	/* vmras_inject() without a signal */
-	VMRAS_SRC_MIGRATION,	/* a poisoned page arrived by migration */
+	VMRAS_SRC_INJECT,	/* reserved: an injection reported without a signal */
+	VMRAS_SRC_MIGRATION,	/* reserved: a poisoned page arrived by migration */
 	VMRAS_SRC_MC_COPY,	/* machine-check-safe copy hit poison */
 	VMRAS_SRC_COUNT
 };

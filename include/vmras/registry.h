@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The poison registry: every bad range of guest memory, its state and
- * where the report came from. "Is this address poisoned?" is O(1) for
- * 4 KiB entries; duplicates merge. Thread-safe.
+ * where the report came from. "Is this address poisoned?" is a hash lookup
+ * for 4 KiB entries plus a scan of the (few) huge-page entries; duplicates
+ * merge, and a larger range absorbs the entries it covers. Thread-safe.
  */
 #ifndef VMRAS_REGISTRY_H
 #define VMRAS_REGISTRY_H

@@ -8,7 +8,9 @@
  *   vmras_inject / safe copy -----------------/    record, contain, decide
  *                                                  -> MCE on the vCPU's thread
  *
- * The library never prints or exits; calls return 0 or -errno. A VMM gives
+ * The library never prints or exits; calls return 0 or -errno (a thread
+ * that re-executes an access to poison outside vmras_copy_*_guest dies by
+ * SIGBUS's default action, as it would without vmras). A VMM gives
  * it its RAM regions and vCPUs, calls vmras_vcpu_exit() after every
  * KVM_RUN and vmras_vcpu_pre_run() before the next, and gets each outcome
  * through ops.failure. There is one vmras context per process (it owns
@@ -69,8 +71,12 @@ struct vmras_stats {
 
 void vmras_policy_default(struct vmras_policy *p);
 
+/* -EINVAL for a policy action out of range (or undeliverable = inject). */
 int vmras_new(const struct vmras_config *cfg, struct vmras **out);
-/* Stop the engine, restore the previous SIGBUS handler, free. */
+/*
+ * Stop the engine (it handles what was already reported), restore the
+ * previous SIGBUS handler, free. No thread may be inside a vmras call.
+ */
 void vmras_free(struct vmras *v);
 
 int vmras_add_region(struct vmras *v, const struct vmras_region *r);
@@ -104,13 +110,23 @@ int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int
 /* Before every KVM_RUN: deliver this vCPU's pending machine checks. */
 int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu);
 
+/*
+ * The VMM says a vCPU stopped running (halted for good, failed) or runs
+ * again (after a reset). AOs go to the first vCPU that runs; a stopping
+ * vCPU's undelivered machine checks move to one that does.
+ */
+int vmras_vcpu_online(struct vmras *v, unsigned int vcpu, bool online);
+
 /* ---- VMM threads ---- */
 
 /*
  * Copy guest memory without dying on poison: -EHWPOISON (and an event)
- * instead of a fatal SIGBUS; -EFAULT if the range is not guest RAM.
+ * instead of a fatal SIGBUS; -EFAULT if the range is not guest RAM. The
+ * calling thread must not block SIGBUS.
  */
 int vmras_copy_from_guest(struct vmras *v, void *dst, uint64_t gpa, size_t len);
+/* The same for writes: -EHWPOISON for a poisoned page, nothing written there. */
+int vmras_copy_to_guest(struct vmras *v, uint64_t gpa, const void *src, size_t len);
 
 /*
  * Stand in for the hardware: poison the page for real, then deliver the
