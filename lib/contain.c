@@ -86,7 +86,7 @@ static int uffd_poison(int uffd, uint64_t hva, uint64_t size)
 
 /* Drop the range's contents so that the marker can go in. */
 static int empty_range(const struct vmras_region *r, uint64_t hva, uint64_t gpa,
-		       uint64_t size)
+		       uint64_t size, bool keep_file)
 {
 	switch (r->backing) {
 	case VMRAS_BACKING_ANON:
@@ -94,6 +94,8 @@ static int empty_range(const struct vmras_region *r, uint64_t hva, uint64_t gpa,
 		return madvise((void *)(uintptr_t)hva, size, MADV_DONTNEED) ? -errno : 0;
 	case VMRAS_BACKING_SHMEM:
 	case VMRAS_BACKING_HUGETLB:
+		if (keep_file)
+			return madvise((void *)(uintptr_t)hva, size, MADV_DONTNEED) ? -errno : 0;
 		/* Out of the file too: the bad page must not be read by anyone. */
 		if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			      (off_t)(r->fd_offset + (gpa - r->gpa)), (off_t)size))
@@ -112,7 +114,7 @@ static void uffd_unregister(int uffd, uint64_t hva, uint64_t size)
 }
 
 int contain_range(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
-		  uint64_t size)
+		  uint64_t size, bool keep_file)
 {
 	uint64_t hva = (uintptr_t)r->hva + (gpa - r->gpa);
 	void *p = (void *)(uintptr_t)hva;
@@ -137,7 +139,7 @@ int contain_range(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
 		err = -errno;
 		goto undo;
 	}
-	err = empty_range(r, hva, gpa, size);
+	err = empty_range(r, hva, gpa, size, keep_file);
 	if (err)
 		goto undo;
 	err = uffd_poison(v->uffd, hva, size);

@@ -196,6 +196,41 @@ static void queue_mce(struct vmras *v, struct vmras_failure *f, int target)
 			v->cfg.ops.kick_vcpu(v->cfg.ops.opaque, i);
 }
 
+enum plan {
+	PLAN_WHOLE,	/* contain the backing page as it is */
+	PLAN_SPLIT,	/* split the huge page, poison 4 KiB of it */
+	PLAN_SUBPAGE,	/* already split: poison one more 4 KiB page */
+	PLAN_INTACT,	/* an AR from before the split, on a page that is fine */
+};
+
+static enum plan huge_page_plan(struct vmras *v, const struct vmras_region *r,
+				const struct vmras_failure *f)
+{
+	unsigned int shift = log2_u64(r->page_size);
+	const struct split *s;
+	enum plan plan;
+
+	if (r->backing != VMRAS_BACKING_HUGETLB || r->page_size <= SMALL_PAGE ||
+	    !split_possible(v))
+		return PLAN_WHOLE;
+	/* Older kernels name only the huge page: which 4 KiB is bad is unknown. */
+	if (f->ev.kind == VMRAS_AO && f->ev.addr_lsb >= shift &&
+	    !(f->ev.gpa & (r->page_size - 1)) && f->ev.source == VMRAS_SRC_SIGBUS)
+		return PLAN_WHOLE;
+	pthread_mutex_lock(&v->lock);
+	s = split_find(v, f->ev.gpa);
+	if (!s)
+		plan = PLAN_SPLIT;
+	else if (s->state[(f->ev.gpa - s->gpa) / SMALL_PAGE] == SUB_POISONED)
+		plan = PLAN_SUBPAGE; /* the registry knows it: a duplicate */
+	else if (f->ev.kind == VMRAS_AR && f->ev.time_ns < s->t_begin_rt)
+		plan = PLAN_INTACT;
+	else
+		plan = PLAN_SUBPAGE;
+	pthread_mutex_unlock(&v->lock);
+	return plan;
+}
+
 static void process(struct vmras *v, const struct vmras_event *ev)
 {
 	struct vmras_failure f = { .ev = *ev, .action_required = ev->kind == VMRAS_AR };
@@ -203,6 +238,7 @@ static void process(struct vmras *v, const struct vmras_event *ev)
 	struct vmras_poison entry, p;
 	enum vmras_action action;
 	bool merged = false;
+	enum plan how;
 	int err, target;
 
 	if ((f.ev.valid & VMRAS_EV_HVA) && !(f.ev.valid & VMRAS_EV_GPA) &&
@@ -234,8 +270,19 @@ static void process(struct vmras *v, const struct vmras_event *ev)
 		return;
 	}
 
-	/* The memory map's page size is what the host really lost. */
+	/* The memory map's page size is what the host really lost... */
 	f.size = r->page_size;
+	/* ...unless a huge page can be split: then 4 KiB. */
+	how = huge_page_plan(v, r, &f);
+	if (how == PLAN_INTACT) {
+		f.action = VMRAS_ACTION_IGNORE;
+		snprintf(f.detail, sizeof(f.detail),
+			 "stale: this 4 KiB page is intact since its huge page was split");
+		report(v, &f);
+		return;
+	}
+	if (how != PLAN_WHOLE)
+		f.size = SMALL_PAGE;
 	p = (struct vmras_poison){
 		.gpa = f.ev.gpa & ~(f.size - 1),
 		.hva = f.ev.hva & ~(f.size - 1),
@@ -267,7 +314,23 @@ static void process(struct vmras *v, const struct vmras_event *ev)
 		return;
 	}
 	if (!(entry.state & VMRAS_PS_CONTAINED)) {
-		err = contain_range(v, r, p.gpa, p.size);
+		if (how == PLAN_SPLIT) {
+			err = split_begin(v, r, f.ev.gpa & ~(r->page_size - 1), p.gpa);
+			if (err) {
+				/* Could not split: lose the whole huge page, and say why. */
+				snprintf(f.detail, sizeof(f.detail), "huge page not split: %s",
+					 strerror(-err));
+				f.size = r->page_size;
+				p.gpa = f.ev.gpa & ~(f.size - 1);
+				p.size = f.size;
+				vmras_registry_add(v->registry, &p, &merged);
+				err = contain_range(v, r, p.gpa, p.size, false);
+			}
+		} else if (how == PLAN_SUBPAGE) {
+			err = split_poison(v, p.gpa);
+		} else {
+			err = contain_range(v, r, p.gpa, p.size, false);
+		}
 		vmras_registry_set_state(v->registry, p.gpa,
 					 err ? VMRAS_PS_CONTAIN_FAILED : VMRAS_PS_CONTAINED);
 		pthread_mutex_lock(&v->lock);
@@ -368,7 +431,6 @@ static void *engine_thread(void *arg)
 	int timeout = -1;
 	sigset_t bus;
 
-
 	/* This thread takes the kernel's early-kill AO reports (PF_MCE_EARLY)... */
 	prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY, 0, 0);
 	/* ...which a mask inherited from the VMM must not hold back. */
@@ -386,6 +448,11 @@ static void *engine_thread(void *arg)
 		if (poll(&pfd, 1, timeout) > 0)
 			(void)!read(v->wake_fd, &n, sizeof(n));
 
+		/*
+		 * work_lock before looking: an injection (poison + its AO) is then
+		 * seen whole, and its AO goes before any access it provoked.
+		 */
+		pthread_mutex_lock(&v->work_lock);
 		pthread_mutex_lock(&v->lock);
 		stop = v->stopping;
 		nraise = v->nraise_ao;
@@ -416,7 +483,6 @@ static void *engine_thread(void *arg)
 		}
 
 		/* Even when stopping: what arrived before the stop is handled. */
-		pthread_mutex_lock(&v->work_lock);
 		while (capture_pop(v, &s)) {
 			struct vmras_event ev = slot_event(v, &s);
 
@@ -445,7 +511,7 @@ static void *engine_thread(void *arg)
 }
 
 /* Hand an event to the engine; with wait, return once it was processed. */
-static int submit(struct vmras *v, const struct vmras_event *ev, bool wait)
+int engine_submit(struct vmras *v, const struct vmras_event *ev, bool wait)
 {
 	struct submitted *q = calloc(1, sizeof(*q));
 
@@ -465,11 +531,16 @@ static int submit(struct vmras *v, const struct vmras_event *ev, bool wait)
 	engine_wake(v);
 	if (!wait)
 		return 0;
+	/* A vCPU waiting here is as good as parked (the engine may pause them). */
+	if (ev->valid & VMRAS_EV_VCPU && v->cfg.ops.vcpu_blocked)
+		v->cfg.ops.vcpu_blocked(v->cfg.ops.opaque, (unsigned int)ev->vcpu, true);
 	/* The engine handles everything queued before it stops: done comes. */
 	pthread_mutex_lock(&v->lock);
 	while (!q->done)
 		pthread_cond_wait(&v->cond, &v->lock);
 	pthread_mutex_unlock(&v->lock);
+	if (ev->valid & VMRAS_EV_VCPU && v->cfg.ops.vcpu_blocked)
+		v->cfg.ops.vcpu_blocked(v->cfg.ops.opaque, (unsigned int)ev->vcpu, false);
 	free(q);
 	return 0;
 }
@@ -492,7 +563,7 @@ int vmras_new(const struct vmras_config *cfg, struct vmras **out)
 	if (!v)
 		return -ENOMEM;
 	v->cfg = *cfg;
-	v->uffd = v->wake_fd = v->log_fd = -1;
+	v->uffd = v->wake_fd = v->log_fd = v->worker_wake = -1;
 	v->queue_tail = &v->queue;
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_mutex_init(&v->work_lock, NULL);
@@ -545,6 +616,7 @@ void vmras_free(struct vmras *v)
 	}
 	/* Then the handler, waiting out any that is running right now. */
 	capture_uninstall(v);
+	split_worker_stop(v);
 	if (v->uffd >= 0)
 		close(v->uffd);
 	if (v->wake_fd >= 0)
@@ -584,6 +656,14 @@ int vmras_start(struct vmras *v)
 
 	if (err)
 		return err;
+	/* Huge-page splitting needs the VMM's pause hooks and the fault worker. */
+	if (v->cfg.ops.pause_vcpus && v->cfg.ops.resume_vcpus) {
+		err = split_worker_start(v);
+		if (err) {
+			capture_uninstall(v);
+			return err;
+		}
+	}
 	pthread_mutex_lock(&v->lock);
 	err = -pthread_create(&v->engine, NULL, engine_thread, v);
 	v->engine_started = !err;
@@ -685,6 +765,18 @@ static bool page_is_bad(struct vmras *v, uint64_t gpa)
 	return !vmras_memmap_gpa_to_hva(v->map, gpa, &hva) && !readable(hva);
 }
 
+/* Complete an MMIO exit on good RAM with the RAM itself. */
+static int complete_mmio(struct vmras *v, struct kvm_run *run)
+{
+	uint32_t len = run->mmio.len <= sizeof(run->mmio.data) ? run->mmio.len : 0;
+
+	if (!len)
+		return -EINVAL;
+	return run->mmio.is_write
+		       ? vmras_copy_to_guest(v, run->mmio.phys_addr, run->mmio.data, len)
+		       : vmras_copy_from_guest(v, run->mmio.data, run->mmio.phys_addr, len);
+}
+
 int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int run_ret)
 {
 	struct vmras_event ev = {
@@ -696,7 +788,7 @@ int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int
 	};
 	unsigned int lsb;
 	uint64_t hva;
-	int code;
+	int code, err;
 
 	if (vcpu >= VMRAS_MAX_VCPUS)
 		return -EINVAL;
@@ -708,7 +800,7 @@ int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int
 		ev.hva = hva;
 		ev.addr_lsb = lsb;
 		ev.si_code = code;
-		return submit(v, &ev, true) ?: VMRAS_EXIT_HANDLED;
+		return engine_submit(v, &ev, true) ?: VMRAS_EXIT_HANDLED;
 	}
 	/* (a) KVM_RUN failed on a page it could not fault in. */
 	if (run && (run_ret == -EHWPOISON || run_ret == -EFAULT) &&
@@ -720,7 +812,7 @@ int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int
 		ev.source = VMRAS_SRC_MEMORY_FAULT;
 		ev.valid |= VMRAS_EV_GPA;
 		ev.gpa = mf->gpa;
-		return submit(v, &ev, true) ?: VMRAS_EXIT_HANDLED;
+		return engine_submit(v, &ev, true) ?: VMRAS_EXIT_HANDLED;
 	}
 	/* (c) Emulating host: an MMIO exit inside RAM on a bad page. */
 	if (run && run_ret == 0 && run->exit_reason == KVM_EXIT_MMIO &&
@@ -732,8 +824,19 @@ int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int
 		ev.source = VMRAS_SRC_RAM_MMIO;
 		ev.valid |= VMRAS_EV_GPA;
 		ev.gpa = run->mmio.phys_addr;
-		return submit(v, &ev, true) ?: VMRAS_EXIT_HANDLED;
+		err = engine_submit(v, &ev, true);
+		if (err)
+			return err;
+		/* A huge page split meanwhile may have made it good again: use it. */
+		if (!page_is_bad(v, run->mmio.phys_addr))
+			complete_mmio(v, run);
+		return VMRAS_EXIT_HANDLED;
 	}
+	/* Emulating host: RAM the emulator could not map just then, but good now. */
+	if (run && run_ret == 0 && run->exit_reason == KVM_EXIT_MMIO &&
+	    vmras_memmap_find_gpa(v->map, run->mmio.phys_addr) &&
+	    complete_mmio(v, run) == 0)
+		return VMRAS_EXIT_HANDLED;
 	return VMRAS_EXIT_NOT_MINE;
 }
 
@@ -890,7 +993,7 @@ int vmras_copy_from_guest(struct vmras *v, void *dst, uint64_t gpa, size_t len)
 			ev.gpa = a;
 			ev.tid = vmras__gettid();
 			ev.time_ns = vmras__now_ns();
-			submit(v, &ev, false);
+			engine_submit(v, &ev, false);
 			return -EHWPOISON;
 		}
 	if (sigsetjmp(jb, 1)) /* the SIGBUS handler recorded the event */
@@ -907,6 +1010,7 @@ int vmras_inject(struct vmras *v, uint64_t gpa, enum vmras_error_kind kind, int 
 {
 	const struct vmras_region *r = vmras_memmap_find_gpa(v->map, gpa);
 	uint64_t base, hva;
+	bool split;
 	int err;
 
 	if (!r)
@@ -926,15 +1030,28 @@ int vmras_inject(struct vmras *v, uint64_t gpa, enum vmras_error_kind kind, int 
 		if (err)
 			return err;
 	}
-	/* The hardware part: the page is bad for real from now on. */
-	err = contain_range(v, r, base, r->page_size);
+	/*
+	 * The hardware part: the page is bad for real from now on. Under
+	 * work_lock, so the engine sees the poison and its AO together.
+	 */
+	pthread_mutex_lock(&v->work_lock);
+	pthread_mutex_lock(&v->lock);
+	split = split_find(v, gpa) != NULL;
+	pthread_mutex_unlock(&v->lock);
+	if (split)	/* already 4 KiB pages: only the one goes bad */
+		err = split_poison(v, gpa);
+	else
+		err = contain_range(v, r, base, r->page_size,
+				    r->backing == VMRAS_BACKING_HUGETLB);
 	if (kind == VMRAS_AO && signal) {
 		pthread_mutex_lock(&v->lock);
 		v->nraise_reserved--;
 		pthread_mutex_unlock(&v->lock);
 	}
-	if (err || !signal)
+	if (err || !signal) {
+		pthread_mutex_unlock(&v->work_lock);
 		return err;
+	}
 	pthread_mutex_lock(&v->lock);
 	if (kind == VMRAS_AO) {
 		v->raise_ao[v->nraise_ao].hva = hva;
@@ -945,6 +1062,7 @@ int vmras_inject(struct vmras *v, uint64_t gpa, enum vmras_error_kind kind, int 
 		v->vcpus[vcpu].raise_ar_hva = hva & ~(SMALL_PAGE - 1);
 	}
 	pthread_mutex_unlock(&v->lock);
+	pthread_mutex_unlock(&v->work_lock);
 	if (kind == VMRAS_AO)
 		engine_wake(v);
 	else if (v->cfg.ops.kick_vcpu)
@@ -1000,10 +1118,16 @@ int vmras_guest_reset(struct vmras *v)
 		pthread_mutex_unlock(&v->work_lock);
 		return -ENOMEM;
 	}
+	err = split_restore_all(v);
 	got = vmras_registry_snapshot(v->registry, list, n);
 	for (size_t i = 0; i < got && i < n; i++) {
 		const struct vmras_region *r = vmras_memmap_find_gpa(v->map, list[i].gpa);
-		int e = r ? contain_restore(v, r, list[i].gpa, list[i].size) : -ENOENT;
+		int e;
+
+		/* Inside a huge page that was split: restored with it above. */
+		if (r && r->backing == VMRAS_BACKING_HUGETLB && list[i].size < r->page_size)
+			continue;
+		e = r ? contain_restore(v, r, list[i].gpa, list[i].size) : -ENOENT;
 
 		if (e && !err)
 			err = e;

@@ -15,6 +15,7 @@ static const char *const source_names[] = {
 	[VMRAS_SRC_INJECT] = "inject",
 	[VMRAS_SRC_MIGRATION] = "migration",
 	[VMRAS_SRC_MC_COPY] = "mc-safe-copy",
+	[VMRAS_SRC_SALVAGE] = "salvage-read",
 };
 _Static_assert(ARRAY_SIZE(source_names) == VMRAS_SRC_COUNT, "one name per source");
 

@@ -52,6 +52,27 @@ struct vcpu_slot {
 	uint64_t raise_ar_hva;
 };
 
+#define MAX_SPLITS 64
+
+enum sub_state { SUB_MISSING, SUB_FILLED, SUB_POISONED };
+
+/*
+ * A huge page replaced by 4 KiB shared pages: the bad ones poisoned, the
+ * rest filled from the huge page's file on demand (userfaultfd) and in the
+ * background.
+ */
+struct split {
+	bool used;
+	bool filled;		/* every subpage filled or poisoned */
+	const struct vmras_region *r;
+	uint64_t gpa, size, hva;
+	int memfd;		/* the 4 KiB replacement */
+	uint32_t nsub, ndone, cursor;
+	uint8_t *state;		/* enum sub_state per subpage */
+	uint64_t t_begin, t_paused, t_resumed, t_done;	/* CLOCK_MONOTONIC ns */
+	uint64_t t_begin_rt;	/* CLOCK_REALTIME, to compare with event times */
+};
+
 /* An event handed to the engine by a thread (not a signal handler). */
 struct submitted {
 	struct submitted *next;
@@ -87,6 +108,11 @@ struct vmras {
 		unsigned int lsb;
 	} raise_ao[RAISE_AO_MAX];
 	struct vmras_stats stats;
+	struct split splits[MAX_SPLITS];	/* under lock */
+
+	pthread_t worker;	/* serves faults on split ranges, fills the rest */
+	bool worker_started;
+	int worker_wake;	/* eventfd */
 };
 
 uint64_t vmras__now_ns(void);
@@ -106,9 +132,13 @@ int capture_raise_sigbus(int si_code, uint64_t addr, unsigned int lsb);
 void capture_arm_copy(sigjmp_buf *jb);
 void capture_disarm_copy(void);
 
-/* contain.c: make [gpa, gpa+size) unreadable for everyone (poison). */
+/*
+ * contain.c: make [gpa, gpa+size) unreadable for everyone (poison). With
+ * keep_file, only this mapping is poisoned and a shared file keeps the page
+ * (as the kernel's memory_failure() leaves a hugetlb page in the file).
+ */
 int contain_range(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
-		  uint64_t size);
+		  uint64_t size, bool keep_file);
 int contain_open_uffd(struct vmras *v);
 /* Give a contained range fresh memory again (guest reset). */
 int contain_restore(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
@@ -116,5 +146,21 @@ int contain_restore(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
 
 /* engine.c */
 void engine_wake(struct vmras *v);
+int engine_submit(struct vmras *v, const struct vmras_event *ev, bool wait);
+
+/* split.c */
+bool split_possible(struct vmras *v);
+/* The split holding gpa (under v->lock), or NULL. */
+struct split *split_find(struct vmras *v, uint64_t gpa);
+/* Replace the huge page at huge_gpa with 4 KiB pages; bad_gpa's is poisoned. */
+int split_begin(struct vmras *v, const struct vmras_region *r, uint64_t huge_gpa,
+		uint64_t bad_gpa);
+/* Poison one more 4 KiB page of a split huge page. */
+int split_poison(struct vmras *v, uint64_t gpa);
+/* Guest reset: every split range back to a fresh huge page. */
+int split_restore_all(struct vmras *v);
+int split_worker_start(struct vmras *v);
+void split_worker_stop(struct vmras *v);
+uint64_t vmras__mono_ns(void);
 
 #endif

@@ -103,24 +103,88 @@ def test_other_backings():
         os.unlink(ramfile)
 
 
-def test_hugetlb_whole_page():
-    """Until huge pages are split, an error in one loses the whole huge page,
-    and the guest is told exactly that (MCi_MISC LSB 21)."""
-    if vmtest.free_hugepages(2048) < 16:
-        tap.skip("hugetlb-2m AO", "needs 16 free 2 MiB huge pages, %d free "
-                 "(scripts/test reserves them)" % vmtest.free_hugepages(2048))
+HUGE = 2 << 20
+
+
+def need_hugepages(name, n=16):
+    if vmtest.free_hugepages(2048) < n:
+        tap.skip(name, "needs %d free 2 MiB huge pages, %d free (scripts/test reserves "
+                 "them)" % (n, vmtest.free_hugepages(2048)))
+        return False
+    return True
+
+
+def test_hugetlb_split():
+    """An error inside a 2 MiB huge page costs 4 KiB: the guest is told about
+    that page only and verifies the 511 others in every later pass."""
+    if not need_hugepages("hugetlb-2m split"):
         return
-    code, s, err = vmtest.run(*BASE, "--backend", "hugetlb-2m", "--inject", "ao:0x600000")
-    if not tap.ok(code == 0 and s, "hugetlb-2m AO: exit 0", "exit %s\n%s" % (code, err)):
+    for kind, gpa in [("ao", 0x603000), ("ar", 0x1302000)]:
+        name = "hugetlb-2m %s" % kind.upper()
+        code, s, err = vmtest.run("--vcpus", "2", "--mem", "64M", "--passes", "3",
+                                  "--backend", "hugetlb-2m", "--inject", "%s:%#x" % (kind, gpa))
+        if not tap.ok(code == 0 and s, name + ": exit 0", "exit %s\n%s" % (code, err)):
+            continue
+        g = s["guest"]
+        mces = real_mces(g)
+        tap.ok(len(mces) == 1 and mces[0]["addr"] == gpa and mces[0]["misc"] & 0x3f == 12,
+               name + ": one machine check naming the 4 KiB page (LSB 12)", mces)
+        check_retired_only(g, gpa, name)
+        tap.eq(s["bytes-lost"], PAGE, name + ": 4096 bytes of guest memory lost")
+        c = s["memory-errors"]["counters"]
+        tap.ok(c["huge-pages-split"] == 1 and c["subpages-salvaged"] == 511,
+               name + ": one huge page split, 511 subpages salvaged (pause %.1f us)"
+               % (c["split-pause-max-ns"] / 1e3), c)
+
+
+def test_hugetlb_many():
+    """Two errors in one huge page and errors in two, AO and AR mixed, the
+    later ones arriving while the first split is still filling."""
+    if not need_hugepages("hugetlb-2m several errors"):
         return
-    g = s["guest"]
-    mces = real_mces(g)
-    tap.ok(len(mces) == 1 and mces[0]["addr"] == 0x600000 and mces[0]["misc"] & 0x3f == 21,
-           "hugetlb-2m AO: one SRAO naming the 2 MiB page (LSB 21)", mces)
-    tap.eq([(r["gpa"], r["size"]) for r in g["retired"]], [(0x600000, 2 << 20)],
-           "hugetlb-2m AO: the guest retired the 2 MiB page")
-    tap.eq((g["pages-corrupted"], s["bytes-lost"]), (0, 2 << 20),
-           "hugetlb-2m AO: 0 corrupted, 2 MiB lost")
+    same = [0x600000 + 5 * PAGE, 0x600000 + 300 * PAGE]
+    other = 0x1300000 + 7 * PAGE
+    vm = VM("--vcpus", "2", "--mem", "64M", "--backend", "hugetlb-2m", "--passes", "100000",
+            "--paused")
+    try:
+        q = vm.qmp()
+        q.cmd("cont")
+        q.wait_event(guest_report("pass-done", vcpu=1))
+        r = [q.cmd("inject-memory-error", gpa=same[0], type="ao"),
+             q.cmd("inject-memory-error", gpa=same[1], type="ar", vcpu=0),
+             q.cmd("inject-memory-error", gpa=other, type="ar", vcpu=1)]
+        tap.ok(all("return" in x for x in r), "three errors injected back to back", r)
+        got = set()
+        for _ in range(3):
+            got.add(q.wait_event(guest_report("retired"), timeout=120)["data"]["gpa"])
+        tap.eq(got, set(same + [other]), "the guest retired exactly the three 4 KiB pages")
+        for _ in range(2):
+            q.wait_event(guest_report("pass-done", vcpu=0))
+            q.wait_event(guest_report("pass-done", vcpu=1))
+        g = q.cmd("query-guest")["return"]
+        me = q.cmd("query-memory-errors")["return"]
+        tap.eq(g["pages-corrupted"], 0, "0 corrupted in the passes after")
+        tap.eq(sorted((e["gpa"], e["size"]) for e in me["errors"]),
+               sorted((a, PAGE) for a in same + [other]), "4 KiB lost per bad page")
+        tap.eq(me["counters"]["huge-pages-split"], 2, "two huge pages split")
+
+        # Reset: the split ranges go back to fresh huge pages.
+        q.cmd("system_reset")
+        q.wait_event(lambda e: e["event"] == "RESET")
+        tap.eq(q.cmd("query-memory-errors")["return"]["total"], 0, "reset: nothing poisoned")
+        for _ in range(2):
+            q.wait_event(guest_report("pass-done", vcpu=0))
+            q.wait_event(guest_report("pass-done", vcpu=1))
+        g = q.cmd("query-guest")["return"]
+        tap.ok(g["pages-corrupted"] == 0 and all(v["skipped"] == 0 and
+                                                 v["verified"] == v["pages"] * v["passes"]
+                                                 for v in g["vcpus"]),
+               "reset: the guest verifies all its memory again", g["vcpus"])
+        q.cmd("quit")
+        code, s, err = vm.wait(timeout=120)
+        tap.ok(code == 0, "exit 0", "exit %s\n%s" % (code, err))
+    finally:
+        vm.kill()
 
 
 def test_natural_ar_and_reset():
@@ -314,7 +378,8 @@ def test_cli():
 tap.run(test_ao)
 tap.run(test_ar)
 tap.run(test_other_backings)
-tap.run(test_hugetlb_whole_page)
+tap.run(test_hugetlb_split)
+tap.run(test_hugetlb_many)
 tap.run(test_natural_ar_and_reset)
 tap.run(test_burst)
 tap.run(test_undeliverable)

@@ -206,8 +206,11 @@ static void test_classify(void)
 	is_int(vmras_vcpu_exit(ras, 0, run, 0), VMRAS_EXIT_NOT_MINE, "MMIO outside RAM is MMIO");
 	ok(run->mmio.data[0] == 0x11, "and its data is left alone");
 	run->mmio.phys_addr = clean;
-	is_int(vmras_vcpu_exit(ras, 0, run, 0), VMRAS_EXIT_NOT_MINE,
-	       "MMIO on a readable RAM page is not a memory error");
+	memset(run->mmio.data, 0, 8);
+	memset(ram + (clean - GPA_BASE), 0x3c, 8);
+	is_int(vmras_vcpu_exit(ras, 0, run, 0), VMRAS_EXIT_HANDLED,
+	       "MMIO on a readable RAM page: completed from RAM, not an error");
+	ok(run->mmio.data[0] == 0x3c && run->mmio.data[7] == 0x3c, "with the RAM's bytes");
 	run->exit_reason = KVM_EXIT_IO;
 	is_int(vmras_vcpu_exit(ras, 0, run, 0), VMRAS_EXIT_NOT_MINE, "an I/O exit is not ours");
 	free(run);

@@ -62,6 +62,44 @@ static void ras_failure(void *opaque, const struct vmras_failure *f)
 		vmm_emit(vm, "MEMORY_FAILURE", d);
 }
 
+static void ras_pause(void *opaque)
+{
+	vmm_pause(opaque);
+}
+
+static void ras_resume(void *opaque)
+{
+	vmm_resume(opaque);
+}
+
+/* A vCPU waiting inside libvmras is outside KVM_RUN: as good as parked. */
+static void ras_vcpu_blocked(void *opaque, unsigned int index, bool blocked)
+{
+	struct vmm *vm = opaque;
+
+	if (index >= vm->cfg.nr_vcpus)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	vm->vcpus[index].parked = blocked;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/* Guest RAM changed under a shared mapping: tell whoever shares it. */
+static void ras_remapped(void *opaque, uint64_t gpa, uint64_t size, void *hva, int fd,
+			 uint64_t offset)
+{
+	struct vmm *vm = opaque;
+	json_object *d = json_object_new_object();
+
+	(void)hva;
+	json_object_object_add(d, "gpa", json_object_new_uint64(gpa));
+	json_object_object_add(d, "size", json_object_new_uint64(size));
+	json_object_object_add(d, "fd", json_object_new_int(fd));
+	json_object_object_add(d, "offset", json_object_new_uint64(offset));
+	vmm_emit(vm, "VMRAS_MEMORY_REMAPPED", d);
+}
+
 int vmm_ras_init(struct vmm *vm, struct vmm_error *e)
 {
 	struct vmras_config cfg = {
@@ -72,6 +110,10 @@ int vmm_ras_init(struct vmm *vm, struct vmm_error *e)
 			.request_reset = ras_reset,
 			.request_stop = ras_stop,
 			.failure = ras_failure,
+			.pause_vcpus = ras_pause,
+			.resume_vcpus = ras_resume,
+			.vcpu_blocked = ras_vcpu_blocked,
+			.remapped = ras_remapped,
 		},
 		.mcg_cap = vm->x86.mcg_cap,
 		.event_log = vm->cfg.event_log,
@@ -221,6 +263,9 @@ json_object *vmm_memory_errors_json(struct vmm *vm)
 	C("not-guest-ram", st.not_guest_ram);
 	C("bytes-lost", st.bytes_lost);
 	C("log-errors", st.log_errors);
+	C("huge-pages-split", st.splits);
+	C("subpages-salvaged", st.subpages_salvaged);
+	C("split-pause-max-ns", st.split_pause_ns_max);
 #undef C
 	json_object_object_add(o, "counters", c);
 	return o;

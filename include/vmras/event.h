@@ -22,6 +22,7 @@ enum vmras_source {
 	VMRAS_SRC_INJECT,	/* reserved: an injection reported without a signal */
 	VMRAS_SRC_MIGRATION,	/* reserved: a poisoned page arrived by migration */
 	VMRAS_SRC_MC_COPY,	/* machine-check-safe copy hit poison */
+	VMRAS_SRC_SALVAGE,	/* reading a split huge page's data back failed (EIO) */
 	VMRAS_SRC_COUNT
 };
 

@@ -48,6 +48,22 @@ struct vmras_ops {
 	void (*request_stop)(void *opaque, const char *why);
 	/* Every outcome (a MEMORY_FAILURE event). */
 	void (*failure)(void *opaque, const struct vmras_failure *f);
+	/*
+	 * Optional, for splitting huge pages: park every vCPU outside KVM_RUN
+	 * and return (a vCPU waiting inside vmras_vcpu_exit counts as parked:
+	 * see vcpu_blocked), and let them go again. Called by the engine.
+	 */
+	void (*pause_vcpus)(void *opaque);
+	void (*resume_vcpus)(void *opaque);
+	/* vCPU is waiting inside vmras_vcpu_exit (true) or no longer (false). */
+	void (*vcpu_blocked)(void *opaque, unsigned int vcpu, bool blocked);
+	/*
+	 * Guest RAM [gpa, gpa + size) at hva is now backed by fd at offset
+	 * (after a split, and back after a reset): processes that share guest
+	 * memory (vhost-user backends) must map it anew.
+	 */
+	void (*remapped)(void *opaque, uint64_t gpa, uint64_t size, void *hva, int fd,
+			 uint64_t offset);
 };
 
 struct vmras_config {
@@ -67,6 +83,9 @@ struct vmras_stats {
 	uint64_t not_guest_ram;
 	uint64_t bytes_lost;
 	uint64_t log_errors;	/* event log writes that failed */
+	uint64_t splits;	/* huge pages replaced by 4 KiB pages */
+	uint64_t split_pause_ns_max;	/* longest vCPU pause for a split */
+	uint64_t subpages_salvaged;	/* filled from the old huge page */
 };
 
 void vmras_policy_default(struct vmras_policy *p);
