@@ -1037,6 +1037,8 @@ int vmras_inject(struct vmras *v, uint64_t gpa, enum vmras_error_kind kind, int 
 	pthread_mutex_lock(&v->work_lock);
 	pthread_mutex_lock(&v->lock);
 	split = split_find(v, gpa) != NULL;
+	if (r->backing == VMRAS_BACKING_HUGETLB && v->nhw_bad < sizeof(v->hw_bad) / sizeof(v->hw_bad[0]))
+		v->hw_bad[v->nhw_bad++] = gpa & ~(SMALL_PAGE - 1);
 	pthread_mutex_unlock(&v->lock);
 	if (split)	/* already 4 KiB pages: only the one goes bad */
 		err = split_poison(v, gpa);
@@ -1147,6 +1149,7 @@ int vmras_guest_reset(struct vmras *v)
 		s->offline = false;
 	}
 	v->nraise_ao = 0;
+	v->nhw_bad = 0;
 	pthread_mutex_unlock(&v->lock);
 	pthread_mutex_unlock(&v->work_lock);
 	for (size_t i = 0; i < ndropped; i++) {

@@ -109,6 +109,13 @@ struct vmras {
 	} raise_ao[RAISE_AO_MAX];
 	struct vmras_stats stats;
 	struct split splits[MAX_SPLITS];	/* under lock */
+	/*
+	 * Subpages vmras_inject made bad inside hugetlb pages: what a kernel
+	 * with memory failure knows, and answers with EIO when they are read
+	 * through the file. The stand-in answers the same (fill_one).
+	 */
+	unsigned int nhw_bad;
+	uint64_t hw_bad[256];
 
 	pthread_t worker;	/* serves faults on split ranges, fills the rest */
 	bool worker_started;

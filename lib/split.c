@@ -210,6 +210,11 @@ static void fill_one(struct vmras *v, struct split *s, uint32_t idx)
 	pthread_mutex_unlock(&v->lock);
 
 	n = pread(r->fd, buf, SUB, (off_t)(r->fd_offset + (gpa - r->gpa)));
+	pthread_mutex_lock(&v->lock);
+	for (unsigned int i = 0; i < v->nhw_bad; i++)
+		if (v->hw_bad[i] == gpa)
+			n = -1; /* injected: the kernel would say EIO */
+	pthread_mutex_unlock(&v->lock);
 	if (n != (ssize_t)SUB) {
 		/* The kernel knows this subpage is bad: it is another error. */
 		struct vmras_event ev = {
