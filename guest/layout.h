@@ -34,6 +34,7 @@
 #define GL_REPORT_PORT 0x00e0
 
 #define GL_BOOT_MAGIC 0x534152564d4d5652ULL	/* "RVMMVRAS" */
+#define GL_MUST_MAX 16
 #define GL_BOOT_VERSION 1
 
 #ifndef __ASSEMBLER__
@@ -50,12 +51,19 @@ struct gl_boot_info {
 	uint32_t passes;	/* verification passes before the guest stops */
 	uint32_t mce_banks;	/* banks the VMM gave each vCPU */
 	uint32_t flags;		/* GL_BOOT_* */
-	uint32_t reserved;
+	uint32_t sample;	/* check every sample-th page (0, 1: all) */
 	uint64_t boot_count;	/* 1 at power on, +1 per reset */
+	uint64_t must[GL_MUST_MAX];	/* pages always checked when sampling */
 };
 
 /* The guest leaves CR4.MCE clear (tests of undeliverable machine checks). */
 #define GL_BOOT_NO_MCE (1u << 0)
+/*
+ * Sampling (guests too large to check whole under an emulator): the VMM
+ * fills every page with generation 1 before boot; the guest checks and
+ * rewrites only sampled pages and must[]; the VMM checks the rest after.
+ */
+#define GL_BOOT_HOST_FILLED (1u << 1)
 
 enum gl_msg_type {
 	GL_MSG_STARTED = 1,	/* a0 slice start, a1 slice end, a2 pages */
@@ -77,7 +85,7 @@ struct gl_msg {
 };
 
 _Static_assert(sizeof(struct gl_msg) == 64, "gl_msg is 64 bytes");
-_Static_assert(sizeof(struct gl_boot_info) == 72, "gl_boot_info is 72 bytes");
+_Static_assert(sizeof(struct gl_boot_info) == 72 + 8 * GL_MUST_MAX, "gl_boot_info layout");
 
 /*
  * The pattern word of every 8 bytes of a page, from its GPA and generation.

@@ -273,6 +273,23 @@ static void setup_mce(struct cpu_state *cs)
 	asm volatile("mov %0, %%cr4" ::"r"(cr4 | CR4_MCE));
 }
 
+/*
+ * The next page after p this guest checks: every page, or when sampling
+ * every sample-th one and the must[] pages (without walking the others:
+ * each skipped page would cost emulated instructions).
+ */
+static uint64_t next_page(const struct gl_boot_info *bi, uint64_t start, uint64_t p)
+{
+	uint64_t step = bi->sample > 1 ? bi->sample * PAGE_SIZE : PAGE_SIZE;
+	uint64_t next = start + ((p - start) / step + 1) * step;
+
+	if (bi->sample > 1)
+		for (int i = 0; i < GL_MUST_MAX; i++)
+			if (bi->must[i] > p && bi->must[i] < next)
+				next = bi->must[i];
+	return next;
+}
+
 void guest_main(uint32_t cpu, const struct gl_boot_info *bi)
 {
 	struct cpu_state *cs = (struct cpu_state *)(percpu_base(cpu) + PERCPU_STATE);
@@ -289,16 +306,26 @@ void guest_main(uint32_t cpu, const struct gl_boot_info *bi)
 	start = bi->data_start + first * PAGE_SIZE;
 	end = cpu + 1 == bi->nr_vcpus ? bi->data_start + pages * PAGE_SIZE
 				      : start + pages / bi->nr_vcpus * PAGE_SIZE;
-	report(cs, 0, GL_MSG_STARTED, start, end, (end - start) / PAGE_SIZE,
-	       cs->mce_banks, 0, 0);
+	pages = (end - start) / PAGE_SIZE;
+	if (bi->sample > 1) {
+		uint64_t n = (pages + bi->sample - 1) / bi->sample;
 
-	for (uint64_t p = start; p < end; p += PAGE_SIZE)
-		fill_words((void *)p, WORDS_PER_PAGE, gl_pattern(p, gen, bi->seed));
+		for (int i = 0; i < GL_MUST_MAX; i++)
+			n += bi->must[i] >= start && bi->must[i] < end &&
+			     ((bi->must[i] - start) / PAGE_SIZE) % bi->sample != 0;
+		pages = n;
+	}
+	report(cs, 0, GL_MSG_STARTED, start, end, pages, cs->mce_banks, 0, 0);
+
+	if (!(bi->flags & GL_BOOT_HOST_FILLED))
+		for (uint64_t p = start; p < end; p += PAGE_SIZE)
+			fill_words((void *)p, WORDS_PER_PAGE, gl_pattern(p, gen, bi->seed));
 
 	for (uint32_t pass = 1; pass <= bi->passes; pass++) {
 		uint64_t verified = 0, corrupted = 0, skipped = 0;
 
-		for (uint64_t p = start; p < end; p += PAGE_SIZE) {
+		/* The first page is always checked: start is a stride boundary. */
+		for (uint64_t p = start; p < end; p = next_page(bi, start, p)) {
 			uint64_t want = gl_pattern(p, gen, bi->seed);
 			long r;
 
@@ -306,15 +333,13 @@ void guest_main(uint32_t cpu, const struct gl_boot_info *bi)
 				skipped++;
 				continue;
 			}
-			r = mc_scan((const void *)p, WORDS_PER_PAGE, want);
+			/* Cut short (-2) by a machine check about another page: look again. */
+			do
+				r = mc_scan((const void *)p, WORDS_PER_PAGE, want);
+			while (r == -2 && !is_retired(p));
 			/* A machine check named this page: what was read is void. */
 			if (is_retired(p)) {
 				skipped++;
-				continue;
-			}
-			/* Cut short by a machine check about another page: look again. */
-			if (r == -2) {
-				p -= PAGE_SIZE;
 				continue;
 			}
 			if (r >= 0) {

@@ -2,7 +2,7 @@
 # Sourced by scripts/test and .ci/run. A reservation the kernel cannot
 # satisfy is reported; tests that need the pages skip with that reason.
 VMRAS_HUGE_2M=${VMRAS_HUGE_2M:-80}
-VMRAS_HUGE_1G=${VMRAS_HUGE_1G:-0}
+VMRAS_HUGE_1G=${VMRAS_HUGE_1G:-2}
 
 _hp_dir() { echo "/sys/kernel/mm/hugepages/hugepages-$1kB/nr_hugepages"; }
 

@@ -137,6 +137,44 @@ def test_hugetlb_split():
                % (c["split-pause-max-ns"] / 1e3), c)
 
 
+def free_1g():
+    try:
+        with open("/sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages") as f:
+            return int(f.read())
+    except OSError:
+        return 0
+
+
+def test_hugetlb_1g():
+    """1 GiB pages: 4 KiB lost. The guest samples (the bad page's neighbours and
+    the huge page's first and last subpages always); the VMM checks every
+    page from the host side."""
+    if free_1g() < 2:
+        tap.skip("hugetlb-1g split", "needs 2 free 1 GiB huge pages, %d free (the kernel "
+                 "could not reserve them, or scripts/test was not used)" % free_1g())
+        return
+    gpa = 0x50003000  # in the second 1 GiB page: data only
+    code, s, err = vmtest.run("--vcpus", "2", "--mem", "2G", "--backend", "hugetlb-1g",
+                              "--passes", "2", "--sample", "4096", "--inject", "ao:%#x" % gpa)
+    if not tap.ok(code == 0 and s, "hugetlb-1g AO: exit 0", "exit %s\n%s" % (code, err)):
+        return
+    g = s["guest"]
+    mces = real_mces(g)
+    tap.ok(len(mces) == 1 and mces[0]["addr"] == gpa and mces[0]["misc"] & 0x3f == 12,
+           "hugetlb-1g AO: one machine check naming the 4 KiB page (LSB 12)", mces)
+    tap.eq([(r["gpa"], r["size"]) for r in g["retired"]], [(gpa, PAGE)],
+           "hugetlb-1g AO: the guest retired only that page")
+    tap.eq(g["pages-corrupted"], 0, "hugetlb-1g AO: the guest's sample: 0 corrupted")
+    hc = s["host-check"]
+    tap.ok(hc["corrupted"] == 0 and hc["unreadable"] == 0 and
+           hc["pages"] == (2 << 30) // PAGE - 1024 - 1,
+           "hugetlb-1g AO: host side, every other data page intact (%d pages)" % hc["pages"], hc)
+    tap.eq(s["bytes-lost"], PAGE, "hugetlb-1g AO: 4096 bytes lost, not 1 GiB")
+    c = s["memory-errors"]["counters"]
+    tap.diag("1 GiB split: vCPU pause %.1f us, %d subpages salvaged"
+             % (c["split-pause-max-ns"] / 1e3, c["subpages-salvaged"]))
+
+
 def test_hugetlb_many():
     """Two errors in one huge page and errors in two, AO and AR mixed, the
     later ones arriving while the first split is still filling."""
@@ -380,6 +418,7 @@ tap.run(test_ar)
 tap.run(test_other_backings)
 tap.run(test_hugetlb_split)
 tap.run(test_hugetlb_many)
+tap.run(test_hugetlb_1g)
 tap.run(test_natural_ar_and_reset)
 tap.run(test_burst)
 tap.run(test_undeliverable)

@@ -71,6 +71,63 @@ static int load_guest_file(struct vmm *vm, const char *path, struct vmm_error *e
 	return 0;
 }
 
+/* Sampling: every data page holds generation 1 before the guest starts. */
+static void host_fill(struct vmm *vm)
+{
+	for (uint64_t p = GL_DATA_START; p + 4096 <= vm->ram.size; p += 4096) {
+		uint64_t w = gl_pattern(p, 1, vm->cfg.seed), *d = (uint64_t *)(vm->ram.hva + p);
+
+		for (int i = 0; i < 512; i++)
+			d[i] = w;
+	}
+}
+
+/*
+ * After the guest finished: every data page, checked from the host side,
+ * holds what the guest last wrote there (pages it samples) or what the VMM
+ * wrote before boot (the rest). Retired pages are skipped.
+ */
+static void host_check(struct vmm *vm)
+{
+	uint64_t pages = (vm->ram.size - GL_DATA_START) / 4096, per = pages / vm->cfg.nr_vcpus;
+	struct host_check *hc = &vm->host_check;
+
+	memset(hc, 0, sizeof(*hc));
+	hc->ran = true;
+	for (uint64_t i = 0; i < pages; i++) {
+		uint64_t p = GL_DATA_START + i * 4096, buf[512], want;
+		unsigned int cpu = (unsigned int)(per ? i / per : 0);
+		uint64_t start, idx;
+		bool sampled = vm->cfg.sample <= 1;
+
+		if (cpu >= vm->cfg.nr_vcpus)
+			cpu = vm->cfg.nr_vcpus - 1;
+		start = GL_DATA_START + cpu * per * 4096;
+		idx = (p - start) / 4096;
+		if (!sampled) {
+			struct gl_boot_info *bi = (struct gl_boot_info *)(vm->ram.hva + GL_BOOT_INFO);
+
+			sampled = idx % vm->cfg.sample == 0;
+			for (int k = 0; k < GL_MUST_MAX; k++)
+				sampled |= bi->must[k] == p;
+		}
+		want = gl_pattern(p, sampled ? vm->report.vcpu[cpu].passes + 1 : 1, vm->cfg.seed);
+		if (vmras_registry_contains(vmras_get_registry(vm->ras), p))
+			continue;
+		if (vmras_copy_from_guest(vm->ras, buf, p, sizeof(buf))) {
+			hc->unreadable++;
+			continue;
+		}
+		hc->pages++;
+		for (int w = 0; w < 512; w++)
+			if (buf[w] != want) {
+				if (!hc->corrupted++)
+					hc->first_bad = p + (uint64_t)w * 8;
+				break;
+			}
+	}
+}
+
 /* Image, boot info and page tables: what a (re)booting guest finds. */
 static int load_machine_memory(struct vmm *vm, struct vmm_error *e)
 {
@@ -83,6 +140,8 @@ static int load_machine_memory(struct vmm *vm, struct vmm_error *e)
 	r = x86_setup_memory(&vm->ram, e);
 	if (r)
 		return r;
+	if (vm->cfg.sample > 1)
+		host_fill(vm);
 	*bi = (struct gl_boot_info){
 		.magic = GL_BOOT_MAGIC,
 		.version = GL_BOOT_VERSION,
@@ -93,9 +152,22 @@ static int load_machine_memory(struct vmm *vm, struct vmm_error *e)
 		.seed = vm->cfg.seed,
 		.passes = vm->cfg.passes,
 		.mce_banks = (uint32_t)(vm->x86.mcg_cap & 0xff),
-		.flags = vm->cfg.guest_no_mce ? GL_BOOT_NO_MCE : 0,
+		.flags = (vm->cfg.guest_no_mce ? GL_BOOT_NO_MCE : 0) |
+			 (vm->cfg.sample > 1 ? GL_BOOT_HOST_FILLED : 0),
+		.sample = vm->cfg.sample,
 		.boot_count = vm->boot_count,
 	};
+	/* Pages always checked when sampling: each scripted error's neighbours
+	 * and its huge page's first and last subpages. */
+	for (unsigned int i = 0, n = 0; i < vm->cfg.ninject && n + 5 <= GL_MUST_MAX; i++) {
+		uint64_t g = vm->cfg.inject[i].gpa & ~4095ULL;
+		uint64_t huge = g & ~(vm->ram.page_size - 1);
+		uint64_t cand[5] = { g - 4096, g, g + 4096, huge, huge + vm->ram.page_size - 4096 };
+
+		for (int k = 0; k < 5; k++)
+			if (cand[k] >= GL_DATA_START && cand[k] < vm->ram.size)
+				bi->must[n++] = cand[k];
+	}
 	return 0;
 }
 
@@ -582,6 +654,8 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
 		vm->vcpus[i].thread_started = false;
 	pthread_mutex_unlock(&vm->lock);
+	if (report_all_done(&vm->report))
+		host_check(vm);
 	{
 		json_object *d = json_object_new_object();
 
@@ -625,7 +699,7 @@ static json_object *vcpu_json(struct vmm *vm, unsigned int i)
 
 static bool vmm_failed_locked(struct vmm *vm)
 {
-	if (vm->fatal || report_failed(&vm->report))
+	if (vm->fatal || report_failed(&vm->report) || vm->host_check.corrupted)
 		return true;
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
 		if (vm->vcpus[i].state == VCPU_FAILED)
@@ -742,6 +816,17 @@ json_object *vmm_summary_json(struct vmm *vm)
 	json_object_object_add(o, "ram-mmio-exits", json_object_new_uint64(ram_mmio));
 	json_object_object_add(o, "guest", report_json_locked(vm));
 	json_object_object_add(o, "memory-failure-events", json_object_new_uint64(vm->memory_failures));
+	if (vm->host_check.ran) {
+		json_object *h = json_object_new_object();
+
+		json_object_object_add(h, "pages", json_object_new_uint64(vm->host_check.pages));
+		json_object_object_add(h, "corrupted", json_object_new_uint64(vm->host_check.corrupted));
+		json_object_object_add(h, "unreadable", json_object_new_uint64(vm->host_check.unreadable));
+		json_object_object_add(h, "first-bad", vm->host_check.corrupted
+				       ? json_object_new_uint64(vm->host_check.first_bad) : NULL);
+		json_object_object_add(o, "host-check", h);
+	}
+	json_object_object_add(o, "sample", json_object_new_int((int)vm->cfg.sample));
 	pthread_mutex_unlock(&vm->lock);
 	{
 		json_object *me = vmm_memory_errors_json(vm), *c, *lost;

@@ -38,6 +38,7 @@ struct vmm_config {
 	bool start_paused;		/* vCPUs wait for QMP cont */
 	uint64_t seed;
 	bool guest_no_mce;		/* the guest leaves CR4.MCE clear */
+	unsigned int sample;		/* guest checks every Nth page; the VMM the rest */
 	struct vmras_policy policy;
 	const char *event_log;		/* MEMORY_FAILURE events as JSON lines */
 	unsigned int ninject;

@@ -38,6 +38,11 @@ struct vcpu {
 	/* (the exit counters are atomic: query-guest reads them live) */
 };
 
+struct host_check {
+	bool ran;
+	uint64_t pages, corrupted, unreadable, first_bad;
+};
+
 struct vmm {
 	struct vmm_config cfg;
 	int kvm_fd, vm_fd;
@@ -63,6 +68,7 @@ struct vmm {
 	char reset_reason[128];
 	bool fatal;		/* a memory error with policy fatal */
 	uint64_t memory_failures;	/* MEMORY_FAILURE events */
+	struct host_check host_check;	/* after the run, from the host side */
 
 	int wake_fd;		/* eventfd: wakes vmm_run's loop */
 	int signal_fd;		/* SIGINT, SIGTERM, SIGHUP */

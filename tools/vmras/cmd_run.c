@@ -34,6 +34,9 @@ static void run_usage(FILE *f)
 		"  --no-broadcast     SRAR to the consuming vCPU only\n"
 		"  --event-log PATH   append MEMORY_FAILURE events as JSON lines\n"
 		"  --guest-no-mce     the guest leaves CR4.MCE clear (tests)\n"
+		"  --sample N         the guest checks every Nth page (plus each --inject's\n"
+		"                     neighbours); the VMM checks every page from the host\n"
+		"                     side at the end (for guests too big to read whole)\n"
 		"Exit status: 0 the guest's checks passed (or nothing failed before a\n"
 		"quit); 1 a check failed; 2 usage or VMM error.\n",
 		prog);
@@ -147,6 +150,7 @@ int run_main(int argc, char **argv)
 		{ "no-broadcast", no_argument, NULL, 'B' },
 		{ "event-log", required_argument, NULL, 'L' },
 		{ "guest-no-mce", no_argument, NULL, 'M' },
+		{ "sample", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -226,6 +230,12 @@ int run_main(int argc, char **argv)
 		case 'B': cfg.policy.broadcast = false; break;
 		case 'L': cfg.event_log = optarg; break;
 		case 'M': cfg.guest_no_mce = true; break;
+		case 'A':
+			if (parse_uint(optarg, 1u << 20, &cfg.sample)) {
+				tool_error("run", "--sample: not a count: '%s'", optarg);
+				return 2;
+			}
+			break;
 		case 'h': run_usage(stdout); return 0;
 		default: run_usage(stderr); return 2;
 		}
