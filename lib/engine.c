@@ -206,17 +206,17 @@ enum plan {
 static enum plan huge_page_plan(struct vmras *v, const struct vmras_region *r,
 				const struct vmras_failure *f)
 {
-	unsigned int shift = log2_u64(r->page_size);
 	const struct split *s;
 	enum plan plan;
 
 	if (r->backing != VMRAS_BACKING_HUGETLB || r->page_size <= SMALL_PAGE ||
 	    !split_possible(v))
 		return PLAN_WHOLE;
-	/* Older kernels name only the huge page: which 4 KiB is bad is unknown. */
-	if (f->ev.kind == VMRAS_AO && f->ev.addr_lsb >= shift &&
-	    !(f->ev.gpa & (r->page_size - 1)) && f->ev.source == VMRAS_SRC_SIGBUS)
-		return PLAN_WHOLE;
+	/*
+	 * The reported address's 4 KiB is taken as bad. Older kernels name only
+	 * the huge page's base: subpage 0 may then be lost for nothing, and the
+	 * salvage read's EIO finds the one that really is bad.
+	 */
 	pthread_mutex_lock(&v->lock);
 	s = split_find(v, f->ev.gpa);
 	if (!s)
