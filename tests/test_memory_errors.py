@@ -205,11 +205,16 @@ def test_hugetlb_many():
         tap.eq(sorted((e["gpa"], e["size"]) for e in me["errors"]),
                sorted((a, PAGE) for a in same + [other]), "4 KiB lost per bad page")
         tap.eq(me["counters"]["huge-pages-split"], 2, "two huge pages split")
+        remaps = [e["data"] for e in q.events if e["event"] == "VMRAS_MEMORY_REMAPPED"]
+        tap.eq(sorted((r["gpa"], r["size"]) for r in remaps), [(0x600000, HUGE), (0x1200000, HUGE)],
+               "the VMM was told of both remaps (for processes sharing guest memory)")
 
         # Reset: the split ranges go back to fresh huge pages.
         q.cmd("system_reset")
         q.wait_event(lambda e: e["event"] == "RESET")
         tap.eq(q.cmd("query-memory-errors")["return"]["total"], 0, "reset: nothing poisoned")
+        back = q.wait_event(lambda e: e["event"] == "VMRAS_MEMORY_REMAPPED")
+        tap.ok(back["data"]["size"] == HUGE, "reset: remapped back to huge pages", back)
         for _ in range(2):
             q.wait_event(guest_report("pass-done", vcpu=0))
             q.wait_event(guest_report("pass-done", vcpu=1))
