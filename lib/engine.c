@@ -975,34 +975,56 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 
 /* ---- VMM threads --------------------------------------------------- */
 
-int vmras_copy_from_guest(struct vmras *v, void *dst, uint64_t gpa, size_t len)
+/*
+ * Copy between guest RAM and buf without dying on poison: a page the
+ * registry knows is refused untouched; one nobody knew about raises SIGBUS,
+ * which the handler records and turns into a jump back here.
+ */
+static int safe_copy(struct vmras *v, uint64_t gpa, void *buf, size_t len, bool to_guest)
 {
 	const struct vmras_region *r = vmras_memmap_find_gpa(v->map, gpa);
 	struct vmras_event ev = {
 		.kind = VMRAS_AR, .source = VMRAS_SRC_MC_COPY, .valid = VMRAS_EV_GPA,
 		.addr_lsb = 12, .vcpu = -1,
 	};
-	volatile const char *src;
+	volatile char *ram;
 	sigjmp_buf jb;
 
 	if (!r || len > r->size - (gpa - r->gpa))
 		return -EFAULT;
-	src = (const char *)r->hva + (gpa - r->gpa);
+	ram = (char *)r->hva + (gpa - r->gpa);
 	for (uint64_t a = gpa & ~(SMALL_PAGE - 1); a < gpa + len; a += SMALL_PAGE)
 		if (vmras_registry_contains(v->registry, a)) {
-			ev.gpa = a;
-			ev.tid = vmras__gettid();
-			ev.time_ns = vmras__now_ns();
-			engine_submit(v, &ev, false);
+			if (!to_guest) {
+				/* A read of a known bad page is still worth a record. */
+				ev.gpa = a;
+				ev.tid = vmras__gettid();
+				ev.time_ns = vmras__now_ns();
+				engine_submit(v, &ev, false);
+			}
 			return -EHWPOISON;
 		}
-	if (sigsetjmp(jb, 1)) /* the SIGBUS handler recorded the event */
+	if (sigsetjmp(jb, 1))
 		return -EHWPOISON;
 	capture_arm_copy(&jb);
-	for (size_t i = 0; i < len; i++)
-		((char *)dst)[i] = src[i];
+	for (size_t i = 0; i < len; i++) {
+		if (to_guest)
+			ram[i] = ((const char *)buf)[i];
+		else
+			((char *)buf)[i] = ram[i];
+	}
 	capture_disarm_copy();
 	return 0;
+}
+
+int vmras_copy_from_guest(struct vmras *v, void *dst, uint64_t gpa, size_t len)
+{
+	return safe_copy(v, gpa, dst, len, false);
+}
+
+int vmras_copy_to_guest(struct vmras *v, uint64_t gpa, const void *src, size_t len)
+{
+	return safe_copy(v, gpa, (void *)src, len, true);
 }
 
 int vmras_inject(struct vmras *v, uint64_t gpa, enum vmras_error_kind kind, int vcpu,
@@ -1069,27 +1091,6 @@ int vmras_inject(struct vmras *v, uint64_t gpa, enum vmras_error_kind kind, int 
 		engine_wake(v);
 	else if (v->cfg.ops.kick_vcpu)
 		v->cfg.ops.kick_vcpu(v->cfg.ops.opaque, (unsigned int)vcpu);
-	return 0;
-}
-
-int vmras_copy_to_guest(struct vmras *v, uint64_t gpa, const void *src, size_t len)
-{
-	const struct vmras_region *r = vmras_memmap_find_gpa(v->map, gpa);
-	volatile char *dst;
-	sigjmp_buf jb;
-
-	if (!r || len > r->size - (gpa - r->gpa))
-		return -EFAULT;
-	dst = (char *)r->hva + (gpa - r->gpa);
-	for (uint64_t a = gpa & ~(SMALL_PAGE - 1); a < gpa + len; a += SMALL_PAGE)
-		if (vmras_registry_contains(v->registry, a))
-			return -EHWPOISON;
-	if (sigsetjmp(jb, 1))
-		return -EHWPOISON;
-	capture_arm_copy(&jb);
-	for (size_t i = 0; i < len; i++)
-		dst[i] = ((const char *)src)[i];
-	capture_disarm_copy();
 	return 0;
 }
 
