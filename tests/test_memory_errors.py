@@ -304,12 +304,17 @@ def test_burst():
         tap.eq(got, set(pages), "burst: the guest retired all 50 pages")
         g = q.cmd("query-guest")["return"]
         mces = real_mces(g)
-        tap.eq(sorted(m["addr"] for m in mces), sorted(pages),
-               "burst: 50 machine checks, one per page")
+        # One machine check per page; a second (SRAR) when the guest was
+        # reading the very page as its SRAO arrived, as on hardware.
+        tap.ok(sorted(set(m["addr"] for m in mces)) == sorted(pages) and
+               len(mces) >= 50 and
+               len(mces) - len(set(m["addr"] for m in mces)) <= 3,
+               "burst: every one of the 50 pages named by a machine check (%d in all)"
+               % len(mces), sorted(m["addr"] for m in mces))
         me = q.cmd("query-memory-errors")["return"]
         c = me["counters"]
-        tap.ok(c["mce-delivered"] == 50 and c["dropped"] == 0 and c["mce-undeliverable"] == 0,
-               "burst: 50 delivered, none dropped or undeliverable (%d deferred while "
+        tap.ok(c["mce-delivered"] >= 50 and c["dropped"] == 0 and c["mce-undeliverable"] == 0,
+               "burst: all delivered, none dropped or undeliverable (%d deferred while "
                "the guest was busy)" % c["mce-deferred"], c)
         q.wait_event(guest_report("pass-done", vcpu=0))
         q.wait_event(guest_report("pass-done", vcpu=0))
