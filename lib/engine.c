@@ -223,7 +223,12 @@ static enum plan huge_page_plan(struct vmras *v, const struct vmras_region *r,
 		plan = PLAN_SPLIT;
 	else if (s->state[(f->ev.gpa - s->gpa) / SMALL_PAGE] == SUB_POISONED)
 		plan = PLAN_SUBPAGE; /* the registry knows it: a duplicate */
-	else if (f->ev.kind == VMRAS_AR && f->ev.time_ns < s->t_begin_rt)
+	else if (f->ev.kind == VMRAS_AR && f->ev.time_ns < s->t_live_rt)
+		/*
+		 * Reported before the 4 KiB mapping was in place (a vCPU reporting
+		 * an access cannot be parked until it has reported it): the access
+		 * hit the old, wholly poisoned huge page.
+		 */
 		plan = PLAN_INTACT;
 	else
 		plan = PLAN_SUBPAGE;
@@ -403,7 +408,8 @@ static bool any_deferred(struct vmras *v, bool *kick)
 	bool any = false;
 
 	for (unsigned int i = 0; i < v->nvcpus; i++) {
-		kick[i] = false;
+		kick[i] = v->vcpus[i].raise_ar;
+		any |= kick[i];
 		for (unsigned int k = 0; k < v->vcpus[i].npending; k++)
 			if (v->vcpus[i].pending[k].deferred)
 				kick[i] = any = true;
@@ -644,6 +650,7 @@ int vmras_add_vcpu(struct vmras *v, unsigned int index, int vcpu_fd)
 	pthread_mutex_lock(&v->lock);
 	v->vcpus[index].registered = true;
 	v->vcpus[index].fd = vcpu_fd;
+	v->vcpus[index].last_srar_page = ~0ULL;
 	if (index + 1 > v->nvcpus)
 		v->nvcpus = index + 1;
 	pthread_mutex_unlock(&v->lock);
@@ -841,10 +848,11 @@ int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int
 }
 
 /* Deliver one queued machine check; false if it must wait (MCIP). */
-static bool deliver(struct vmras *v, int fd, struct pending_mce *p)
+static bool deliver(struct vmras *v, struct vcpu_slot *s, struct pending_mce *p)
 {
 	struct vmras_failure *f = &p->f;
-	int r = vmras_x86_mce_deliver(fd, v->cfg.mcg_cap, &p->mce);
+	uint64_t page = f->ev.gpa & ~(SMALL_PAGE - 1);
+	int r = vmras_x86_mce_deliver(s->fd, v->cfg.mcg_cap, &p->mce);
 
 	if (p->broadcast) {
 		/* A bystander busy with its own #MC simply does not see this one. */
@@ -856,6 +864,8 @@ static bool deliver(struct vmras *v, int fd, struct pending_mce *p)
 		return true;
 	}
 	if (r == VMRAS_MCE_DELIVERED) {
+		if (f->action_required)
+			s->last_srar_page = page;
 		f->recipient = VMRAS_RECIPIENT_GUEST;
 		f->action = VMRAS_ACTION_INJECT;
 		vmras_registry_set_state(v->registry, f->ev.gpa, VMRAS_PS_NOTIFIED);
@@ -874,6 +884,18 @@ static bool deliver(struct vmras *v, int fd, struct pending_mce *p)
 			pthread_mutex_unlock(&v->lock);
 		}
 		return false;
+	}
+	if (r == VMRAS_MCE_BUSY && f->action_required && s->last_srar_page == page) {
+		/*
+		 * The same access again before the guest took the machine check
+		 * for it (a string instruction the emulator continues): not a
+		 * second error.
+		 */
+		f->action = VMRAS_ACTION_IGNORE;
+		snprintf(f->detail, sizeof(f->detail),
+			 "repeat of the access whose machine check the guest is taking");
+		report(v, f);
+		return true;
 	}
 	f->recursive = r == VMRAS_MCE_BUSY;
 	f->action = v->cfg.policy.undeliverable;
@@ -899,7 +921,6 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 	unsigned int n, i;
 	bool raise_ar;
 	uint64_t ar_hva;
-	int fd;
 
 	if (vcpu >= VMRAS_MAX_VCPUS || !v->vcpus[vcpu].registered)
 		return -EINVAL;
@@ -909,6 +930,21 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 	ar_hva = s->raise_ar_hva;
 	s->raise_ar = false;
 	pthread_mutex_unlock(&v->lock);
+	if (raise_ar) {
+		bool busy = false;
+
+		/*
+		 * A guest inside its #MC handler touches no data: the injected
+		 * access waits until it is out, as a real one would.
+		 */
+		if (!vmras_x86_mce_in_progress(s->fd, &busy) && busy) {
+			pthread_mutex_lock(&v->lock);
+			s->raise_ar = true;
+			pthread_mutex_unlock(&v->lock);
+			engine_wake(v); /* it kicks us again shortly */
+			raise_ar = false;
+		}
+	}
 	if (raise_ar) {
 		/* Injected AR: what KVM sends the vCPU thread that touched poison. */
 		int r = capture_raise_sigbus(BUS_MCEERR_AR, ar_hva, 12);
@@ -920,7 +956,6 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 
 	pthread_mutex_lock(&v->lock);
 	n = 0;
-	fd = s->fd;
 	/*
 	 * Action-required first: an AO or a bystander's broadcast delivered
 	 * before it would set MCIP and turn the AR into a recursive one. AOs
@@ -938,7 +973,7 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 	pthread_mutex_unlock(&v->lock);
 
 	for (i = 0; i < n; i++)
-		if (!deliver(v, fd, &todo[i]))
+		if (!deliver(v, s, &todo[i]))
 			break;
 	if (i < n) {
 		/* Put the rest back in front, in order, for the next try. */
@@ -1148,6 +1183,7 @@ int vmras_guest_reset(struct vmras *v)
 		s->npending = 0;
 		s->raise_ar = false;
 		s->offline = false;
+		s->last_srar_page = ~0ULL;
 	}
 	v->nraise_ao = 0;
 	v->nhw_bad = 0;

@@ -48,6 +48,7 @@ struct vcpu_slot {
 	int32_t tid;
 	unsigned int npending;
 	struct pending_mce pending[VCPU_MAX_PENDING];
+	uint64_t last_srar_page;	/* page of the last SRAR delivered here, or ~0 */
 	bool raise_ar;		/* injector asked this thread to send itself an AR */
 	uint64_t raise_ar_hva;
 };
@@ -71,6 +72,7 @@ struct split {
 	uint8_t *state;		/* enum sub_state per subpage */
 	uint64_t t_begin, t_paused, t_resumed, t_done;	/* CLOCK_MONOTONIC ns */
 	uint64_t t_begin_rt;	/* CLOCK_REALTIME, to compare with event times */
+	uint64_t t_live_rt;	/* when the 4 KiB mapping was in place (vCPUs paused) */
 };
 
 /* An event handed to the engine by a thread (not a signal handler). */

@@ -121,6 +121,8 @@ int split_begin(struct vmras *v, const struct vmras_region *r, uint64_t huge_gpa
 		err = (int)kabi_ioctl(v->uffd, UFFDIO_REGISTER, &reg);
 	if (!err)
 		err = poison_range(v->uffd, hva + (uint64_t)bad * SUB, SUB);
+	/* Any access reported from before this moment saw the old mapping. */
+	s->t_live_rt = vmras__now_ns();
 	if (err) {
 		/* Back to the huge page as it was; the caller contains it whole. */
 		mmap((void *)(uintptr_t)hva, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
@@ -223,6 +225,17 @@ static void fill_one(struct vmras *v, struct split *s, uint32_t idx)
 			.tid = vmras__gettid(),
 		};
 
+		/*
+		 * Poisoned here and now: whoever faulted on it must not wait for
+		 * the engine, which may itself be waiting for that vCPU to park.
+		 */
+		pthread_mutex_lock(&v->lock);
+		if (s->used && s->state[idx] == SUB_MISSING) {
+			s->state[idx] = SUB_POISONED;
+			s->ndone++;
+		}
+		pthread_mutex_unlock(&v->lock);
+		poison_range(v->uffd, hva, SUB);
 		engine_submit(v, &ev, false);
 		return;
 	}

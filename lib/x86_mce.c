@@ -98,6 +98,18 @@ int vmras_x86_mce_deliver(int vcpu_fd, uint64_t mcg_cap, const struct vmras_x86_
 	return r < 0 ? (int)r : VMRAS_MCE_DELIVERED;
 }
 
+int vmras_x86_mce_in_progress(int vcpu_fd, bool *mcip)
+{
+	uint32_t idx = MSR_IA32_MCG_STATUS;
+	uint64_t v;
+	int r = get_msrs(vcpu_fd, &idx, &v, 1);
+
+	if (r)
+		return r;
+	*mcip = v & MCG_STATUS_MCIP;
+	return 0;
+}
+
 int vmras_x86_guest_lmce(int vcpu_fd, uint64_t mcg_cap, bool *lmce)
 {
 	uint32_t idx = MSR_IA32_MCG_EXT_CTL;

@@ -47,6 +47,9 @@ enum vmras_mce_delivery {
  */
 int vmras_x86_mce_deliver(int vcpu_fd, uint64_t mcg_cap, const struct vmras_x86_mce *m);
 
+/* Is the guest still handling a machine check (MCG_STATUS.MCIP)? */
+int vmras_x86_mce_in_progress(int vcpu_fd, bool *mcip);
+
 /* Does this vCPU's guest want local machine checks (MCG_EXT_CTL.LMCE_EN)? */
 int vmras_x86_guest_lmce(int vcpu_fd, uint64_t mcg_cap, bool *lmce);
 
