@@ -17,14 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kabi/memfd.h"
 #include "vmras/vmras.h"
 
-#ifndef MFD_HUGE_2MB
-#define MFD_HUGE_2MB (21U << 26)
-#endif
-#ifndef MFD_HUGE_1GB
-#define MFD_HUGE_1GB (30U << 26)
-#endif
 #define REPS 5
 
 static uint64_t paused_at, pause_ns;

@@ -8,14 +8,9 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "kabi/memfd.h"
 #include "ram.h"
 
-#ifndef MFD_HUGE_2MB
-#define MFD_HUGE_2MB (21U << 26)
-#endif
-#ifndef MFD_HUGE_1GB
-#define MFD_HUGE_1GB (30U << 26)
-#endif
 #define HUGETLBFS_MAGIC 0x958458f6
 
 static const char *const backend_names[] = {
