@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-/* VM lifecycle: create, run until done, pause/resume, reset, quit. */
+/*
+ * VM lifecycle: create, run until done, pause/resume, reset, quit; guest
+ * RAM access for QMP. The test-guest protocol is in guest_proto.c, the
+ * results in summary.c.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -71,67 +75,9 @@ static int load_guest_file(struct vmm *vm, const char *path, struct vmm_error *e
 	return 0;
 }
 
-/* Sampling: every data page holds generation 1 before the guest starts. */
-static void host_fill(struct vmm *vm)
-{
-	for (uint64_t p = GL_DATA_START; p + 4096 <= vm->ram.size; p += 4096) {
-		uint64_t w = gl_pattern(p, 1, vm->cfg.seed), *d = (uint64_t *)(vm->ram.hva + p);
-
-		for (int i = 0; i < 512; i++)
-			d[i] = w;
-	}
-}
-
-/*
- * After the guest finished: every data page, checked from the host side,
- * holds what the guest last wrote there (pages it samples) or what the VMM
- * wrote before boot (the rest). Retired pages are skipped.
- */
-static void host_check(struct vmm *vm)
-{
-	uint64_t pages = (vm->ram.size - GL_DATA_START) / 4096, per = pages / vm->cfg.nr_vcpus;
-	struct host_check *hc = &vm->host_check;
-
-	memset(hc, 0, sizeof(*hc));
-	hc->ran = true;
-	for (uint64_t i = 0; i < pages; i++) {
-		uint64_t p = GL_DATA_START + i * 4096, buf[512], want;
-		unsigned int cpu = (unsigned int)(per ? i / per : 0);
-		uint64_t start, idx;
-		bool sampled = vm->cfg.sample <= 1;
-
-		if (cpu >= vm->cfg.nr_vcpus)
-			cpu = vm->cfg.nr_vcpus - 1;
-		start = GL_DATA_START + cpu * per * 4096;
-		idx = (p - start) / 4096;
-		if (!sampled) {
-			struct gl_boot_info *bi = (struct gl_boot_info *)(vm->ram.hva + GL_BOOT_INFO);
-
-			sampled = idx % vm->cfg.sample == 0;
-			for (int k = 0; k < GL_MUST_MAX; k++)
-				sampled |= bi->must[k] == p;
-		}
-		want = gl_pattern(p, sampled ? vm->report.vcpu[cpu].passes + 1 : 1, vm->cfg.seed);
-		if (vmras_registry_contains(vmras_get_registry(vm->ras), p))
-			continue;
-		if (vmras_copy_from_guest(vm->ras, buf, p, sizeof(buf))) {
-			hc->unreadable++;
-			continue;
-		}
-		hc->pages++;
-		for (int w = 0; w < 512; w++)
-			if (buf[w] != want) {
-				if (!hc->corrupted++)
-					hc->first_bad = p + (uint64_t)w * 8;
-				break;
-			}
-	}
-}
-
 /* Image, boot info and page tables: what a (re)booting guest finds. */
 static int load_machine_memory(struct vmm *vm, struct vmm_error *e)
 {
-	struct gl_boot_info *bi = (struct gl_boot_info *)(vm->ram.hva + GL_BOOT_INFO);
 	int r;
 
 	/* The whole image area is cleared, so the guest's .bss starts zeroed. */
@@ -140,34 +86,7 @@ static int load_machine_memory(struct vmm *vm, struct vmm_error *e)
 	r = x86_setup_memory(&vm->ram, e);
 	if (r)
 		return r;
-	if (vm->cfg.sample > 1)
-		host_fill(vm);
-	*bi = (struct gl_boot_info){
-		.magic = GL_BOOT_MAGIC,
-		.version = GL_BOOT_VERSION,
-		.nr_vcpus = vm->cfg.nr_vcpus,
-		.ram_size = vm->ram.size,
-		.data_start = GL_DATA_START,
-		.data_end = vm->ram.size,
-		.seed = vm->cfg.seed,
-		.passes = vm->cfg.passes,
-		.mce_banks = (uint32_t)(vm->x86.mcg_cap & 0xff),
-		.flags = (vm->cfg.guest_no_mce ? GL_BOOT_NO_MCE : 0) |
-			 (vm->cfg.sample > 1 ? GL_BOOT_HOST_FILLED : 0),
-		.sample = vm->cfg.sample,
-		.boot_count = vm->boot_count,
-	};
-	/* Pages always checked when sampling: each scripted error's neighbours
-	 * and its huge page's first and last subpages. */
-	for (unsigned int i = 0, n = 0; i < vm->cfg.ninject && n + 5 <= GL_MUST_MAX; i++) {
-		uint64_t g = vm->cfg.inject[i].gpa & ~4095ULL;
-		uint64_t huge = g & ~(vm->ram.page_size - 1);
-		uint64_t cand[5] = { g - 4096, g, g + 4096, huge, huge + vm->ram.page_size - 4096 };
-
-		for (int k = 0; k < 5; k++)
-			if (cand[k] >= GL_DATA_START && cand[k] < vm->ram.size)
-				bi->must[n++] = cand[k];
-	}
+	vmm_guest_boot_info(vm);
 	return 0;
 }
 
@@ -522,58 +441,6 @@ int vmm_protect_guest(struct vmm *vm, uint64_t gpa, uint64_t size, int prot,
 	return 0;
 }
 
-/* ---- guest reports ------------------------------------------------- */
-
-static json_object *message_event(const struct gl_msg *m)
-{
-	json_object *d = json_object_new_object();
-	const uint64_t *a = m->a;
-
-#define U64(k, v) json_object_object_add(d, (k), json_object_new_uint64(v))
-	json_object_object_add(d, "vcpu", json_object_new_int((int)m->vcpu));
-	json_object_object_add(d, "kind", json_object_new_string(report_msg_name(m->type)));
-	switch (m->type) {
-	case GL_MSG_STARTED: U64("slice-start", a[0]); U64("slice-end", a[1]); U64("pages", a[2]); break;
-	case GL_MSG_PASS_DONE: U64("pass", a[0]); U64("verified", a[1]); U64("corrupted", a[2]); U64("skipped", a[3]); break;
-	case GL_MSG_CORRUPTED: U64("gpa", a[0]); U64("offset", a[1]); U64("expected", a[2]); U64("found", a[3]); break;
-	case GL_MSG_MCE: U64("bank", a[0]); U64("status", a[1]); U64("addr", a[2]); U64("misc", a[3]); U64("mcg-status", a[4]); break;
-	case GL_MSG_RETIRED: U64("gpa", a[0]); U64("size", a[1]); break;
-	case GL_MSG_UNRECOVERABLE: U64("mcg-status", a[0]); U64("rip", a[1]); break;
-	case GL_MSG_EXCEPTION: U64("vector", a[0]); U64("error-code", a[1]); U64("rip", a[2]); break;
-	case GL_MSG_DONE: U64("passes", a[0]); U64("verified", a[1]); U64("corrupted", a[2]); break;
-	}
-#undef U64
-	return d;
-}
-
-void vmm_guest_message(struct vmm *vm, struct vcpu *v, uint64_t gpa)
-{
-	struct gl_msg m;
-	int r;
-
-	if (!ram_contains(&vm->ram, gpa, sizeof(m))) {
-		pthread_mutex_lock(&vm->lock);
-		vm->report.bad_messages++;
-		pthread_mutex_unlock(&vm->lock);
-		return;
-	}
-	if (vmras_copy_from_guest(vm->ras, &m, gpa, sizeof(m))) {
-		pthread_mutex_lock(&vm->lock);
-		vm->report.bad_messages++;
-		pthread_mutex_unlock(&vm->lock);
-		return;
-	}
-	pthread_mutex_lock(&vm->lock);
-	r = report_apply(&vm->report, v->index, &m);
-	pthread_mutex_unlock(&vm->lock);
-	if (r == 0)
-		vmm_emit(vm, "VMRAS_GUEST_REPORT", message_event(&m));
-	if (r == 0 && m.type == GL_MSG_PASS_DONE)
-		vmm_ras_pass_done(vm, v->index, (unsigned int)m.a[0]);
-	if (m.type == GL_MSG_DONE || m.type == GL_MSG_CORRUPTED)
-		vmm_wake_main(vm);
-}
-
 /* ---- run ----------------------------------------------------------- */
 
 /* With vm->lock held: every vCPU has stopped for good (until a reset). */
@@ -655,7 +522,7 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 		vm->vcpus[i].thread_started = false;
 	pthread_mutex_unlock(&vm->lock);
 	if (report_all_done(&vm->report))
-		host_check(vm);
+		vmm_guest_host_check(vm);
 	{
 		json_object *d = json_object_new_object();
 
@@ -665,176 +532,4 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 		vmm_emit(vm, "SHUTDOWN", d);
 	}
 	return r;
-}
-
-/* ---- results ------------------------------------------------------- */
-
-static json_object *vcpu_json(struct vmm *vm, unsigned int i)
-{
-	const struct report_vcpu *rv = &vm->report.vcpu[i];
-	const struct vcpu *v = &vm->vcpus[i];
-	json_object *o = json_object_new_object();
-
-#define ADD(k, val) json_object_object_add(o, (k), (val))
-	ADD("vcpu", json_object_new_int((int)i));
-	ADD("started", json_object_new_boolean(rv->started));
-	ADD("done", json_object_new_boolean(rv->done));
-	ADD("passes", json_object_new_int((int)rv->passes));
-	ADD("pages", json_object_new_uint64(rv->pages));
-	ADD("slice-start", json_object_new_uint64(rv->slice_start));
-	ADD("slice-end", json_object_new_uint64(rv->slice_end));
-	ADD("verified", json_object_new_uint64(rv->verified));
-	ADD("corrupted", json_object_new_uint64(rv->corrupted));
-	ADD("skipped", json_object_new_uint64(rv->skipped));
-	ADD("machine-checks", json_object_new_uint64(rv->machine_checks));
-	ADD("retired", json_object_new_uint64(rv->retired));
-	ADD("unrecoverable", json_object_new_boolean(rv->unrecoverable));
-	ADD("exception", rv->exception ? json_object_new_uint64(rv->exc_vector) : NULL);
-	ADD("failure", v->failure[0] ? json_object_new_string(v->failure) : NULL);
-	ADD("ram-mmio-exits", json_object_new_uint64(
-		__atomic_load_n(&v->ram_mmio_exits, __ATOMIC_RELAXED)));
-#undef ADD
-	return o;
-}
-
-static bool vmm_failed_locked(struct vmm *vm)
-{
-	if (vm->fatal || report_failed(&vm->report) || vm->host_check.corrupted)
-		return true;
-	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
-		if (vm->vcpus[i].state == VCPU_FAILED)
-			return true;
-	return false;
-}
-
-/* With vm->lock held. */
-static json_object *report_json_locked(struct vmm *vm)
-{
-	const struct guest_report *r = &vm->report;
-	json_object *o = json_object_new_object(), *a;
-	uint64_t verified = 0, pages = 0;
-
-	for (unsigned int i = 0; i < r->nr_vcpus; i++) {
-		verified += r->vcpu[i].verified;
-		pages += r->vcpu[i].pages;
-	}
-	json_object_object_add(o, "status", json_object_new_string(
-		vmm_failed_locked(vm) ? "failed" : report_all_done(r) ? "passed" : "running"));
-	json_object_object_add(o, "boot-count", json_object_new_uint64(vm->boot_count));
-	json_object_object_add(o, "pages", json_object_new_uint64(pages));
-	json_object_object_add(o, "pages-verified", json_object_new_uint64(verified));
-	json_object_object_add(o, "pages-corrupted", json_object_new_uint64(r->corrupt_total));
-	json_object_object_add(o, "machine-checks", json_object_new_uint64(r->mce_total));
-	json_object_object_add(o, "pages-retired", json_object_new_uint64(r->retired_total));
-	json_object_object_add(o, "bytes-retired", json_object_new_uint64(r->retired_bytes));
-	json_object_object_add(o, "bad-messages", json_object_new_uint64(r->bad_messages));
-
-	a = json_object_new_array();
-	for (unsigned int i = 0; i < r->nr_vcpus; i++)
-		json_object_array_add(a, vcpu_json(vm, i));
-	json_object_object_add(o, "vcpus", a);
-
-	a = json_object_new_array();
-	for (unsigned int i = 0; i < r->ncorrupt; i++) {
-		json_object *c = json_object_new_object();
-
-		json_object_object_add(c, "vcpu", json_object_new_int((int)r->corrupt[i].vcpu));
-		json_object_object_add(c, "pass", json_object_new_int((int)r->corrupt[i].pass));
-		json_object_object_add(c, "gpa", json_object_new_uint64(r->corrupt[i].gpa));
-		json_object_object_add(c, "offset", json_object_new_uint64(r->corrupt[i].offset));
-		json_object_object_add(c, "expected", json_object_new_uint64(r->corrupt[i].want));
-		json_object_object_add(c, "found", json_object_new_uint64(r->corrupt[i].got));
-		json_object_array_add(a, c);
-	}
-	json_object_object_add(o, "corrupted", a);
-
-	a = json_object_new_array();
-	for (unsigned int i = 0; i < r->nmce; i++) {
-		json_object *c = json_object_new_object();
-
-		json_object_object_add(c, "vcpu", json_object_new_int((int)r->mce[i].vcpu));
-		json_object_object_add(c, "bank", json_object_new_int((int)r->mce[i].bank));
-		json_object_object_add(c, "status", json_object_new_uint64(r->mce[i].status));
-		json_object_object_add(c, "addr", json_object_new_uint64(r->mce[i].addr));
-		json_object_object_add(c, "misc", json_object_new_uint64(r->mce[i].misc));
-		json_object_object_add(c, "mcg-status", json_object_new_uint64(r->mce[i].mcg_status));
-		json_object_array_add(a, c);
-	}
-	json_object_object_add(o, "machine-check-log", a);
-
-	a = json_object_new_array();
-	for (unsigned int i = 0; i < r->nretired; i++) {
-		json_object *c = json_object_new_object();
-
-		json_object_object_add(c, "vcpu", json_object_new_int((int)r->retired[i].vcpu));
-		json_object_object_add(c, "gpa", json_object_new_uint64(r->retired[i].gpa));
-		json_object_object_add(c, "size", json_object_new_uint64(r->retired[i].size));
-		json_object_array_add(a, c);
-	}
-	json_object_object_add(o, "retired", a);
-	return o;
-}
-
-json_object *vmm_guest_report_json(struct vmm *vm)
-{
-	json_object *o;
-
-	pthread_mutex_lock(&vm->lock);
-	o = report_json_locked(vm);
-	pthread_mutex_unlock(&vm->lock);
-	return o;
-}
-
-int vmm_exit_code(struct vmm *vm)
-{
-	int code;
-
-	pthread_mutex_lock(&vm->lock);
-	code = vmm_failed_locked(vm) ? 1 : 0;
-	pthread_mutex_unlock(&vm->lock);
-	return code;
-}
-
-json_object *vmm_summary_json(struct vmm *vm)
-{
-	json_object *o = json_object_new_object();
-	uint64_t ram_mmio = 0;
-	bool failed;
-
-	pthread_mutex_lock(&vm->lock);
-	failed = vmm_failed_locked(vm);
-	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
-		ram_mmio += __atomic_load_n(&vm->vcpus[i].ram_mmio_exits, __ATOMIC_RELAXED);
-	json_object_object_add(o, "result", json_object_new_string(failed ? "fail" : "pass"));
-	json_object_object_add(o, "reason", json_object_new_string(vm->quit_reason));
-	json_object_object_add(o, "completed", json_object_new_boolean(report_all_done(&vm->report)));
-	json_object_object_add(o, "backend", json_object_new_string(ram_backend_name(vm->ram.backend)));
-	json_object_object_add(o, "mem", json_object_new_uint64(vm->ram.size));
-	json_object_object_add(o, "page-size", json_object_new_uint64(vm->ram.page_size));
-	json_object_object_add(o, "vcpus", json_object_new_int((int)vm->cfg.nr_vcpus));
-	json_object_object_add(o, "passes", json_object_new_int((int)vm->cfg.passes));
-	json_object_object_add(o, "ram-mmio-exits", json_object_new_uint64(ram_mmio));
-	json_object_object_add(o, "guest", report_json_locked(vm));
-	json_object_object_add(o, "memory-failure-events", json_object_new_uint64(vm->memory_failures));
-	if (vm->host_check.ran) {
-		json_object *h = json_object_new_object();
-
-		json_object_object_add(h, "pages", json_object_new_uint64(vm->host_check.pages));
-		json_object_object_add(h, "corrupted", json_object_new_uint64(vm->host_check.corrupted));
-		json_object_object_add(h, "unreadable", json_object_new_uint64(vm->host_check.unreadable));
-		json_object_object_add(h, "first-bad", vm->host_check.corrupted
-				       ? json_object_new_uint64(vm->host_check.first_bad) : NULL);
-		json_object_object_add(o, "host-check", h);
-	}
-	json_object_object_add(o, "sample", json_object_new_int((int)vm->cfg.sample));
-	pthread_mutex_unlock(&vm->lock);
-	{
-		json_object *me = vmm_memory_errors_json(vm), *c, *lost;
-
-		json_object_object_get_ex(me, "counters", &c);
-		json_object_object_get_ex(c, "bytes-lost", &lost);
-		json_object_object_add(o, "bytes-lost", json_object_get(lost));
-		json_object_object_add(o, "memory-errors", me);
-	}
-	return o;
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* State shared by the VMM's modules (vmm.c, vcpu.c, control.c). */
+/* State shared by the VMM's modules (vmm.c, vcpu.c, guest_proto.c, summary.c, ras.c, control.c). */
 #ifndef VMRAS_VMM_INTERNAL_H
 #define VMRAS_VMM_INTERNAL_H
 
@@ -84,10 +84,17 @@ void vcpu_destroy(struct vcpu *v);
 /* The kick signal's handler (does nothing but interrupt KVM_RUN). */
 int vcpu_install_kick_signal(struct vmm_error *e);
 
-/* vmm.c, for vcpu.c */
+/* vmm.c */
 void vmm_wake_main(struct vmm *vm);
-void vmm_guest_message(struct vmm *vm, struct vcpu *v, uint64_t gpa);
 void vmm_emit(struct vmm *vm, const char *event, json_object *data);
+
+/* guest_proto.c: the test guest's side of guest/layout.h */
+/* Write boot info (and, when sampling, fill every data page) before a boot. */
+void vmm_guest_boot_info(struct vmm *vm);
+/* A message the guest wrote at gpa and announced on the report port. */
+void vmm_guest_message(struct vmm *vm, struct vcpu *v, uint64_t gpa);
+/* After the guest finished: check every data page from the host side. */
+void vmm_guest_host_check(struct vmm *vm);
 
 /* ras.c */
 int vmm_ras_init(struct vmm *vm, struct vmm_error *e);
