@@ -15,6 +15,10 @@ SRC = os.environ.get("VMRAS_SOURCE_ROOT",
 DATA = os.path.join(SRC, "tests", "data", "probe")
 
 
+TOP_KEYS = ["vmras_version", "root", "kernel", "kvm", "userfaultfd", "hugepages",
+            "privileges", "strategies", "problems", "problems_dropped"]
+
+
 def run(*args):
     return subprocess.run([VMRAS, *args], capture_output=True, text=True,
                           timeout=60)
@@ -44,7 +48,13 @@ def test_live_json():
     except ValueError as e:
         tap.ok(False, "probe --json prints valid JSON", e)
         return None
-    tap.ok(True, "probe --json prints valid JSON")
+    tap.eq(sorted(k for k in TOP_KEYS if k not in j), [],
+           "probe --json: one object with every section")
+    tap.ok(isinstance(j["vmras_version"], str) and j["vmras_version"] != "",
+           "probe --json: vmras_version named", j["vmras_version"])
+    tap.eq(j["root"], "/", "probe --json: the live host's root")
+    # Exit 0 means every file that exists was read and parsed.
+    tap.eq((j["problems"], j["problems_dropped"]), ([], 0), "probe --json: no problems")
 
     mf = os.path.exists("/proc/sys/vm/memory_failure_recovery")
     tap.eq(j["kernel"]["memory_failure"]["present"], mf,
@@ -123,10 +133,34 @@ def test_root_trees():
     tap.eq(r.returncode, 1, "--root malformed exits 1")
     try:
         j = json.loads(r.stdout)
-        tap.ok(True, "--root malformed still prints valid JSON")
-        tap.eq(len(j["problems"]), 10, "--root malformed lists 10 problems")
     except ValueError as e:
         tap.ok(False, "--root malformed still prints valid JSON", e)
+        j = None
+    if j is not None:
+        tap.eq(sorted(k for k in TOP_KEYS if k not in j), [],
+               "--root malformed: every section still there")
+        got = {p["path"]: (p["detail"], p["error"]) for p in j["problems"]}
+        tap.eq(len(j["problems"]), 10, "--root malformed lists 10 problems")
+        tap.eq(j["problems_dropped"], 0, "--root malformed: none dropped")
+        for path, detail, error in [
+            ("/proc/sys/vm/memory_failure_early_kill", "not a decimal integer", "Invalid argument"),
+            ("/proc/meminfo", "malformed HardwareCorrupted line", "Invalid argument"),
+            ("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages",
+             "not an unsigned decimal integer", "Invalid argument"),
+            ("/sys/kernel/mm/hugepages/hugepages-bogus",
+             "not a hugepages-<size>kB directory", "Invalid argument"),
+            ("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "cannot read", "Is a directory"),
+            ("/proc/self/status", "no valid CapEff line", "Invalid argument"),
+        ]:
+            tap.eq(got.get(path), (detail, error), "--root malformed: %s: %s" % (path, detail))
+        # A bad file costs its own value only: its neighbours are still read.
+        tap.eq(j["kernel"]["memory_failure"], {"present": True, "early_kill": None, "recovery": 1},
+               "--root malformed: bad early_kill is null, recovery still read")
+        tap.eq(j["kernel"]["release"], "6.1.0", "--root malformed: kernel release still read")
+        tap.eq(j["kernel"]["hardware_corrupted_kib"], None,
+               "--root malformed: bad HardwareCorrupted is null")
+        tap.eq([s["size"] for s in j["hugepages"]["sizes"]], [2 << 20],
+               "--root malformed: the 2 MiB size kept, the bogus directory left out")
     err = r.stderr.strip().splitlines()
     tap.ok(len(err) == 1 and "could not be read or parsed" in err[0],
            "--root malformed: one clear line on stderr", r.stderr)
