@@ -23,6 +23,7 @@
  *   touch             read the current page once
  *   wait SECONDS      sleep, so that an asynchronous SIGBUS (AO) can arrive
  *   meminfo           HardwareCorrupted from /proc/meminfo
+ *   write PATH VALUE  write VALUE into a file (sysfs, procfs)
  *   exit              leave (init powers the guest off)
  *
  * A SIGBUS is reported as
@@ -338,7 +339,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IONBF, 0);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = on_sigbus;
-	sa.sa_flags = SA_SIGINFO;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;	/* an AO must not end fgets() */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGBUS, &sa, NULL);
 
@@ -382,6 +383,22 @@ int main(int argc, char **argv)
 		} else if (!strcmp(cmd, "meminfo")) {
 			say("meminfo hwcorrupted_kb=%llu",
 			    (unsigned long long)hardware_corrupted_kb());
+		} else if (!strcmp(cmd, "write")) {
+			char path[128], val[64];
+			int fd;
+
+			if (sscanf(line, "%*s %127s %63s", path, val) != 2) {
+				say("err write usage");
+				continue;
+			}
+			fd = open(path, O_WRONLY);
+			if (fd < 0 || write(fd, val, strlen(val)) < 0) {
+				say("err write %s errno=%d", path, errno);
+				if (fd >= 0)
+					close(fd);
+				continue;
+			}
+			close(fd);
 		} else if (!strcmp(cmd, "exit")) {
 			say("ok exit");
 			return 0;
