@@ -182,7 +182,8 @@ def build_artifacts(work, keep):
     r = subprocess.run([os.path.join(HERE, "fetch-guest")], capture_output=True,
                        text=True, timeout=900)
     if r.returncode != 0:
-        raise Skip("no Debian 6.1 kernel: %s" % r.stderr.strip().splitlines()[-1:])
+        why = (r.stderr.strip().splitlines() or ["fetch-guest rc %d" % r.returncode])[-1]
+        raise Skip("no Debian 6.1 kernel: %s" % why)
     info = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
     kernel = info["kernel"]
     target = os.path.join(work, "mcetarget")
