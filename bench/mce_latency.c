@@ -21,6 +21,7 @@
 #include "kabi/kvm.h"
 #include "kabi/mce.h"
 #include "vmras/vmras.h"
+#include "vmras/x86_mce.h"
 
 #define N 2000
 #define PAGES (N + 16)
@@ -58,7 +59,8 @@ static void die(const char *what, int err)
 int main(void)
 {
 	static uint64_t lat[N], base[N];
-	struct vmras_config cfg = { .ops = { .kick_vcpu = on_kick }, .mcg_cap = MCG_SER_P | MCG_CTL_P | 10 };
+	struct vmras_config cfg = { .ops = { .kick_vcpu = on_kick } };
+	struct vmras_x86_config x86 = { .mcg_cap = MCG_SER_P | MCG_CTL_P | 10 };
 	struct vmras_region r = { .gpa = 0x100000000ULL, .backing = VMRAS_BACKING_ANON,
 				  .fd = -1, .page_size = 4096 };
 	struct kvm_x86_mce mce = { .status = MCI_STATUS_VAL | MCI_STATUS_UC | MCI_STATUS_EN |
@@ -85,6 +87,7 @@ int main(void)
 	vmras_policy_default(&cfg.policy);
 	cfg.policy.undeliverable = VMRAS_ACTION_IGNORE;
 	if ((err = vmras_new(&cfg, &ras)) || (err = vmras_add_region(ras, &r)) ||
+	    (err = vmras_x86_setup(ras, &x86)) ||
 	    (err = vmras_add_vcpu(ras, 0, vcpu)) || (err = vmras_start(ras)))
 		die("set up libvmras", -err);
 

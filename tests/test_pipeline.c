@@ -18,6 +18,7 @@
 #include "kabi/kvm.h"
 #include "tap.h"
 #include "vmras/vmras.h"
+#include "vmras/x86_mce.h"
 
 #define GPA_BASE 0x100000000ULL
 #define RAM_SIZE (48ULL << 20)
@@ -287,7 +288,7 @@ static void test_copy_to_guest(void)
 
 static void test_bad_config(void)
 {
-	struct vmras_config cfg = { .mcg_cap = 0 };
+	struct vmras_config cfg = { 0 };
 	struct vmras *v2 = NULL;
 
 	vmras_policy_default(&cfg.policy);
@@ -330,8 +331,10 @@ int main(void)
 	struct sigaction sa = { .sa_sigaction = foreign_handler, .sa_flags = SA_SIGINFO };
 	struct vmras_config cfg = {
 		.ops = { .kick_vcpu = on_kick, .request_reset = on_reset, .failure = on_failure },
-		.mcg_cap = 0x100010a,
+		/* The MMIO cases below stand for an emulating host, whatever this one is. */
+		.ram_mmio = VMRAS_RAM_MMIO_YES,
 	};
+	struct vmras_x86_config x86 = { .mcg_cap = 0x100010a };
 	struct vmras_region r = {
 		.gpa = GPA_BASE, .size = RAM_SIZE, .backing = VMRAS_BACKING_ANON,
 		.fd = -1, .page_size = 4096,
@@ -345,10 +348,14 @@ int main(void)
 	memset(ram, 1, RAM_SIZE);
 	r.hva = ram;
 	if (!is_int(vmras_new(&cfg, &ras), 0, "vmras_new") ||
-	    !is_int(vmras_add_region(ras, &r), 0, "add 48 MiB of RAM") ||
-	    !is_int(vmras_start(ras), 0, "vmras_start"))
+	    !is_int(vmras_add_region(ras, &r), 0, "add 48 MiB of RAM"))
 		return tap_done();
 	is_int(vmras_add_region(ras, &r), -EEXIST, "an overlapping region is refused");
+	is_int(vmras_start(ras), -EINVAL, "vmras_start without an architecture is refused");
+	if (!is_int(vmras_x86_setup(ras, &x86), 0, "x86 machine checks, 10 banks") ||
+	    !is_int(vmras_start(ras), 0, "vmras_start"))
+		return tap_done();
+	is_int(vmras_add_region(ras, &r), -EBUSY, "regions are added before the start");
 
 	test_chaining();
 	test_burst();

@@ -14,6 +14,7 @@
 
 #include "tap.h"
 #include "vmras/vmras.h"
+#include "vmras/x86_mce.h"
 
 #define HUGE (2ULL << 20)
 #define SIZE (2 * HUGE)
@@ -43,7 +44,8 @@ static long anon_huge_kb(const void *addr, size_t len)
 
 int main(void)
 {
-	struct vmras_config cfg = { .mcg_cap = 0 };
+	struct vmras_config cfg = { 0 };
+	struct vmras_x86_config x86 = { .mcg_cap = 10 };
 	struct vmras_region r = { .gpa = GPA, .size = SIZE, .backing = VMRAS_BACKING_ANON,
 				  .fd = -1, .page_size = 4096 };
 	char *raw, *ram, buf[8];
@@ -71,6 +73,7 @@ int main(void)
 	r.hva = ram;
 	if (!is_int(vmras_new(&cfg, &ras), 0, "vmras_new") ||
 	    !is_int(vmras_add_region(ras, &r), 0, "region of 2 THPs") ||
+	    !is_int(vmras_x86_setup(ras, &x86), 0, "x86") ||
 	    !is_int(vmras_start(ras), 0, "start"))
 		return tap_done();
 	/* Poison subpage 5 of the first huge page. */

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <linux/kvm.h>
+
+#include "vmras/x86_mce.h"
 #include "vmm_internal.h"
 
 static void ras_kick(void *opaque, unsigned int index)
@@ -85,19 +88,34 @@ static void ras_vcpu_blocked(void *opaque, unsigned int index, bool blocked)
 	pthread_mutex_unlock(&vm->lock);
 }
 
-/* Guest RAM changed under a shared mapping: tell whoever shares it. */
-static void ras_remapped(void *opaque, uint64_t gpa, uint64_t size, void *hva, int fd,
-			 uint64_t offset)
+/*
+ * Guest RAM changed under a shared mapping (vCPUs paused): whoever shares
+ * it must switch now. This VMM has no sharers, so it accepts and tells
+ * QMP clients.
+ */
+static int ras_remap(void *opaque, const struct vmras_remap *m)
 {
 	struct vmm *vm = opaque;
 	json_object *d = json_object_new_object();
 
-	(void)hva;
-	json_object_object_add(d, "gpa", json_object_new_uint64(gpa));
-	json_object_object_add(d, "size", json_object_new_uint64(size));
-	json_object_object_add(d, "fd", json_object_new_int(fd));
-	json_object_object_add(d, "offset", json_object_new_uint64(offset));
+	json_object_object_add(d, "gpa", json_object_new_uint64(m->gpa));
+	json_object_object_add(d, "size", json_object_new_uint64(m->size));
+	json_object_object_add(d, "fd", json_object_new_int(m->fd));
+	json_object_object_add(d, "offset", json_object_new_uint64(m->offset));
+	json_object_object_add(d, "restore", json_object_new_boolean(m->restore));
 	vmm_emit(vm, "VMRAS_MEMORY_REMAPPED", d);
+	return 0;
+}
+
+/* The guest's CPU vendor, from the CPUID it was given (leaf 0). */
+static enum vmras_x86_vendor guest_vendor(const struct x86_machine *m)
+{
+	for (__u32 i = 0; i < m->cpuid->nent; i++)
+		if (m->cpuid->entries[i].function == 0)
+			/* "AuthenticAMD": EBX "Auth" */
+			return m->cpuid->entries[i].ebx == 0x68747541 ? VMRAS_X86_AMD
+									: VMRAS_X86_INTEL;
+	return VMRAS_X86_INTEL;
 }
 
 int vmm_ras_init(struct vmm *vm, struct vmm_error *e)
@@ -113,10 +131,14 @@ int vmm_ras_init(struct vmm *vm, struct vmm_error *e)
 			.pause_vcpus = ras_pause,
 			.resume_vcpus = ras_resume,
 			.vcpu_blocked = ras_vcpu_blocked,
-			.remapped = ras_remapped,
+			.remap = ras_remap,
 		},
-		.mcg_cap = vm->x86.mcg_cap,
 		.event_log = vm->cfg.event_log,
+	};
+	struct vmras_x86_config x86 = {
+		.mcg_cap = vm->x86.mcg_cap,
+		.vendor = guest_vendor(&vm->x86),
+		.no_broadcast = vm->cfg.no_broadcast,
 	};
 	static const enum vmras_backing backing[RAM_BACKEND_COUNT] = {
 		[RAM_ANON] = VMRAS_BACKING_ANON,
@@ -144,6 +166,10 @@ int vmm_ras_init(struct vmm *vm, struct vmm_error *e)
 	if (r)
 		return vmm_fail(e, r, "libvmras: create context%s",
 				cfg.event_log ? " (or open --event-log)" : "");
+	r = vmras_x86_setup(vm->ras, &x86);
+	if (r)
+		return vmm_fail(e, r, "libvmras: x86 machine checks (MCG_CAP 0x%llx)",
+				(unsigned long long)x86.mcg_cap);
 	r = vmras_add_region(vm->ras, &region);
 	if (r)
 		return vmm_fail(e, r, "libvmras: register guest RAM");
@@ -256,16 +282,19 @@ json_object *vmm_memory_errors_json(struct vmm *vm)
 	C("duplicates", st.duplicates);
 	C("contained", st.contained);
 	C("contain-failed", st.contain_failed);
-	C("mce-delivered", st.mce_delivered);
-	C("mce-deferred", st.mce_deferred);
-	C("mce-undeliverable", st.mce_undeliverable);
-	C("mce-broadcast", st.mce_broadcast);
+	C("mce-delivered", st.notice_delivered);
+	C("mce-deferred", st.notice_deferred);
+	C("mce-undeliverable", st.notice_undeliverable);
+	C("mce-broadcast", st.notice_broadcast);
 	C("not-guest-ram", st.not_guest_ram);
 	C("bytes-lost", st.bytes_lost);
 	C("log-errors", st.log_errors);
 	C("huge-pages-split", st.splits);
 	C("subpages-salvaged", st.subpages_salvaged);
 	C("split-pause-max-ns", st.split_pause_ns_max);
+	C("splits-refused", st.splits_refused);
+	C("uffd-faults", st.uffd_faults);
+	C("uffd-unrouted", st.uffd_unrouted);
 #undef C
 	json_object_object_add(o, "counters", c);
 	return o;

@@ -40,6 +40,7 @@ struct vmm_config {
 	bool guest_no_mce;		/* the guest leaves CR4.MCE clear */
 	unsigned int sample;		/* guest checks every Nth page; the VMM the rest */
 	struct vmras_policy policy;
+	bool no_broadcast;		/* machine checks to the consuming vCPU only */
 	const char *event_log;		/* MEMORY_FAILURE events as JSON lines */
 	unsigned int ninject;
 	struct vmm_inject inject[VMM_MAX_INJECT];

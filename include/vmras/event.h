@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#pragma GCC visibility push(default)
+
 enum vmras_error_kind {
 	VMRAS_AO,	/* action optional: found, not consumed */
 	VMRAS_AR,	/* action required: consumed by an access */
@@ -40,6 +42,7 @@ struct vmras_event {
 	int32_t tid;		/* thread that received it */
 	uint64_t hva, gpa;
 	uint64_t time_ns;	/* CLOCK_REALTIME */
+	uint64_t seq;		/* arrival order, one counter for every source */
 };
 
 enum vmras_recipient {
@@ -80,5 +83,7 @@ int vmras_action_parse(const char *s, enum vmras_action *a);
  * returns its length, or -ENOSPC if it did not fit.
  */
 int vmras_failure_json(const struct vmras_failure *f, char *buf, size_t size);
+
+#pragma GCC visibility pop
 
 #endif

@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#pragma GCC visibility push(default)
+
 #define VMRAS_MEMMAP_MAX_REGIONS 64
 
 enum vmras_backing {
@@ -31,7 +33,11 @@ struct vmras_region {
 	uint64_t fd_offset;	/* where gpa lies in the file */
 	uint64_t page_size;	/* 4 KiB, or the huge page size */
 	uint32_t slot;		/* KVM memslot */
+	uint32_t flags;		/* VMRAS_REGION_* */
 };
+
+/* KVM_MEM_READONLY: guest writes exit as MMIO and are the VMM's (ROM, flash). */
+#define VMRAS_REGION_READONLY (1u << 0)
 
 struct vmras_memmap;
 
@@ -57,5 +63,7 @@ int vmras_memmap_gpa_to_hva(const struct vmras_memmap *m, uint64_t gpa, uintptr_
 unsigned int vmras_memmap_count(const struct vmras_memmap *m);
 const struct vmras_region *vmras_memmap_region(const struct vmras_memmap *m,
 					       unsigned int i);
+
+#pragma GCC visibility pop
 
 #endif

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#pragma GCC visibility push(default)
+
 #define VMRAS_PROBE_MAX_HUGEPAGE_SIZES 8
 #define VMRAS_PROBE_MAX_MOUNTS 16
 #define VMRAS_PROBE_MAX_PROBLEMS 16
@@ -155,5 +157,7 @@ const char *vmras_uffd_ioctl_name(unsigned int nr);
 const char *vmras_mcg_cap_bit_name(unsigned int bit);
 /* Name of x86 KVM VM type n ("SW_PROTECTED_VM"), NULL if unknown. */
 const char *vmras_kvm_vm_type_name(unsigned int type);
+
+#pragma GCC visibility pop
 
 #endif /* VMRAS_PROBE_H */

@@ -14,6 +14,8 @@
 
 #include "vmras/event.h"
 
+#pragma GCC visibility push(default)
+
 /* State bits: what has happened to a bad range so far. */
 #define VMRAS_PS_REPORTED (1u << 0)
 #define VMRAS_PS_CONTAINED (1u << 1)	/* no one can read it any more */
@@ -54,5 +56,7 @@ size_t vmras_registry_count(struct vmras_registry *r);
 /* Copy up to max entries (the copied ones sorted by GPA); returns how many exist. */
 size_t vmras_registry_snapshot(struct vmras_registry *r, struct vmras_poison *out,
 			       size_t max);
+
+#pragma GCC visibility pop
 
 #endif

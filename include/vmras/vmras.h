@@ -4,17 +4,25 @@
  * that keeps running with nothing else lost.
  *
  *   SIGBUS (any thread) -> signal-safe ring --\
- *   KVM_RUN exits (vcpu) -> vmras_vcpu_exit ---+-> engine thread: translate,
- *   vmras_inject / safe copy -----------------/    record, contain, decide
- *                                                  -> MCE on the vCPU's thread
+ *   KVM_RUN exits (vcpu) -> vmras_vcpu_exit ---+-> engine thread, in arrival
+ *   safe copy, salvage read, vmras_inject ----/    order: translate, record,
+ *                                                  contain, decide
+ *                                                  -> notice on the vCPU's
+ *                                                     thread (arch ops)
  *
  * The library never prints or exits; calls return 0 or -errno (a thread
- * that re-executes an access to poison outside vmras_copy_*_guest dies by
- * SIGBUS's default action, as it would without vmras). A VMM gives
- * it its RAM regions and vCPUs, calls vmras_vcpu_exit() after every
- * KVM_RUN and vmras_vcpu_pre_run() before the next, and gets each outcome
- * through ops.failure. There is one vmras context per process (it owns
- * the SIGBUS handler).
+ * that re-executes an access to poison outside vmras_copy_* dies by
+ * SIGBUS's default action, as it would without vmras). A VMM gives it its
+ * RAM regions, vCPUs and an architecture (vmras_x86_setup in
+ * vmras/x86_mce.h), calls vmras_vcpu_exit() after every KVM_RUN and
+ * vmras_vcpu_pre_run() before the next, and gets each outcome through
+ * ops.failure. There is one vmras context per process (it owns the SIGBUS
+ * handler).
+ *
+ * Threads: the library runs an engine thread (decides; the only caller of
+ * pause_vcpus/resume_vcpus/remap) and a fault-router thread (serves
+ * userfaultfd faults: huge-page fill, the VMM's own routes). No library
+ * lock is held while a hook runs, so hooks may call back into the library.
  */
 #ifndef VMRAS_VMRAS_H
 #define VMRAS_VMRAS_H
@@ -27,6 +35,8 @@
 #include "vmras/memmap.h"
 #include "vmras/registry.h"
 
+#pragma GCC visibility push(default)
+
 struct kvm_run;
 struct vmras;
 
@@ -34,8 +44,16 @@ struct vmras_policy {
 	enum vmras_action ao;		/* AO on guest RAM: default inject */
 	enum vmras_action ar;		/* AR on guest RAM: default inject */
 	enum vmras_action ar_not_guest;	/* AR outside guest RAM: default fatal */
-	enum vmras_action undeliverable;	/* guest cannot take the #MC: default reset */
-	bool broadcast;			/* SRAR also to the other vCPUs, as Intel does */
+	enum vmras_action undeliverable;	/* guest cannot take the notice: default reset */
+};
+
+/* Guest RAM [gpa, gpa + size) at hva is to be backed by fd at offset. */
+struct vmras_remap {
+	uint64_t gpa, size;
+	void *hva;
+	int fd;
+	uint64_t offset;
+	bool restore;		/* back to the original backing (guest reset) */
 };
 
 /* The VMM's side. Hooks are called from library threads and vCPU threads. */
@@ -50,42 +68,55 @@ struct vmras_ops {
 	void (*failure)(void *opaque, const struct vmras_failure *f);
 	/*
 	 * Optional, for splitting huge pages: park every vCPU outside KVM_RUN
-	 * and return (a vCPU waiting inside vmras_vcpu_exit counts as parked:
-	 * see vcpu_blocked), and let them go again. Called by the engine.
+	 * and return (a vCPU waiting inside a vmras call counts as parked: see
+	 * vcpu_blocked), and let them go again. Called by the engine thread.
 	 */
 	void (*pause_vcpus)(void *opaque);
 	void (*resume_vcpus)(void *opaque);
-	/* vCPU is waiting inside vmras_vcpu_exit (true) or no longer (false). */
+	/* vCPU is waiting inside a vmras call (true) or no longer (false). */
 	void (*vcpu_blocked)(void *opaque, unsigned int vcpu, bool blocked);
 	/*
-	 * Guest RAM [gpa, gpa + size) at hva is now backed by fd at offset
-	 * (after a split, and back after a reset): processes that share guest
-	 * memory (vhost-user backends) must map it anew.
+	 * Optional. Called while the vCPUs are paused, after the new mapping
+	 * is in place and before they run: processes that share guest memory
+	 * (vhost-user, VFIO) must switch to fd/offset now. A non-zero return
+	 * refuses a split: the mapping goes back and the whole huge page is
+	 * lost instead. For a split, subpages not yet filled read as holes
+	 * through fd until the library has filled them: a sharer that cannot
+	 * wait for that should refuse.
 	 */
-	void (*remapped)(void *opaque, uint64_t gpa, uint64_t size, void *hva, int fd,
-			 uint64_t offset);
+	int (*remap)(void *opaque, const struct vmras_remap *m);
+};
+
+/* Whether a KVM_EXIT_MMIO inside writable guest RAM is a RAM access. */
+enum vmras_ram_mmio {
+	VMRAS_RAM_MMIO_DETECT,	/* find out once, at vmras_start (a tiny VM) */
+	VMRAS_RAM_MMIO_NO,	/* hardware virtualization: never */
+	VMRAS_RAM_MMIO_YES,	/* KVM emulates guest instructions: yes */
 };
 
 struct vmras_config {
 	struct vmras_policy policy;
 	struct vmras_ops ops;
-	uint64_t mcg_cap;	/* what the vCPUs were given by KVM_X86_SETUP_MCE */
 	const char *event_log;	/* append each failure as a JSON line, or NULL */
+	enum vmras_ram_mmio ram_mmio;
 };
 
 struct vmras_stats {
 	uint64_t received[VMRAS_SRC_COUNT];
 	uint64_t actions[VMRAS_ACTION_COUNT];
-	uint64_t dropped;	/* capture ring full */
+	uint64_t dropped;	/* capture ring full: lost reports (each overflow is reported) */
 	uint64_t duplicates;	/* reports of a range already handled */
 	uint64_t contained, contain_failed;
-	uint64_t mce_delivered, mce_deferred, mce_undeliverable, mce_broadcast;
+	uint64_t notice_delivered, notice_deferred, notice_undeliverable, notice_broadcast;
 	uint64_t not_guest_ram;
 	uint64_t bytes_lost;
 	uint64_t log_errors;	/* event log writes that failed */
 	uint64_t splits;	/* huge pages replaced by 4 KiB pages */
+	uint64_t splits_refused;	/* the VMM's remap hook said no */
 	uint64_t split_pause_ns_max;	/* longest vCPU pause for a split */
 	uint64_t subpages_salvaged;	/* filled from the old huge page */
+	uint64_t uffd_faults;	/* userfaultfd faults served */
+	uint64_t uffd_unrouted;	/* faults on a range nobody owns (woken, reported) */
 };
 
 void vmras_policy_default(struct vmras_policy *p);
@@ -93,19 +124,59 @@ void vmras_policy_default(struct vmras_policy *p);
 /* -EINVAL for a policy action out of range (or undeliverable = inject). */
 int vmras_new(const struct vmras_config *cfg, struct vmras **out);
 /*
- * Stop the engine (it handles what was already reported), restore the
- * previous SIGBUS handler, free. No thread may be inside a vmras call.
+ * Stop the engine (it handles what was already reported) and the fault
+ * router, restore the previous SIGBUS handler, free. No thread may be
+ * inside a vmras call.
  */
 void vmras_free(struct vmras *v);
 
+/* Before vmras_start. */
 int vmras_add_region(struct vmras *v, const struct vmras_region *r);
 int vmras_add_vcpu(struct vmras *v, unsigned int index, int vcpu_fd);
-/* Install the SIGBUS handler and start the engine thread. */
+/*
+ * Use this userfaultfd (UFFDIO_API done, with UFFD_FEATURE_POISON) instead
+ * of opening one; the library owns it from now on. Before vmras_start.
+ */
+int vmras_set_userfaultfd(struct vmras *v, int uffd);
+/*
+ * Install the SIGBUS handler, start the engine and the fault router.
+ * -EINVAL: no architecture was set up.
+ */
 int vmras_start(struct vmras *v);
 
 struct vmras_registry *vmras_get_registry(struct vmras *v);
 const struct vmras_memmap *vmras_get_memmap(struct vmras *v);
 void vmras_get_stats(struct vmras *v, struct vmras_stats *s);
+
+/*
+ * What this context can do, and why not. split: a huge page error costs
+ * 4 KiB; contain: bad pages can be made unreadable (UFFDIO_POISON).
+ */
+struct vmras_caps {
+	bool contain, split, kernel_faults, ram_mmio;
+	char contain_why[96], split_why[96];
+};
+void vmras_get_caps(struct vmras *v, struct vmras_caps *c);
+
+/* ---- userfaultfd: one per process, faults routed by range ---- */
+
+/*
+ * A fault on a routed range: resolve it through vmras_userfaultfd(v)
+ * (UFFDIO_COPY, ZEROPAGE, CONTINUE, POISON) or wake it. Runs on the fault
+ * router's thread; must not wait for a vCPU.
+ */
+typedef void (*vmras_fault_fn)(void *opaque, uint64_t addr, uint64_t flags);
+
+/*
+ * Register [hva, hva + len) with the library's userfaultfd (mode:
+ * UFFDIO_REGISTER_MODE_*) and send its faults to fn. -EEXIST: overlaps a
+ * route. Ranges the library itself registers (containment, huge-page
+ * fill) are its own routes. After vmras_start.
+ */
+int vmras_uffd_route(struct vmras *v, void *hva, uint64_t len, uint64_t mode,
+		     vmras_fault_fn fn, void *opaque);
+int vmras_uffd_unroute(struct vmras *v, void *hva, uint64_t len);
+int vmras_userfaultfd(struct vmras *v);
 
 /* ---- vCPU threads ---- */
 
@@ -117,22 +188,24 @@ int vmras_vcpu_thread_start(struct vmras *v, unsigned int vcpu);
 
 /*
  * After every KVM_RUN (run_ret: its return value, 0 or -errno). Turns
- * KVM_RUN -EHWPOISON/-EFAULT with KVM_EXIT_MEMORY_FAULT, an AR SIGBUS that
- * hit this thread, and an MMIO exit inside guest RAM whose page is poisoned
- * or unreadable into one action-required event, and waits until the engine
- * has decided. run may be NULL (only a pending SIGBUS is checked).
- * VMRAS_EXIT_HANDLED: a memory error, taken care of (an MMIO
- * read got all-ones filler); re-enter after vmras_vcpu_pre_run.
+ * KVM_RUN -EHWPOISON/-EFAULT with KVM_EXIT_MEMORY_FAULT on a bad page, an
+ * AR SIGBUS that hit this thread, and (where KVM emulates guest
+ * instructions) an MMIO exit inside writable guest RAM on a poisoned page
+ * into one action-required event, and waits until the engine has decided.
+ * run may be NULL (only a pending SIGBUS is checked).
+ * VMRAS_EXIT_HANDLED: a memory error, taken care of (an MMIO read got
+ * all-ones filler); re-enter after vmras_vcpu_pre_run.
  */
 int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int run_ret);
 
-/* Before every KVM_RUN: deliver this vCPU's pending machine checks. */
+/* Before every KVM_RUN: deliver this vCPU's pending notices. */
 int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu);
 
 /*
  * The VMM says a vCPU stopped running (halted for good, failed) or runs
  * again (after a reset). AOs go to the first vCPU that runs; a stopping
- * vCPU's undelivered machine checks move to one that does.
+ * vCPU's undelivered AOs move to one that does; its ARs are undeliverable
+ * (another CPU must not blame its own instruction).
  */
 int vmras_vcpu_online(struct vmras *v, unsigned int vcpu, bool online);
 
@@ -152,13 +225,19 @@ int vmras_copy_to_guest(struct vmras *v, uint64_t gpa, const void *src, size_t l
  * SIGBUS the kernel would (AO: to the early-kill thread, exact address,
  * lsb of the page size; AR: to vCPU `vcpu`'s thread, page-aligned, lsb 12).
  * With signal = false, only poison it: the guest's next touch is the AR.
- * -EFAULT: gpa is not guest RAM; -EINVAL: no such vCPU; -EBUSY: too many
- * injected AOs not yet sent (nothing changed).
+ * Carried out by the engine in arrival order; returns when done. -EFAULT:
+ * gpa is not guest RAM; -EINVAL: no such vCPU.
  */
 int vmras_inject(struct vmras *v, uint64_t gpa, enum vmras_error_kind kind, int vcpu,
 		 bool signal);
 
-/* A guest reset: poisoned ranges get fresh memory, the registry empties. */
+/*
+ * A guest reset, with the vCPUs paused: every report that arrived before
+ * it is handled first, then poisoned ranges get fresh memory, split huge
+ * pages become whole again and the registry empties.
+ */
 int vmras_guest_reset(struct vmras *v);
+
+#pragma GCC visibility pop
 
 #endif

@@ -1,170 +1,292 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Containment: after an error no one reads the bad page again. The page's
- * old contents are dropped and a poison marker is installed with
- * UFFDIO_POISON (no CAP_SYS_ADMIN needed), so any later access by the
- * guest (through KVM) or the VMM gets SIGBUS / -EHWPOISON, never data.
- *
- * Order matters: the range is registered with our userfaultfd before it
- * is emptied, so a racing access blocks on the (missing) page until the
- * marker is in place instead of faulting in a fresh page.
+ * Backing ops (see backing.h). Containment order matters: the range is
+ * registered with the userfaultfd (a route that only wakes) before it is
+ * emptied, so a racing access waits for the missing page until the marker
+ * is in place instead of faulting in a fresh one. On any failure the
+ * range is put back as it was: a file's mapping is never left replaced by
+ * anonymous memory, nor a range left registered with nobody serving it.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "internal.h"
-#include "kabi/ioctl.h"
+#include "memory/backing.h"
+#include "memory/vma.h"
 #include "kabi/userfaultfd.h"
+#include "uffd/router.h"
+
+#define PM_SWAP (1ULL << 62)
+#define PM_PRESENT (1ULL << 63)
+
+static uint64_t hva_of(const struct vmras_region *r, uint64_t gpa)
+{
+	return (uintptr_t)r->hva + (gpa - r->gpa);
+}
+
+static off_t file_off(const struct vmras_region *r, uint64_t gpa)
+{
+	return (off_t)(r->fd_offset + (gpa - r->gpa));
+}
+
+/* A contained range: an access waits for the marker, which wakes it. */
+static void contained_fault(void *opaque, uint64_t addr, uint64_t flags)
+{
+	struct vmras *v = opaque;
+
+	(void)flags;
+	vr_uffd_wake(v->router, addr, SMALL_PAGE);
+}
+
+static const struct vr_route_ops contained_ops = { .fault = contained_fault };
+
+static int route_range(struct vmras *v, uint64_t hva, uint64_t size)
+{
+	return vr_router_add(v->router, hva, size, UFFDIO_REGISTER_MODE_MISSING, true,
+			     &contained_ops, v);
+}
 
 /*
- * Without CAP_SYS_PTRACE and vm.unprivileged_userfaultfd=1 only user-mode
- * faults can be caught; poisoning works all the same, and only the short
- * window before the marker is in place is unguarded against KVM's faults.
+ * Contained already (the injector's stand-in did it first, as the kernel
+ * unmaps a bad page before it reports it): the marker needs no new
+ * mapping, only to be there.
  */
-static int open_uffd(void)
+static bool contained_already(struct vmras *v, uint64_t hva, uint64_t size, int *err)
 {
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-
-	if (fd < 0 && errno == EPERM)
-		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-	return fd < 0 ? -errno : fd;
-}
-
-int contain_open_uffd(struct vmras *v)
-{
-	struct uffdio_api api = { .api = UFFD_API };
-	int fd = open_uffd();
-	long r;
-
-	if (fd < 0)
-		return fd;
-	r = kabi_ioctl(fd, UFFDIO_API, &api); /* features 0: learn what is offered */
-	if (r < 0)
-		goto err;
-	close(fd);
-	fd = open_uffd();
-	if (fd < 0)
-		return fd;
-	if (!(api.features & UFFD_FEATURE_POISON)) {
-		r = -EOPNOTSUPP;
-		goto err;
-	}
-	api = (struct uffdio_api){
-		.api = UFFD_API,
-		.features = api.features & (UFFD_FEATURE_POISON | UFFD_FEATURE_MISSING_SHMEM |
-					    UFFD_FEATURE_MISSING_HUGETLBFS),
-	};
-	r = kabi_ioctl(fd, UFFDIO_API, &api);
-	if (r < 0)
-		goto err;
-	v->uffd = fd;
-	return 0;
-err:
-	close(fd);
-	return (int)r;
-}
-
-static int uffd_register(int uffd, uint64_t hva, uint64_t size)
-{
-	struct uffdio_register reg = {
-		.range = { .start = hva, .len = size },
-		.mode = UFFDIO_REGISTER_MODE_MISSING,
-	};
-
-	return (int)kabi_ioctl(uffd, UFFDIO_REGISTER, &reg);
-}
-
-static int uffd_poison(int uffd, uint64_t hva, uint64_t size)
-{
-	struct uffdio_poison p = { .range = { .start = hva, .len = size } };
-
-	return (int)kabi_ioctl(uffd, UFFDIO_POISON, &p);
+	if (!vr_router_covers(v->router, hva, size))
+		return false;
+	*err = vr_uffd_poison(v->router, hva, size);
+	if (*err == -EEXIST)
+		*err = 0;
+	return true;
 }
 
 /* Drop the range's contents so that the marker can go in. */
-static int empty_range(const struct vmras_region *r, uint64_t hva, uint64_t gpa,
-		       uint64_t size, bool keep_file)
+static int empty_range(const struct vmras_region *r, uint64_t gpa, uint64_t size,
+		       bool punch_file)
 {
-	switch (r->backing) {
-	case VMRAS_BACKING_ANON:
-	case VMRAS_BACKING_FILE: /* replaced by anonymous memory above */
-		return madvise((void *)(uintptr_t)hva, size, MADV_DONTNEED) ? -errno : 0;
-	case VMRAS_BACKING_SHMEM:
-	case VMRAS_BACKING_HUGETLB:
-		if (keep_file)
-			return madvise((void *)(uintptr_t)hva, size, MADV_DONTNEED) ? -errno : 0;
-		/* Out of the file too: the bad page must not be read by anyone. */
-		if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			      (off_t)(r->fd_offset + (gpa - r->gpa)), (off_t)size))
-			return -errno;
-		return madvise((void *)(uintptr_t)hva, size, MADV_DONTNEED) ? -errno : 0;
-	default:
-		return -EOPNOTSUPP;
-	}
+	if (punch_file &&
+	    fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, file_off(r, gpa),
+		      (off_t)size))
+		return -errno;
+	return madvise((void *)(uintptr_t)hva_of(r, gpa), size, MADV_DONTNEED) ? -errno : 0;
 }
 
-static void uffd_unregister(int uffd, uint64_t hva, uint64_t size)
+static int contain_common(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+			  uint64_t size, bool punch_file)
 {
-	struct uffdio_range range = { .start = hva, .len = size };
-
-	kabi_ioctl(uffd, UFFDIO_UNREGISTER, &range);
-}
-
-int contain_range(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
-		  uint64_t size, bool keep_file)
-{
-	uint64_t hva = (uintptr_t)r->hva + (gpa - r->gpa);
-	void *p = (void *)(uintptr_t)hva;
+	uint64_t hva = hva_of(r, gpa);
 	int err;
 
-	if (v->uffd < 0)
-		return v->uffd_err ? v->uffd_err : -EOPNOTSUPP;
-	/*
-	 * userfaultfd cannot take a regular file's mapping: put private
-	 * anonymous memory in its place, inaccessible until registered (an
-	 * access meanwhile faults: it is an error on a bad page anyway, never
-	 * zeros), then treat it as anonymous memory. The file keeps its data;
-	 * only this mapping stops using it.
-	 */
-	if (r->backing == VMRAS_BACKING_FILE &&
-	    mmap(p, size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED)
-		return -errno;
-	err = uffd_register(v->uffd, hva, size);
+	if (!v->router)
+		return -EOPNOTSUPP;
+	if (contained_already(v, hva, size, &err)) {
+		/* Out of the file too, if the stand-in had kept it there. */
+		if (!err && punch_file &&
+		    fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, file_off(r, gpa),
+			      (off_t)size))
+			err = -errno;
+		return err;
+	}
+	err = route_range(v, hva, size);
 	if (err)
 		return err;
-	if (r->backing == VMRAS_BACKING_FILE && mprotect(p, size, PROT_READ | PROT_WRITE)) {
-		err = -errno;
-		goto undo;
-	}
-	err = empty_range(r, hva, gpa, size, keep_file);
-	if (err)
-		goto undo;
-	err = uffd_poison(v->uffd, hva, size);
+	err = empty_range(r, gpa, size, punch_file);
+	if (!err)
+		err = vr_uffd_poison(v->router, hva, size);
 	/* EEXIST: a marker is already there (contained before, or by the kernel). */
 	if (!err || err == -EEXIST)
 		return 0;
-undo:
-	/* Nobody serves missing faults on it: left registered, an access would hang. */
-	uffd_unregister(v->uffd, hva, size);
+	vr_router_remove(v->router, hva, size, true);
 	return err;
 }
 
-int contain_restore(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
-		    uint64_t size)
+static int contain_anon(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+			uint64_t size, bool keep_file)
 {
-	uint64_t hva = (uintptr_t)r->hva + (gpa - r->gpa);
-	void *p;
+	(void)keep_file;
+	return contain_common(v, r, gpa, size, false);
+}
 
-	(void)v;
-	/* A fresh mapping of the same backing drops the marker (QEMU does the same). */
-	if (r->backing == VMRAS_BACKING_ANON || r->fd < 0)
-		p = mmap((void *)(uintptr_t)hva, size, PROT_READ | PROT_WRITE,
+static int contain_shared(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+			  uint64_t size, bool keep_file)
+{
+	/* Out of the file too, unless the kernel keeps it: no one may read it. */
+	return contain_common(v, r, gpa, size, !keep_file);
+}
+
+/*
+ * userfaultfd cannot take a regular file's mapping: put private anonymous
+ * memory in its place, inaccessible until registered (an access meanwhile
+ * is an error on a bad page anyway, never zeros), then treat it as
+ * anonymous memory. The file keeps its data; only this mapping stops
+ * using it.
+ */
+static int contain_file(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+			uint64_t size, bool keep_file)
+{
+	void *p = (void *)(uintptr_t)hva_of(r, gpa);
+	struct vr_vma_attrs attrs;
+	int err;
+
+	(void)keep_file;
+	if (!v->router)
+		return -EOPNOTSUPP;
+	if (contained_already(v, (uintptr_t)p, size, &err))
+		return err;
+	err = vr_vma_attrs_get((uintptr_t)p, &attrs);
+	if (err)
+		return err;
+	if (mmap(p, size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) ==
+	    MAP_FAILED)
+		return -errno;
+	err = route_range(v, (uintptr_t)p, size);
+	if (!err && mprotect(p, size, PROT_READ | PROT_WRITE))
+		err = -errno;
+	if (!err)
+		err = vr_vma_attrs_apply((uintptr_t)p, size, &attrs);
+	if (!err)
+		err = vr_uffd_poison(v->router, (uintptr_t)p, size);
+	if (!err || err == -EEXIST)
+		return 0;
+	vr_router_remove(v->router, (uintptr_t)p, size, true);
+	/* Back to the file as it was. */
+	if (mmap(p, size, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_SHARED, r->fd,
+		 file_off(r, gpa)) == MAP_FAILED)
+		return -errno;
+	vr_vma_attrs_apply((uintptr_t)p, size, &attrs);
+	return err;
+}
+
+/* A fresh mapping of the same backing drops the marker (QEMU does the same). */
+static int restore_common(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+			  uint64_t size, bool punch_file)
+{
+	void *p = (void *)(uintptr_t)hva_of(r, gpa);
+	struct vr_vma_attrs attrs;
+	int err = vr_vma_attrs_get((uintptr_t)p, &attrs);
+
+	if (err)
+		return err;
+	if (v->router)
+		vr_router_remove(v->router, (uintptr_t)p, size, false);
+	/* The bad hardware page goes; the file gets a fresh one on first touch. */
+	if (punch_file && fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				    file_off(r, gpa), (off_t)size))
+		return -errno;
+	if (r->fd < 0)
+		p = mmap(p, size, PROT_READ | PROT_WRITE,
 			 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	else
-		p = mmap((void *)(uintptr_t)hva, size, PROT_READ | PROT_WRITE,
-			 MAP_FIXED | MAP_SHARED, r->fd, (off_t)(r->fd_offset + (gpa - r->gpa)));
-	return p == MAP_FAILED ? -errno : 0;
+		p = mmap(p, size, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_SHARED, r->fd,
+			 file_off(r, gpa));
+	if (p == MAP_FAILED)
+		return -errno;
+	err = vr_vma_attrs_apply((uintptr_t)p, size, &attrs);
+	if (v->router)
+		vr_uffd_wake(v->router, (uintptr_t)p, size); /* anyone still waiting on it */
+	return err;
+}
+
+static int restore_anon(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+			uint64_t size)
+{
+	return restore_common(v, r, gpa, size, false);
+}
+
+static int restore_shared(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+			  uint64_t size)
+{
+	return restore_common(v, r, gpa, size, true);
+}
+
+static int restore_file(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+			uint64_t size)
+{
+	/* The file kept its data: map it again. */
+	return restore_common(v, r, gpa, size, false);
+}
+
+static int read_back_fd(struct vmras *v, const struct vmras_region *r, uint64_t gpa)
+{
+	char buf[SMALL_PAGE] __attribute__((aligned(64)));
+	ssize_t n;
+
+	if (vr_hw_is_bad(v, gpa & ~(SMALL_PAGE - 1), SMALL_PAGE))
+		return -EIO; /* injected: the kernel would say EIO */
+	n = pread(r->fd, buf, SMALL_PAGE, file_off(r, gpa & ~(SMALL_PAGE - 1)));
+	if (n < 0)
+		return -errno;
+	return n == (ssize_t)SMALL_PAGE ? 0 : -EIO;
+}
+
+static int read_back_anon(struct vmras *v, const struct vmras_region *r, uint64_t gpa)
+{
+	(void)r;
+	return vr_hw_is_bad(v, gpa & ~(SMALL_PAGE - 1), SMALL_PAGE) ? -EIO : -EOPNOTSUPP;
+}
+
+/* Can this process read the byte at hva? (No signal: process_vm_readv.) */
+static bool readable(uint64_t hva)
+{
+	char b;
+	struct iovec local = { &b, 1 }, remote = { (void *)(uintptr_t)hva, 1 };
+
+	return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == 1;
+}
+
+/* A marker (uffd poison, or the kernel's hwpoison entry) shows as a swap entry. */
+static bool marker_at(uint64_t hva)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	uint64_t e = 0;
+	bool swap;
+
+	if (fd < 0)
+		return false;
+	swap = pread(fd, &e, sizeof(e), (off_t)(hva / SMALL_PAGE * sizeof(e))) ==
+		       (ssize_t)sizeof(e) &&
+	       (e & PM_SWAP) && !(e & PM_PRESENT);
+	close(fd);
+	return swap && !readable(hva);
+}
+
+static bool poisoned_small(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+			   uint64_t granule)
+{
+	return vr_hw_is_bad(v, gpa & ~(granule - 1), granule) || marker_at(hva_of(r, gpa));
+}
+
+/*
+ * hugetlb: the kernel unmaps a bad huge page whole and its page tables
+ * show no marker; the file read says EIO at the bad subpage.
+ */
+static bool poisoned_huge(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+			  uint64_t granule)
+{
+	return vr_hw_is_bad(v, gpa & ~(granule - 1), granule) || read_back_fd(v, r, gpa) == -EIO;
+}
+
+static const struct vr_backing_ops ops[] = {
+	[VMRAS_BACKING_ANON] = { .name = "anon", .contain = contain_anon,
+				 .restore = restore_anon, .read_back = read_back_anon,
+				 .poisoned = poisoned_small },
+	[VMRAS_BACKING_SHMEM] = { .name = "shmem", .contain = contain_shared,
+				  .restore = restore_shared, .read_back = read_back_fd,
+				  .poisoned = poisoned_small },
+	[VMRAS_BACKING_HUGETLB] = { .name = "hugetlb", .contain = contain_shared,
+				    .restore = restore_shared, .read_back = read_back_fd,
+				    .poisoned = poisoned_huge, .can_split = true },
+	[VMRAS_BACKING_FILE] = { .name = "file", .contain = contain_file,
+				 .restore = restore_file, .read_back = read_back_fd,
+				 .poisoned = poisoned_small },
+};
+
+const struct vr_backing_ops *vr_backing(const struct vmras_region *r)
+{
+	return (unsigned int)r->backing < sizeof(ops) / sizeof(ops[0]) ? &ops[r->backing]
+									: &ops[VMRAS_BACKING_ANON];
 }

@@ -1,40 +1,49 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * The SIGBUS handler and its lock-free ring. The handler only does
- * async-signal-safe work: it records si_code, si_addr, si_addr_lsb and
- * the thread into the ring (never blocking; a full ring is counted) and
- * wakes the engine through an eventfd. SIGBUS that is not a memory error
- * in guest RAM goes to the previous handler or the default action.
+ * async-signal-safe work: it records si_code, si_addr, si_addr_lsb, the
+ * thread and an arrival number into the ring (never blocking; a full ring
+ * is counted, and the engine reports the loss) and wakes the engine
+ * through an eventfd. SIGBUS that is not a memory error in guest RAM goes
+ * to the previous handler or the default action.
+ *
+ * Ordering: g_in_handler and g_vmras form a Dekker pair (the handler
+ * counts itself in, then reads the context; uninstall clears the context,
+ * then waits for the count): both sides are sequentially consistent, which
+ * an acquire/release pair would not be on weakly ordered CPUs.
  */
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "sources/sources.h"
+#include "util/clock.h"
 
-#ifndef BUS_MCEERR_AR
-#define BUS_MCEERR_AR 4
-#define BUS_MCEERR_AO 5
-#endif
-
+#define RING_SIZE 16384		/* power of two */
+#define THREADS 1024		/* threads the handler keeps facts about */
 /* A repeat of the same consumed address this soon is a re-executing access. */
 #define REFAULT_NS 1000000000ULL
 
-static struct vmras *g_vmras;		/* one per process: it owns SIGBUS */
-static int g_in_handler;		/* handlers running now (uninstall waits) */
-static struct sigaction g_old_action;
+struct ring_slot {
+	uint64_t turn;		/* Vyukov bounded-queue sequence */
+	struct vr_capture c;
+};
 
-/*
- * Per thread: what the handler needs to know and leaves behind.
- * initial-exec: no lazy TLS allocation (not async-signal-safe) in a handler.
- */
-static __thread __attribute__((tls_model("initial-exec"))) struct {
+struct vr_ring {
+	uint64_t head;		/* producers: signal handlers on any thread */
+	uint64_t tail;		/* the consumer: the engine */
+	uint64_t dropped;
+	struct ring_slot slots[RING_SIZE];
+};
+
+struct thread_facts {
+	int32_t tid;		/* 0: free slot; claimed by the thread itself */
 	int vcpu;		/* -1: not a vCPU thread */
-	bool is_vcpu;
 	volatile sig_atomic_t ar_pending;
 	uint64_t ar_hva;
 	unsigned int ar_lsb;
@@ -42,41 +51,45 @@ static __thread __attribute__((tls_model("initial-exec"))) struct {
 	uint64_t last_consumed;	/* to tell a re-executing fault from a sent signal */
 	uint64_t last_consumed_ns;
 	sigjmp_buf *volatile copy_jb;
-} tls = { .vcpu = -1 };
+};
 
-uint64_t vmras__now_ns(void)
+static struct vmras *g_vmras;		/* one per process: it owns SIGBUS */
+static int g_in_handler;		/* handlers using g_vmras now */
+static struct sigaction g_old_action;
+static struct thread_facts g_threads[THREADS];
+
+/* ---- the ring ------------------------------------------------------ */
+
+struct vr_ring *vr_ring_new(void)
 {
-	struct timespec ts;
+	struct vr_ring *r = calloc(1, sizeof(*r));
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	if (r)
+		for (uint64_t i = 0; i < RING_SIZE; i++)
+			r->slots[i].turn = i;
+	return r;
 }
 
-int32_t vmras__gettid(void)
+void vr_ring_free(struct vr_ring *r)
 {
-	return (int32_t)syscall(SYS_gettid);
+	free(r);
 }
 
 /* Bounded MPMC queue (Vyukov): lock-free, so usable from a handler. */
-static bool ring_push(struct capture_ring *r, const struct capture_slot *in)
+static bool ring_push(struct vr_ring *r, const struct vr_capture *in)
 {
 	uint64_t pos = __atomic_load_n(&r->head, __ATOMIC_RELAXED);
 
 	for (;;) {
-		struct capture_slot *s = &r->slots[pos & (RING_SIZE - 1)];
-		uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
-		int64_t diff = (int64_t)(seq - pos);
+		struct ring_slot *s = &r->slots[pos & (RING_SIZE - 1)];
+		uint64_t turn = __atomic_load_n(&s->turn, __ATOMIC_ACQUIRE);
+		int64_t diff = (int64_t)(turn - pos);
 
 		if (diff == 0) {
 			if (__atomic_compare_exchange_n(&r->head, &pos, pos + 1, true,
 							__ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-				s->si_code = in->si_code;
-				s->tid = in->tid;
-				s->lsb = in->lsb;
-				s->addr = in->addr;
-				s->time_ns = in->time_ns;
-				s->from_copy = in->from_copy;
-				__atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
+				s->c = *in;
+				__atomic_store_n(&s->turn, pos + 1, __ATOMIC_RELEASE);
 				return true;
 			}
 		} else if (diff < 0) {
@@ -88,19 +101,120 @@ static bool ring_push(struct capture_ring *r, const struct capture_slot *in)
 	}
 }
 
-bool capture_pop(struct vmras *v, struct capture_slot *out)
+bool vr_ring_peek(struct vr_ring *r, struct vr_capture *out)
 {
-	struct capture_ring *r = v->ring;
-	uint64_t pos = r->tail;
-	struct capture_slot *s = &r->slots[pos & (RING_SIZE - 1)];
+	struct ring_slot *s = &r->slots[r->tail & (RING_SIZE - 1)];
 
-	if (__atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) != pos + 1)
+	if (__atomic_load_n(&s->turn, __ATOMIC_ACQUIRE) != r->tail + 1)
 		return false;
-	*out = *s;
-	__atomic_store_n(&s->seq, pos + RING_SIZE, __ATOMIC_RELEASE);
-	r->tail = pos + 1;
+	*out = s->c;
 	return true;
 }
+
+void vr_ring_drop_head(struct vr_ring *r)
+{
+	struct ring_slot *s = &r->slots[r->tail & (RING_SIZE - 1)];
+
+	__atomic_store_n(&s->turn, r->tail + RING_SIZE, __ATOMIC_RELEASE);
+	r->tail++;
+}
+
+uint64_t vr_ring_dropped(struct vr_ring *r)
+{
+	return __atomic_load_n(&r->dropped, __ATOMIC_RELAXED);
+}
+
+/* ---- per-thread facts ---------------------------------------------- */
+
+/* This thread's slot; with claim, take a free one if it has none. */
+static struct thread_facts *thread_slot(int32_t tid, bool claim)
+{
+	unsigned int start = (unsigned int)tid % THREADS;
+
+	for (unsigned int i = 0; i < THREADS; i++) {
+		struct thread_facts *t = &g_threads[(start + i) % THREADS];
+
+		if (__atomic_load_n(&t->tid, __ATOMIC_ACQUIRE) == tid)
+			return t;
+	}
+	if (!claim)
+		return NULL;
+	for (unsigned int i = 0; i < THREADS; i++) {
+		struct thread_facts *t = &g_threads[(start + i) % THREADS];
+		int32_t free_tid = 0;
+
+		if (__atomic_load_n(&t->tid, __ATOMIC_RELAXED) == 0 &&
+		    __atomic_compare_exchange_n(&t->tid, &free_tid, tid, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_RELAXED)) {
+			t->vcpu = -1;
+			t->ar_pending = 0;
+			t->last_consumed = 0;
+			t->copy_jb = NULL;
+			return t;
+		}
+	}
+	return NULL;
+}
+
+static void release_slot(struct thread_facts *t)
+{
+	__atomic_store_n(&t->tid, 0, __ATOMIC_RELEASE);
+}
+
+int vr_thread_set_vcpu(int vcpu)
+{
+	struct thread_facts *t = thread_slot(vr_gettid(), vcpu >= 0);
+
+	if (!t)
+		return vcpu >= 0 ? -ENOSPC : 0;
+	t->vcpu = vcpu;
+	if (vcpu < 0 && !t->copy_jb)
+		release_slot(t);
+	return 0;
+}
+
+bool vr_thread_take_ar(uint64_t *hva, unsigned int *lsb, int *si_code)
+{
+	struct thread_facts *t = thread_slot(vr_gettid(), false);
+
+	if (!t || !t->ar_pending)
+		return false;
+	*hva = t->ar_hva;
+	*lsb = t->ar_lsb;
+	*si_code = t->ar_code;
+	t->ar_pending = 0;
+	t->last_consumed = 0; /* taken: a repeat is a new access, not a loop */
+	return true;
+}
+
+int vr_thread_arm_copy(sigjmp_buf *jb)
+{
+	struct thread_facts *t = thread_slot(vr_gettid(), true);
+
+	if (!t)
+		return -ENOSPC;
+	t->copy_jb = jb;
+	return 0;
+}
+
+void vr_thread_disarm_copy(void)
+{
+	struct thread_facts *t = thread_slot(vr_gettid(), false);
+
+	if (!t)
+		return;
+	t->copy_jb = NULL;
+	if (t->vcpu < 0 && !t->last_consumed)
+		release_slot(t);
+}
+
+void vr_threads_clear(void)
+{
+	for (unsigned int i = 0; i < THREADS; i++)
+		release_slot(&g_threads[i]);
+}
+
+/* ---- the handler --------------------------------------------------- */
 
 static void chain(int sig, siginfo_t *si, void *uc)
 {
@@ -115,121 +229,137 @@ static void chain(int sig, siginfo_t *si, void *uc)
 	}
 }
 
-/* The default action for a fault we cannot handle: death, as without vmras. */
+/*
+ * A fault no one can handle: death by SIGBUS, as without vmras. The
+ * signal is queued now and taken the moment this handler returns (SIGBUS
+ * is blocked until then), so the default disposition lasts only as long
+ * as the process does.
+ */
 static void die_by_default(int sig)
 {
 	signal(sig, SIG_DFL);
+	syscall(SYS_tgkill, getpid(), vr_gettid(), sig);
 }
 
-static void handle(struct vmras *v, int sig, siginfo_t *si, void *uc)
+static void push(struct vmras *v, struct vr_capture *c)
+{
+	uint64_t one = 1;
+
+	c->seq = vr_next_seq(v);
+	ring_push(v->ring, c);
+	(void)!write(v->wake_fd, &one, sizeof(one));
+}
+
+/* Returns false when the signal is not ours (chain it). */
+static bool handle(struct vmras *v, int sig, siginfo_t *si)
 {
 	uint64_t addr = (uint64_t)(uintptr_t)si->si_addr;
 	bool ao = si->si_code == BUS_MCEERR_AO;
 	bool in_ram = vmras_memmap_find_hva(v->map, (uintptr_t)addr);
 	/* Without CONFIG_MEMORY_FAILURE a poison marker reads as BUS_ADRERR. */
 	bool consumed = si->si_code == BUS_MCEERR_AR || (si->si_code == BUS_ADRERR && in_ram);
-	struct capture_slot s = {
+	struct vr_capture c = {
 		.si_code = si->si_code,
-		.tid = vmras__gettid(),
+		.tid = vr_gettid(),
 		.lsb = (unsigned int)si->si_addr_lsb,
 		.addr = addr,
-		.time_ns = vmras__now_ns(),
+		.time_ns = vr_now_ns(),
 	};
-	uint64_t one = 1;
+	struct thread_facts *t;
 
 	/*
 	 * Ours: memory errors in guest RAM, and AOs anywhere (we asked for
 	 * early kill; an AO outside guest RAM is recorded, not fatal) unless
 	 * the VMM had a handler of its own for them.
 	 */
-	if (!(consumed || (ao && (in_ram || !(g_old_action.sa_flags & SA_SIGINFO))))) {
-		chain(sig, si, uc);
-		return;
+	if (!(consumed || (ao && (in_ram || !(g_old_action.sa_flags & SA_SIGINFO)))))
+		return false;
+	if (!consumed) {
+		push(v, &c);
+		return true;
 	}
-	if (consumed && tls.copy_jb) {
-		sigjmp_buf *jb = tls.copy_jb;
+	t = thread_slot(c.tid, true);
+	if (t && t->copy_jb) {
+		sigjmp_buf *jb = t->copy_jb;
 
-		s.from_copy = 1;
-		ring_push(v->ring, &s);
-		(void)!write(v->wake_fd, &one, sizeof(one));
-		tls.copy_jb = NULL;
-		__atomic_fetch_sub(&g_in_handler, 1, __ATOMIC_RELEASE);
+		c.from_copy = true;
+		push(v, &c);
+		t->copy_jb = NULL;
+		__atomic_fetch_sub(&g_in_handler, 1, __ATOMIC_SEQ_CST);
 		siglongjmp(*jb, 1);
 	}
-	if (consumed && tls.last_consumed == addr &&
-	    s.time_ns - tls.last_consumed_ns < REFAULT_NS) {
+	if (!t || (t->last_consumed == addr && c.time_ns - t->last_consumed_ns < REFAULT_NS)) {
 		/*
-		 * The same address again at once, not taken in between: a
-		 * user-space access re-executing (outside vmras_copy_from_guest).
-		 * This thread cannot go on; the default action ends it, as it
-		 * would without vmras.
+		 * The same address again at once, not taken in between: an
+		 * access re-executing outside the safe copy (or a thread we
+		 * cannot keep track of). This thread cannot go on.
 		 */
+		push(v, &c);
 		die_by_default(sig);
-		return;
+		return true;
 	}
-	if (consumed) {
-		tls.last_consumed = addr;
-		tls.last_consumed_ns = s.time_ns;
-	}
-	if (consumed && tls.is_vcpu) {
+	t->last_consumed = addr;
+	t->last_consumed_ns = c.time_ns;
+	if (t->vcpu >= 0) {
 		/* KVM's AR for this vCPU: vmras_vcpu_exit takes it from here. */
-		if (tls.ar_pending && tls.ar_hva != addr) {
+		if (t->ar_pending && t->ar_hva != addr) {
 			/* An earlier one not yet taken: it goes by the ring, not lost. */
-			struct capture_slot old = s;
+			struct vr_capture old = c;
 
-			old.addr = tls.ar_hva;
-			old.lsb = tls.ar_lsb;
-			old.si_code = tls.ar_code;
-			ring_push(v->ring, &old);
-			(void)!write(v->wake_fd, &one, sizeof(one));
+			old.addr = t->ar_hva;
+			old.lsb = t->ar_lsb;
+			old.si_code = t->ar_code;
+			push(v, &old);
 		}
-		tls.ar_hva = addr;
-		tls.ar_lsb = (unsigned int)si->si_addr_lsb;
-		tls.ar_code = si->si_code;
-		tls.ar_pending = 1;
-		return;
+		t->ar_hva = addr;
+		t->ar_lsb = (unsigned int)si->si_addr_lsb;
+		t->ar_code = si->si_code;
+		t->ar_pending = 1;
+		return true;
 	}
-	ring_push(v->ring, &s);
-	(void)!write(v->wake_fd, &one, sizeof(one));
+	push(v, &c);
+	return true;
 }
 
 static void sigbus_handler(int sig, siginfo_t *si, void *uc)
 {
 	int saved_errno = errno;
+	bool mine = false;
 	struct vmras *v;
 
-	__atomic_fetch_add(&g_in_handler, 1, __ATOMIC_ACQUIRE);
-	v = __atomic_load_n(&g_vmras, __ATOMIC_ACQUIRE);
+	__atomic_fetch_add(&g_in_handler, 1, __ATOMIC_SEQ_CST);
+	v = __atomic_load_n(&g_vmras, __ATOMIC_SEQ_CST);
 	if (v)
-		handle(v, sig, si, uc);
-	else
+		mine = handle(v, sig, si);
+	/* Out before chaining: a chained handler may longjmp away. */
+	__atomic_fetch_sub(&g_in_handler, 1, __ATOMIC_SEQ_CST);
+	if (!mine)
 		chain(sig, si, uc);
-	__atomic_fetch_sub(&g_in_handler, 1, __ATOMIC_RELEASE);
 	errno = saved_errno;
 }
 
-int capture_install(struct vmras *v)
+int vr_sigbus_install(struct vmras *v)
 {
 	struct sigaction sa = { .sa_sigaction = sigbus_handler,
 				.sa_flags = SA_SIGINFO | SA_ONSTACK };
 	struct vmras *expected = NULL;
 
 	sigemptyset(&sa.sa_mask);
-	if (!__atomic_compare_exchange_n(&g_vmras, &expected, v, false, __ATOMIC_ACQ_REL,
-					 __ATOMIC_ACQUIRE))
+	if (!__atomic_compare_exchange_n(&g_vmras, &expected, v, false, __ATOMIC_SEQ_CST,
+					 __ATOMIC_SEQ_CST))
 		return -EBUSY;
 	if (sigaction(SIGBUS, &sa, &g_old_action)) {
 		int err = -errno;
 
-		__atomic_store_n(&g_vmras, NULL, __ATOMIC_RELEASE);
+		__atomic_store_n(&g_vmras, NULL, __ATOMIC_SEQ_CST);
 		return err;
 	}
 	return 0;
 }
 
-void capture_uninstall(struct vmras *v)
+void vr_sigbus_uninstall(struct vmras *v)
 {
-	if (__atomic_load_n(&g_vmras, __ATOMIC_ACQUIRE) != v)
+	if (__atomic_load_n(&g_vmras, __ATOMIC_SEQ_CST) != v)
 		return;
 	sigaction(SIGBUS, &g_old_action, NULL);
 	__atomic_store_n(&g_vmras, NULL, __ATOMIC_SEQ_CST);
@@ -238,25 +368,7 @@ void capture_uninstall(struct vmras *v)
 		sched_yield();
 }
 
-void capture_set_vcpu_thread(int vcpu)
-{
-	tls.vcpu = vcpu;
-	tls.is_vcpu = vcpu >= 0;
-}
-
-bool capture_take_vcpu_ar(uint64_t *hva, unsigned int *lsb, int *si_code)
-{
-	if (!tls.ar_pending)
-		return false;
-	*hva = tls.ar_hva;
-	*lsb = tls.ar_lsb;
-	*si_code = tls.ar_code;
-	tls.ar_pending = 0;
-	tls.last_consumed = 0; /* taken: a repeat is a new access, not a loop */
-	return true;
-}
-
-int capture_raise_sigbus(int si_code, uint64_t addr, unsigned int lsb)
+int vr_raise_sigbus(int si_code, uint64_t addr, unsigned int lsb)
 {
 	siginfo_t si;
 
@@ -266,17 +378,7 @@ int capture_raise_sigbus(int si_code, uint64_t addr, unsigned int lsb)
 	si.si_addr = (void *)(uintptr_t)addr;
 	si.si_addr_lsb = (short)lsb;
 	/* Only a thread may send itself a kernel-style si_code. */
-	if (syscall(SYS_rt_tgsigqueueinfo, getpid(), vmras__gettid(), SIGBUS, &si))
+	if (syscall(SYS_rt_tgsigqueueinfo, getpid(), vr_gettid(), SIGBUS, &si))
 		return -errno;
 	return 0;
-}
-
-void capture_arm_copy(sigjmp_buf *jb)
-{
-	tls.copy_jb = jb;
-}
-
-void capture_disarm_copy(void)
-{
-	tls.copy_jb = NULL;
 }

@@ -1,422 +1,457 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Lose 4 KiB, not a huge page. On an error inside a hugetlb page:
- *   1. pause the vCPUs (the VMM's hook);
- *   2. map a 4 KiB-page shmem file over the huge page's range (same HVA,
- *      same memslot: KVM's MMU notifier drops its old mapping);
- *   3. register it with userfaultfd (missing pages) and poison the bad page;
- *   4. resume the vCPUs: no copying while they wait, whatever the size.
- * Any access to a subpage not yet there faults to the worker thread, which
- * reads it from the huge page's file (pread still returns the readable
- * parts; a kernel with memory-failure support says EIO for the bad one,
- * which is then poisoned too) and installs it with UFFDIO_COPY; the worker
- * fills the rest in the background, then frees the huge page.
+ * Huge-page splitting (see split.h). While the vCPUs are paused:
+ *   1. map an empty (size 0) memfd over the huge page's range at the same
+ *      HVA (same memslot: KVM's MMU notifier drops its old mapping); any
+ *      access before step 3 is a SIGBUS, never a zero page;
+ *   2. register it with the router (missing faults come to us);
+ *   3. give the memfd its size, re-apply NUMA policy and madvise flags;
+ *   4. poison the bad 4 KiB page; tell the VMM (it may refuse);
+ * then resume: no copying while they wait, whatever the size.
+ *
+ * The fill writes the page cache of the memfd with pwrite(2) from a
+ * read-only mapping of the old huge page: a page appears whole or not at
+ * all to a fault (shmem keeps it locked until written), a missing fault
+ * waits on the router, and the kernel stops a copy at a page it knows is
+ * bad (short write) instead of raising a machine check in the fill. Runs
+ * of good pages go in one call each, so a 1 GiB page fills at about copy
+ * speed.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
-#include "kabi/ioctl.h"
 #include "kabi/userfaultfd.h"
+#include "memory/backing.h"
+#include "memory/vma.h"
+#include "uffd/router.h"
+#include "uffd/split.h"
+#include "util/clock.h"
 
-#define SUB 4096ULL
-#define FILL_BATCH 32
+#define SUB SMALL_PAGE
+#define FAULT_GROUP 16		/* subpages filled together on a fault: 64 KiB */
+#define IDLE_STEP 512		/* subpages filled per background step: 2 MiB */
 
-uint64_t vmras__mono_ns(void)
+struct vr_split {
+	struct vr_split *next;	/* v->splits */
+	struct vmras *v;
+	const struct vmras_region *r;
+	uint64_t gpa, size, hva;
+	off_t file_off;		/* of the huge page in r->fd */
+	int memfd;		/* the 4 KiB replacement */
+	const char *src;	/* the old huge page, read-only */
+	struct vr_vma_attrs attrs;
+
+	pthread_mutex_t lock;	/* state, ndone, cursor, filled */
+	uint8_t *state;		/* enum vr_sub per subpage */
+	uint32_t nsub, ndone, cursor;
+	bool filled;
+	uint64_t t_live_ns;	/* CLOCK_REALTIME: the 4 KiB mapping in place */
+};
+
+static void split_free(struct vr_split *s)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	if (s->memfd >= 0)
+		close(s->memfd);
+	if (s->src && s->src != MAP_FAILED)
+		munmap((void *)s->src, s->size);
+	pthread_mutex_destroy(&s->lock);
+	free(s->state);
+	free(s);
 }
 
-bool split_possible(struct vmras *v)
+bool vr_split_possible(struct vmras *v, const struct vmras_region *r, char *why, size_t len)
 {
-	return v->uffd >= 0 && v->worker_started && v->cfg.ops.pause_vcpus &&
-	       v->cfg.ops.resume_vcpus;
+	const char *no = NULL;
+
+	if (!vr_backing(r)->can_split || r->page_size <= SUB)
+		no = "not a huge page";
+	else if (!v->router)
+		no = "no userfaultfd";
+	else if (!vr_router_kernel_faults(v->router))
+		no = "the userfaultfd serves only user-mode faults, not KVM's (no /dev/userfaultfd "
+		     "access, no CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=0)";
+	else if (!v->cfg.ops.pause_vcpus || !v->cfg.ops.resume_vcpus)
+		no = "the VMM gave no pause_vcpus/resume_vcpus hooks";
+	if (no && why)
+		snprintf(why, len, "%s", no);
+	return !no;
 }
 
-struct split *split_find(struct vmras *v, uint64_t gpa)
+struct vr_split *vr_split_find(struct vmras *v, uint64_t gpa)
 {
-	for (unsigned int i = 0; i < MAX_SPLITS; i++)
-		if (v->splits[i].used && gpa - v->splits[i].gpa < v->splits[i].size)
-			return &v->splits[i];
+	for (struct vr_split *s = v->splits; s; s = s->next)
+		if (gpa - s->gpa < s->size)
+			return s;
 	return NULL;
 }
 
-static int poison_range(int uffd, uint64_t hva, uint64_t len)
+enum vr_sub vr_split_state(struct vr_split *s, uint64_t gpa)
 {
-	struct uffdio_poison p = { .range = { .start = hva, .len = len } };
-	long r = kabi_ioctl(uffd, UFFDIO_POISON, &p);
+	enum vr_sub st;
 
-	return r == -EEXIST ? -EEXIST : (int)r;
+	pthread_mutex_lock(&s->lock);
+	st = (enum vr_sub)s->state[(gpa - s->gpa) / SUB];
+	pthread_mutex_unlock(&s->lock);
+	return st;
 }
 
-static void wake_range(int uffd, uint64_t hva, uint64_t len)
+uint64_t vr_split_live_ns(const struct vr_split *s)
 {
-	struct uffdio_range range = { .start = hva, .len = len };
-
-	kabi_ioctl(uffd, UFFDIO_WAKE, &range);
+	return s->t_live_ns;
 }
 
-static void remapped(struct vmras *v, const struct split *s, int fd, uint64_t offset)
+uint64_t vr_split_granule(struct vmras *v, const struct vmras_region *r, uint64_t gpa)
 {
-	if (v->cfg.ops.remapped)
-		v->cfg.ops.remapped(v->cfg.ops.opaque, s->gpa, s->size,
-				    (void *)(uintptr_t)s->hva, fd, offset);
+	uint64_t g = r->page_size;
+
+	pthread_mutex_lock(&v->lock);
+	for (struct vr_split *s = v->splits; s; s = s->next)
+		if (gpa - s->gpa < s->size)
+			g = SUB;
+	pthread_mutex_unlock(&v->lock);
+	return g;
 }
 
-int split_begin(struct vmras *v, const struct vmras_region *r, uint64_t huge_gpa,
-		uint64_t bad_gpa)
+/* ---- the fill (router thread) ---------------------------------------- */
+
+static void salvage_event(struct vr_split *s, uint32_t idx)
 {
-	uint64_t size = r->page_size, hva = (uintptr_t)r->hva + (huge_gpa - r->gpa);
-	uint32_t bad = (uint32_t)((bad_gpa - huge_gpa) / SUB);
-	struct uffdio_register reg = {
-		.range = { .start = hva, .len = size },
-		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	struct vmras_event ev = {
+		.valid = VMRAS_EV_GPA, .kind = VMRAS_AO, .source = VMRAS_SRC_SALVAGE,
+		.addr_lsb = 12, .vcpu = -1, .gpa = s->gpa + (uint64_t)idx * SUB,
+		.time_ns = vr_now_ns(), .tid = vr_gettid(),
 	};
-	struct split *s = NULL;
-	uint8_t *state;
-	int memfd, err;
 
-	memfd = memfd_create("vmras-split", MFD_CLOEXEC);
-	if (memfd < 0)
-		return -errno;
-	if (ftruncate(memfd, (off_t)size)) {
-		err = -errno;
-		close(memfd);
-		return err;
-	}
-	state = calloc(size / SUB, 1);
-	pthread_mutex_lock(&v->lock);
-	for (unsigned int i = 0; i < MAX_SPLITS && !s; i++)
-		if (!v->splits[i].used)
-			s = &v->splits[i];
-	if (s && state)
-		*s = (struct split){
-			.r = r, .gpa = huge_gpa, .size = size, .hva = hva, .memfd = memfd,
-			.nsub = (uint32_t)(size / SUB), .state = state, .t_begin = vmras__mono_ns(),
-			.t_begin_rt = vmras__now_ns(), .used = true,
-		};
-	pthread_mutex_unlock(&v->lock);
-	if (!s || !state) {
-		free(state);
-		close(memfd);
-		return s ? -ENOMEM : -ENOSPC;
-	}
-
-	v->cfg.ops.pause_vcpus(v->cfg.ops.opaque);
-	s->t_paused = vmras__mono_ns();
-	/* From here until resume, nothing runs that could touch the range. */
-	err = mmap((void *)(uintptr_t)hva, size, PROT_READ | PROT_WRITE,
-		   MAP_SHARED | MAP_FIXED, memfd, 0) == MAP_FAILED ? -errno : 0;
-	if (!err)
-		err = (int)kabi_ioctl(v->uffd, UFFDIO_REGISTER, &reg);
-	if (!err)
-		err = poison_range(v->uffd, hva + (uint64_t)bad * SUB, SUB);
-	/* Any access reported from before this moment saw the old mapping. */
-	s->t_live_rt = vmras__now_ns();
-	if (err) {
-		/* Back to the huge page as it was; the caller contains it whole. */
-		mmap((void *)(uintptr_t)hva, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-		     r->fd, (off_t)(r->fd_offset + (huge_gpa - r->gpa)));
-	}
-	pthread_mutex_lock(&v->lock);
-	if (err) {
-		s->used = false;
-	} else {
-		s->state[bad] = SUB_POISONED;
-		s->ndone = 1;
-		v->stats.splits++;
-	}
-	pthread_mutex_unlock(&v->lock);
-	s->t_resumed = vmras__mono_ns();
-	v->cfg.ops.resume_vcpus(v->cfg.ops.opaque);
-	if (err) {
-		free(state);
-		close(memfd);
-		return err;
-	}
-	pthread_mutex_lock(&v->lock);
-	if (s->t_resumed - s->t_paused > v->stats.split_pause_ns_max)
-		v->stats.split_pause_ns_max = s->t_resumed - s->t_paused;
-	pthread_mutex_unlock(&v->lock);
-	remapped(v, s, memfd, 0);
-	{
-		uint64_t one = 1;
-
-		(void)!write(v->worker_wake, &one, sizeof(one));
-	}
-	return 0;
+	/* No wait: the engine may itself be waiting for a vCPU that waits on us. */
+	vr_submit_event(s->v, &ev, 0, false);
 }
 
-int split_poison(struct vmras *v, uint64_t gpa)
+/* With s->lock held: the kernel (or the stand-in) knows subpage idx is bad. */
+static void poison_found(struct vr_split *s, uint32_t idx)
 {
-	struct split *s;
-	uint64_t hva, off;
-	int memfd, err;
-
-	pthread_mutex_lock(&v->lock);
-	s = split_find(v, gpa);
-	if (!s) {
-		pthread_mutex_unlock(&v->lock);
-		return -ENOENT;
-	}
-	off = (gpa - s->gpa) & ~(SUB - 1);
-	hva = s->hva + off;
-	memfd = s->memfd;
-	if (s->state[off / SUB] != SUB_POISONED) {
-		s->state[off / SUB] = SUB_POISONED;
-		s->ndone++;
-	}
-	pthread_mutex_unlock(&v->lock);
-	/* Filled already? Out of the file and the mapping first. Twice if the
-	 * worker's copy slipped in between. */
-	for (int tries = 0; tries < 2; tries++) {
-		if (fallocate(memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-			      (off_t)SUB) ||
-		    madvise((void *)(uintptr_t)hva, SUB, MADV_DONTNEED))
-			return -errno;
-		err = poison_range(v->uffd, hva, SUB);
-		if (err != -EEXIST)
-			return err;
-	}
-	return 0; /* the marker is there */
+	s->state[idx] = VR_SUB_POISONED;
+	s->ndone++;
+	/* Poisoned here and now: whoever faulted on it must not wait for the engine. */
+	vr_uffd_poison(s->v->router, s->hva + (uint64_t)idx * SUB, SUB);
+	salvage_event(s, idx);
 }
 
-/* Read subpage idx back from the huge page's file and install it. */
-static void fill_one(struct vmras *v, struct split *s, uint32_t idx)
+/* Fill the missing subpages in [first, last); returns how many were filled. */
+static uint32_t fill_range(struct vr_split *s, uint32_t first, uint32_t last)
 {
-	char buf[SUB] __attribute__((aligned(64)));
-	const struct vmras_region *r;
-	struct uffdio_copy c;
-	uint64_t gpa, hva;
-	ssize_t n;
-	long rc;
+	struct vmras *v = s->v;
+	uint32_t filled = 0, i = first;
 
-	pthread_mutex_lock(&v->lock);
-	if (!s->used || s->state[idx] != SUB_MISSING) {
-		pthread_mutex_unlock(&v->lock);
-		return;
-	}
-	r = s->r;
-	gpa = s->gpa + (uint64_t)idx * SUB;
-	hva = s->hva + (uint64_t)idx * SUB;
-	pthread_mutex_unlock(&v->lock);
+	pthread_mutex_lock(&s->lock);
+	while (i < last) {
+		uint32_t j = i;
+		ssize_t n;
 
-	n = pread(r->fd, buf, SUB, (off_t)(r->fd_offset + (gpa - r->gpa)));
-	pthread_mutex_lock(&v->lock);
-	for (unsigned int i = 0; i < v->nhw_bad; i++)
-		if (v->hw_bad[i] == gpa)
-			n = -1; /* injected: the kernel would say EIO */
-	pthread_mutex_unlock(&v->lock);
-	if (n != (ssize_t)SUB) {
-		/* The kernel knows this subpage is bad: it is another error. */
-		struct vmras_event ev = {
-			.valid = VMRAS_EV_GPA, .kind = VMRAS_AO, .source = VMRAS_SRC_SALVAGE,
-			.addr_lsb = 12, .vcpu = -1, .gpa = gpa, .time_ns = vmras__now_ns(),
-			.tid = vmras__gettid(),
-		};
-
-		/*
-		 * Poisoned here and now: whoever faulted on it must not wait for
-		 * the engine, which may itself be waiting for that vCPU to park.
-		 */
-		pthread_mutex_lock(&v->lock);
-		if (s->used && s->state[idx] == SUB_MISSING) {
-			s->state[idx] = SUB_POISONED;
-			s->ndone++;
+		if (s->state[i] != VR_SUB_MISSING) {
+			i++;
+			continue;
 		}
-		pthread_mutex_unlock(&v->lock);
-		poison_range(v->uffd, hva, SUB);
-		engine_submit(v, &ev, false);
-		return;
+		if (vr_hw_is_bad(v, s->gpa + (uint64_t)i * SUB, SUB)) {
+			poison_found(s, i++); /* injected: the kernel would stop the copy here */
+			continue;
+		}
+		while (j < last && s->state[j] == VR_SUB_MISSING &&
+		       (j == i || !vr_hw_is_bad(v, s->gpa + (uint64_t)j * SUB, SUB)))
+			j++;
+		n = pwrite(s->memfd, s->src + (uint64_t)i * SUB, (size_t)(j - i) * SUB,
+			   (off_t)((uint64_t)i * SUB));
+		if (n < 0 && errno != EFAULT && errno != EIO && errno != EINTR)
+			break; /* ENOMEM, ENOSPC: try again on the next step */
+		if (n < 0)
+			n = errno == EINTR ? -1 : 0;
+		if (n < 0)
+			continue;
+		for (uint32_t k = i; k < i + (uint32_t)(n / (ssize_t)SUB); k++)
+			s->state[k] = VR_SUB_FILLED;
+		s->ndone += (uint32_t)(n / (ssize_t)SUB);
+		filled += (uint32_t)(n / (ssize_t)SUB);
+		vr_uffd_wake(v->router, s->hva + (uint64_t)i * SUB, (uint64_t)n & ~(SUB - 1));
+		i += (uint32_t)(n / (ssize_t)SUB);
+		/* A short copy stopped at a page the kernel knows is bad. */
+		if (i < j)
+			poison_found(s, i++);
 	}
-	c = (struct uffdio_copy){ .dst = hva, .src = (uintptr_t)buf, .len = SUB };
-	rc = kabi_ioctl(v->uffd, UFFDIO_COPY, &c);
-	if (rc == -EEXIST)
-		wake_range(v->uffd, hva, SUB); /* someone was faster; wake any waiter */
-	pthread_mutex_lock(&v->lock);
-	if ((rc == 0 || rc == -EEXIST) && s->used && s->state[idx] == SUB_MISSING) {
-		s->state[idx] = SUB_FILLED;
-		s->ndone++;
-		v->stats.subpages_salvaged++;
-	}
-	pthread_mutex_unlock(&v->lock);
+	pthread_mutex_unlock(&s->lock);
+	if (filled)
+		VR_STAT_ADD(v, subpages_salvaged, filled);
+	return filled;
+}
+
+static void split_fault(void *opaque, uint64_t addr, uint64_t flags)
+{
+	struct vr_split *s = opaque;
+	uint32_t idx = (uint32_t)((addr - s->hva) / SUB), first = idx & ~(FAULT_GROUP - 1u);
+	uint32_t last = first + FAULT_GROUP < s->nsub ? first + FAULT_GROUP : s->nsub;
+
+	(void)flags;
+	fill_range(s, first, last);
+	/* Filled, or poisoned (the marker answers), or a fill that failed: retry. */
+	vr_uffd_wake(s->v->router, addr, SUB);
 }
 
 /* Every subpage there: the old huge page goes back to the pool. */
-static void finish_split(struct vmras *v, struct split *s)
+static void finish(struct vr_split *s)
 {
-	const struct vmras_region *r = s->r;
-
-	fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		  (off_t)(r->fd_offset + (s->gpa - r->gpa)), (off_t)s->size);
-	pthread_mutex_lock(&v->lock);
+	munmap((void *)s->src, s->size);
+	s->src = NULL;
+	fallocate(s->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s->file_off,
+		  (off_t)s->size);
 	s->filled = true;
-	s->t_done = vmras__mono_ns();
-	pthread_mutex_unlock(&v->lock);
 }
 
-static void serve_faults(struct vmras *v)
+static bool split_idle(void *opaque)
 {
-	struct uffd_msg msg;
+	struct vr_split *s = opaque;
+	uint32_t start, end;
+	bool done;
 
-	while (read(v->uffd, &msg, sizeof(msg)) == (ssize_t)sizeof(msg)) {
-		struct split *s;
-		uint64_t addr;
-		uint32_t idx = 0;
+	pthread_mutex_lock(&s->lock);
+	while (s->cursor < s->nsub && s->state[s->cursor] != VR_SUB_MISSING)
+		s->cursor++;
+	start = s->cursor;
+	pthread_mutex_unlock(&s->lock);
+	end = start + IDLE_STEP < s->nsub ? start + IDLE_STEP : s->nsub;
+	if (start < s->nsub)
+		fill_range(s, start, end);
+	pthread_mutex_lock(&s->lock);
+	done = s->ndone == s->nsub;
+	if (done && !s->filled)
+		finish(s);
+	pthread_mutex_unlock(&s->lock);
+	return !done;
+}
 
-		if (msg.event != UFFD_EVENT_PAGEFAULT)
-			continue;
-		addr = msg.arg.pagefault.address & ~(SUB - 1);
-		pthread_mutex_lock(&v->lock);
-		for (unsigned int i = 0; i < MAX_SPLITS; i++) {
-			s = &v->splits[i];
-			if (s->used && addr - s->hva < s->size) {
-				idx = (uint32_t)((addr - s->hva) / SUB);
-				break;
-			}
-			s = NULL;
-		}
-		pthread_mutex_unlock(&v->lock);
-		/* Not a split range: a page being contained; its marker wakes it. */
-		if (s)
-			fill_one(v, s, idx);
+static const struct vr_route_ops split_ops = { .fault = split_fault, .idle = split_idle };
+
+/* ---- begin, poison, restore (engine thread) ---------------------------- */
+
+static struct vr_split *split_new(struct vmras *v, const struct vmras_region *r,
+				  uint64_t huge_gpa, int *err)
+{
+	struct vr_split *s = calloc(1, sizeof(*s));
+
+	if (!s) {
+		*err = -ENOMEM;
+		return NULL;
 	}
-}
-
-/* Fill a batch in the background; true while any split has work left. */
-static bool fill_some(struct vmras *v)
-{
-	bool more = false;
-
-	for (unsigned int i = 0; i < MAX_SPLITS; i++) {
-		struct split *s = &v->splits[i];
-		uint32_t idx, todo = 0;
-		bool active;
-
-		pthread_mutex_lock(&v->lock);
-		active = s->used && !s->filled;
-		pthread_mutex_unlock(&v->lock);
-		if (!active)
-			continue;
-		while (todo < FILL_BATCH) {
-			pthread_mutex_lock(&v->lock);
-			while (s->cursor < s->nsub && s->state[s->cursor] != SUB_MISSING)
-				s->cursor++;
-			idx = s->cursor;
-			pthread_mutex_unlock(&v->lock);
-			if (idx >= s->nsub)
-				break;
-			fill_one(v, s, idx);
-			todo++;
-		}
-		pthread_mutex_lock(&v->lock);
-		active = s->ndone < s->nsub;
-		pthread_mutex_unlock(&v->lock);
-		if (!active)
-			finish_split(v, s);
-		else
-			more = true;
+	*s = (struct vr_split){
+		.v = v, .r = r, .gpa = huge_gpa, .size = r->page_size,
+		.hva = (uintptr_t)r->hva + (huge_gpa - r->gpa),
+		.file_off = (off_t)(r->fd_offset + (huge_gpa - r->gpa)),
+		.nsub = (uint32_t)(r->page_size / SUB), .memfd = -1,
+	};
+	pthread_mutex_init(&s->lock, NULL);
+	s->state = calloc(s->nsub, 1);
+	/* Size 0 until it is registered: an early access is a SIGBUS, not a zero page. */
+	s->memfd = memfd_create("vmras-split", MFD_CLOEXEC);
+	s->src = mmap(NULL, s->size, PROT_READ, MAP_SHARED, r->fd, s->file_off);
+	*err = !s->state ? -ENOMEM : s->memfd < 0 || s->src == MAP_FAILED ? -errno : 0;
+	if (!*err)
+		*err = vr_vma_attrs_get(s->hva, &s->attrs);
+	if (*err) {
+		split_free(s);
+		return NULL;
 	}
-	return more;
+	return s;
 }
 
-static void *worker_thread(void *arg)
+/* With the vCPUs paused and map_lock held: swap the mapping. */
+static int swap_in(struct vmras *v, struct vr_split *s, uint64_t bad_gpa)
 {
-	struct vmras *v = arg;
-	bool more = false;
-
-	for (;;) {
-		struct pollfd pfd[2] = {
-			{ .fd = v->uffd, .events = POLLIN },
-			{ .fd = v->worker_wake, .events = POLLIN },
-		};
-		uint64_t n;
-		bool stop;
-
-		/* Faults first (a vCPU waits); background filling when idle. */
-		if (poll(pfd, 2, more ? 0 : -1) < 0 && errno != EINTR)
-			break;
-		if (pfd[1].revents & POLLIN)
-			(void)!read(v->worker_wake, &n, sizeof(n));
-		pthread_mutex_lock(&v->lock);
-		stop = v->stopping;
-		pthread_mutex_unlock(&v->lock);
-		if (stop)
-			break;
-		serve_faults(v);
-		more = fill_some(v);
-	}
-	return NULL;
-}
-
-int split_worker_start(struct vmras *v)
-{
+	void *p = (void *)(uintptr_t)s->hva;
 	int err;
 
-	if (v->uffd < 0)
-		return 0;
-	v->worker_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (v->worker_wake < 0)
+	/* The stand-in's marker over the whole huge page goes with its mapping. */
+	vr_router_remove(v->router, s->hva, s->size, false);
+	if (mmap(p, s->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, s->memfd, 0) ==
+	    MAP_FAILED)
 		return -errno;
-	err = -pthread_create(&v->worker, NULL, worker_thread, v);
+	err = vr_router_add(v->router, s->hva, s->size, UFFDIO_REGISTER_MODE_MISSING, true,
+			    &split_ops, s);
+	if (err)
+		return err;
+	if (ftruncate(s->memfd, (off_t)s->size))
+		err = -errno;
 	if (!err)
-		v->worker_started = true;
+		err = vr_vma_attrs_apply(s->hva, s->size, &s->attrs);
+	if (!err && bad_gpa != VR_SPLIT_NO_BAD) {
+		uint32_t bad = (uint32_t)((bad_gpa - s->gpa) / SUB);
+
+		err = vr_uffd_poison(v->router, s->hva + (uint64_t)bad * SUB, SUB);
+		if (!err) {
+			s->state[bad] = VR_SUB_POISONED;
+			s->ndone = 1;
+		}
+	}
+	if (err)
+		vr_router_remove(v->router, s->hva, s->size, true);
 	return err;
 }
 
-void split_worker_stop(struct vmras *v)
+/* With the vCPUs paused and map_lock held: the huge page back, as it was. */
+static int swap_back(struct vmras *v, struct vr_split *s)
 {
-	uint64_t one = 1;
-
-	if (v->worker_started) {
-		(void)!write(v->worker_wake, &one, sizeof(one));
-		pthread_join(v->worker, NULL);
-		v->worker_started = false;
-	}
-	if (v->worker_wake >= 0)
-		close(v->worker_wake);
-	v->worker_wake = -1;
-	for (unsigned int i = 0; i < MAX_SPLITS; i++)
-		if (v->splits[i].used) {
-			close(v->splits[i].memfd);
-			free(v->splits[i].state);
-			v->splits[i].used = false;
-		}
+	if (mmap((void *)(uintptr_t)s->hva, s->size, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_FIXED, s->r->fd, s->file_off) == MAP_FAILED)
+		return -errno;
+	vr_uffd_wake(v->router, s->hva, s->size);
+	return vr_vma_attrs_apply(s->hva, s->size, &s->attrs);
 }
 
-int split_restore_all(struct vmras *v)
+static int tell_vmm(struct vmras *v, struct vr_split *s, bool restore)
+{
+	struct vmras_remap m = {
+		.gpa = s->gpa, .size = s->size, .hva = (void *)(uintptr_t)s->hva,
+		.fd = restore ? s->r->fd : s->memfd,
+		.offset = restore ? (uint64_t)s->file_off : 0, .restore = restore,
+	};
+
+	return v->cfg.ops.remap ? v->cfg.ops.remap(v->cfg.ops.opaque, &m) : 0;
+}
+
+int vr_split_begin(struct vmras *v, const struct vmras_region *r, uint64_t huge_gpa,
+		   uint64_t bad_gpa, int *whole_err)
+{
+	uint64_t t_paused, t_resumed;
+	struct vr_split *s;
+	int err;
+
+	*whole_err = 0;
+	s = split_new(v, r, huge_gpa, &err);
+	if (!s)
+		goto contain_whole;
+	v->cfg.ops.pause_vcpus(v->cfg.ops.opaque);
+	t_paused = vr_mono_ns();
+	pthread_rwlock_wrlock(&v->map_lock);
+	err = swap_in(v, s, bad_gpa);
+	s->t_live_ns = vr_now_ns();
+	pthread_rwlock_unlock(&v->map_lock);
+	/* Still paused: sharers of guest memory switch now, or refuse. */
+	if (!err && tell_vmm(v, s, false)) {
+		err = -ECANCELED;
+		VR_STAT_ADD(v, splits_refused, 1);
+		vr_router_remove(v->router, s->hva, s->size, true);
+	}
+	if (err) {
+		pthread_rwlock_wrlock(&v->map_lock);
+		*whole_err = swap_back(v, s);
+		if (!*whole_err)
+			*whole_err = vr_backing(r)->contain(v, r, huge_gpa, r->page_size, false);
+		pthread_rwlock_unlock(&v->map_lock);
+	} else {
+		pthread_mutex_lock(&v->lock);
+		s->next = v->splits;
+		v->splits = s;
+		v->stats.splits++;
+		pthread_mutex_unlock(&v->lock);
+	}
+	t_resumed = vr_mono_ns();
+	v->cfg.ops.resume_vcpus(v->cfg.ops.opaque);
+	if (err) {
+		split_free(s);
+		return err;
+	}
+	pthread_mutex_lock(&v->lock);
+	if (t_resumed - t_paused > v->stats.split_pause_ns_max)
+		v->stats.split_pause_ns_max = t_resumed - t_paused;
+	pthread_mutex_unlock(&v->lock);
+	vr_router_kick(v->router);
+	return 0;
+
+contain_whole:
+	/* Nothing changed yet, nothing paused: the whole huge page goes. */
+	*whole_err = vr_backing(r)->contain(v, r, huge_gpa, r->page_size, false);
+	return err;
+}
+
+int vr_split_poison(struct vmras *v, struct vr_split *s, uint64_t gpa)
+{
+	uint32_t idx = (uint32_t)((gpa - s->gpa) / SUB);
+	uint64_t hva = s->hva + (uint64_t)idx * SUB;
+	int err = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->state[idx] == VR_SUB_POISONED)
+		goto out;
+	/* Filled already: out of the file and the mapping first (no fill races: s->lock). */
+	if (s->state[idx] == VR_SUB_FILLED &&
+	    (fallocate(s->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		       (off_t)((uint64_t)idx * SUB), (off_t)SUB) ||
+	     madvise((void *)(uintptr_t)hva, SUB, MADV_DONTNEED))) {
+		err = -errno;
+		goto out;
+	}
+	err = vr_uffd_poison(v->router, hva, SUB);
+	if (err == -EEXIST)
+		err = 0; /* the marker is there */
+	if (!err) {
+		if (s->state[idx] == VR_SUB_MISSING)
+			s->ndone++;
+		s->state[idx] = VR_SUB_POISONED;
+	}
+out:
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+static int restore_one(struct vmras *v, struct vr_split *s)
 {
 	int err = 0;
 
-	for (unsigned int i = 0; i < MAX_SPLITS; i++) {
-		struct split *s = &v->splits[i], copy;
+	/* No fill runs after this; faults meanwhile are woken (unrouted). */
+	vr_router_remove(v->router, s->hva, s->size, false);
+	pthread_rwlock_wrlock(&v->map_lock);
+	/* A fresh huge page: the old one (bad hardware) out of the file. */
+	if (fallocate(s->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s->file_off,
+		      (off_t)s->size))
+		err = -errno;
+	{
+		int e = swap_back(v, s);
 
-		pthread_mutex_lock(&v->lock);
-		copy = *s;
-		s->used = false;
-		pthread_mutex_unlock(&v->lock);
-		if (!copy.used)
-			continue;
-		/* A fresh huge page: the old one (bad hardware) out of the file. */
-		fallocate(copy.r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			  (off_t)(copy.r->fd_offset + (copy.gpa - copy.r->gpa)), (off_t)copy.size);
-		if (mmap((void *)(uintptr_t)copy.hva, copy.size, PROT_READ | PROT_WRITE,
-			 MAP_SHARED | MAP_FIXED, copy.r->fd,
-			 (off_t)(copy.r->fd_offset + (copy.gpa - copy.r->gpa))) == MAP_FAILED && !err)
-			err = -errno;
-		remapped(v, &copy, copy.r->fd, copy.r->fd_offset + (copy.gpa - copy.r->gpa));
-		close(copy.memfd);
-		free(copy.state);
+		err = err ?: e;
+	}
+	pthread_rwlock_unlock(&v->map_lock);
+	tell_vmm(v, s, true); /* a restore cannot be refused */
+	return err;
+}
+
+int vr_split_restore_all(struct vmras *v)
+{
+	struct vr_split *list;
+	int err = 0;
+
+	pthread_mutex_lock(&v->lock);
+	list = v->splits;
+	v->splits = NULL;
+	pthread_mutex_unlock(&v->lock);
+	while (list) {
+		struct vr_split *s = list;
+		int e = restore_one(v, s);
+
+		err = err ?: e;
+		list = s->next;
+		split_free(s);
 	}
 	return err;
+}
+
+void vr_split_free_all(struct vmras *v)
+{
+	while (v->splits) {
+		struct vr_split *s = v->splits;
+
+		v->splits = s->next;
+		split_free(s);
+	}
 }

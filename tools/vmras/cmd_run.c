@@ -227,7 +227,7 @@ int run_main(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'B': cfg.policy.broadcast = false; break;
+		case 'B': cfg.no_broadcast = true; break;
 		case 'L': cfg.event_log = optarg; break;
 		case 'M': cfg.guest_no_mce = true; break;
 		case 'A':

@@ -20,7 +20,8 @@ int vmras_x86_mce_encode(const struct vmras_mce_params *p, struct vmras_x86_mce 
 	switch (p->type) {
 	case VMRAS_MCE_SRAO:
 		m.status = UC_MEMORY | MCE_MCACOD_SRAO_SCRUB;
-		m.mcg_status = MCG_STATUS_RIPV | MCG_STATUS_MCIP;
+		m.mcg_status = MCG_STATUS_RIPV | MCG_STATUS_MCIP |
+			       (p->lmce ? MCG_STATUS_LMCES : 0);
 		break;
 	case VMRAS_MCE_SRAR:
 		m.status = UC_MEMORY | MCI_STATUS_AR | MCE_MCACOD_SRAR_DATA;
@@ -41,6 +42,50 @@ int vmras_x86_mce_encode(const struct vmras_mce_params *p, struct vmras_x86_mce 
 	m.misc = ADDR_MODE_PHYS | p->lsb;
 	*out = m;
 	return 0;
+}
+
+/*
+ * Intel broadcasts an uncorrected error to every CPU (each runs the #MC
+ * handler, one is the monarch) unless the guest enabled LMCE, which makes
+ * an SRAR local. QEMU broadcasts only on Intel vCPUs, and so do we.
+ */
+int vmras_x86_plan(const struct vmras_x86_config *c, const struct vmras_x86_error *e,
+		   unsigned int nvcpus, const bool *online, struct vmras_x86_plan_step *out,
+		   unsigned int max)
+{
+	unsigned int banks = (unsigned int)(c->mcg_cap & MCG_BANKCNT_MASK), n = 0;
+	bool lmce = e->type == VMRAS_MCE_SRAR && e->guest_lmce && (c->mcg_cap & MCG_LMCE_P);
+	bool broadcast = c->vendor == VMRAS_X86_INTEL && !c->no_broadcast && !lmce;
+	struct vmras_mce_params p = {
+		.type = e->type,
+		.gpa = e->gpa,
+		.lsb = e->lsb,
+		/* The consuming instruction is known: RIP (or, emulated, just past it). */
+		.eipv = e->type == VMRAS_MCE_SRAR,
+		.lmce = lmce,
+		.bank = banks ? banks - 1 : 0,
+	};
+	struct vmras_x86_mce primary, copy;
+	int r;
+
+	if (!banks || e->target >= nvcpus || !max ||
+	    (e->type != VMRAS_MCE_SRAO && e->type != VMRAS_MCE_SRAR))
+		return -EINVAL;
+	r = vmras_x86_mce_encode(&p, &primary);
+	if (r)
+		return r;
+	if (broadcast) {
+		struct vmras_mce_params bp = { .type = VMRAS_MCE_BROADCAST,
+					       .bank = banks > 1 ? 1 : 0 };
+
+		vmras_x86_mce_encode(&bp, &copy);
+		for (unsigned int i = 0; i < nvcpus && n + 1 < max; i++)
+			if (i != e->target && (!online || online[i]))
+				out[n++] = (struct vmras_x86_plan_step){ .vcpu = i, .bystander = true,
+									 .mce = copy };
+	}
+	out[n++] = (struct vmras_x86_plan_step){ .vcpu = e->target, .mce = primary };
+	return (int)n;
 }
 
 static int get_msrs(int fd, const uint32_t *idx, uint64_t *val, unsigned int n)

@@ -1,0 +1,463 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Per-vCPU notice queues. The engine queues what the arch ops prepared
+ * and kicks the vCPU; the vCPU's own thread delivers in vmras_vcpu_pre_run
+ * (KVM holds a vCPU's mutex while it runs, so only that thread can). An
+ * action-optional notice to a guest still handling the last one waits; an
+ * action-required one is recursive and follows the policy. Every primary
+ * notice is reported exactly once: delivered, superseded, moot at reset,
+ * or undeliverable with the reason.
+ *
+ * Threads: vr_notify, vr_notify_retry, vr_notify_drop_all run on the
+ * engine; pre_run and thread_start on the vCPU's thread; online on any.
+ * v->lock guards every queue; reports and kicks happen after it is
+ * dropped.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "arch/arch.h"
+#include "internal.h"
+#include "sources/sources.h"
+#include "util/clock.h"
+
+/* How long a consuming vCPU waits for bystanders to take their copies. */
+#define BYSTANDER_WAIT_NS (100 * 1000 * 1000ULL)
+
+static void kick(struct vmras *v, unsigned int vcpu)
+{
+	if (v->cfg.ops.kick_vcpu)
+		v->cfg.ops.kick_vcpu(v->cfg.ops.opaque, vcpu);
+}
+
+/* The vCPU that takes AOs: the first one still running (v->lock held). */
+static int first_online(struct vmras *v)
+{
+	for (unsigned int i = 0; i < v->nvcpus; i++)
+		if (v->vcpus[i].registered && !v->vcpus[i].offline)
+			return (int)i;
+	return -1;
+}
+
+int vr_vcpu_of_tid(struct vmras *v, int32_t tid)
+{
+	int vcpu = -1;
+
+	pthread_mutex_lock(&v->lock);
+	for (unsigned int i = 0; i < v->nvcpus && vcpu < 0; i++)
+		if (v->vcpus[i].registered && v->vcpus[i].tid == tid)
+			vcpu = (int)i;
+	pthread_mutex_unlock(&v->lock);
+	return vcpu;
+}
+
+static void undeliverable(struct vmras *v, struct vmras_failure *f, enum vmras_action action,
+			  const char *why)
+{
+	VR_STAT_ADD(v, notice_undeliverable, 1);
+	f->action = action;
+	snprintf(f->detail, sizeof(f->detail), "%s", why);
+	vr_apply(v, f);
+	vr_report(v, f);
+}
+
+/*
+ * With v->lock held: take back undelivered AO notices for the page at gpa
+ * (an AR for it is about to be queued); their records go to out.
+ */
+static unsigned int drop_pending_ao(struct vmras *v, uint64_t page, uint64_t size,
+				    struct vmras_failure *out, unsigned int max)
+{
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < v->nvcpus; i++) {
+		struct vr_vcpu *s = &v->vcpus[i];
+		unsigned int k = 0;
+
+		for (unsigned int j = 0; j < s->npending; j++) {
+			struct vr_notice *p = &s->pending[j];
+			bool same = !p->f.action_required &&
+				    (p->f.ev.gpa & ~(size - 1)) == page;
+
+			if (same && !p->bystander && n < max)
+				out[n++] = p->f;
+			else if (!same)
+				s->pending[k++] = *p;
+		}
+		s->npending = k;
+	}
+	return n;
+}
+
+void vr_notify(struct vmras *v, struct vmras_failure *f, int target, uint32_t arch_state)
+{
+	struct vr_notice notices[VR_MAX_VCPUS];
+	unsigned int vcpu_of[VR_MAX_VCPUS], nvcpus, nsuperseded = 0;
+	struct vmras_failure superseded[8];
+	bool online[VR_MAX_VCPUS], kicked[VR_MAX_VCPUS] = { false };
+	char why[128];
+	int n;
+
+	pthread_mutex_lock(&v->lock);
+	nvcpus = v->nvcpus;
+	for (unsigned int i = 0; i < nvcpus; i++)
+		online[i] = v->vcpus[i].registered && !v->vcpus[i].offline;
+	pthread_mutex_unlock(&v->lock);
+
+	n = v->arch->prepare(v->arch_data, f, (unsigned int)target, arch_state, nvcpus, online,
+			     notices, vcpu_of, VR_MAX_VCPUS);
+	if (n <= 0) {
+		snprintf(why, sizeof(why), "cannot encode a notice for this error: %s",
+			 strerror(n < 0 ? -n : EINVAL));
+		undeliverable(v, f, VMRAS_ACTION_IGNORE, why);
+		return;
+	}
+	pthread_mutex_lock(&v->lock);
+	if (v->vcpus[target].npending == VR_VCPU_MAX_PENDING) {
+		pthread_mutex_unlock(&v->lock);
+		snprintf(why, sizeof(why), "vCPU %d has %d notices waiting already", target,
+			 VR_VCPU_MAX_PENDING);
+		undeliverable(v, f, v->cfg.policy.undeliverable, why);
+		return;
+	}
+	if (f->action_required)
+		nsuperseded = drop_pending_ao(v, f->ev.gpa & ~(f->size - 1), f->size, superseded,
+					      8);
+	for (int i = 0; i < n; i++) {
+		struct vr_vcpu *s = &v->vcpus[vcpu_of[i]];
+
+		notices[i].group = f->ev.seq;
+		if (s->npending == VR_VCPU_MAX_PENDING) {
+			/* A bystander with no room: counted; its primary still goes. */
+			v->stats.notice_undeliverable++;
+			continue;
+		}
+		s->pending[s->npending++] = notices[i];
+		kicked[vcpu_of[i]] = true;
+	}
+	pthread_mutex_unlock(&v->lock);
+	for (unsigned int i = 0; i < nsuperseded; i++) {
+		superseded[i].action = VMRAS_ACTION_IGNORE;
+		snprintf(superseded[i].detail, sizeof(superseded[i].detail),
+			 "superseded by an action-required error on vCPU %d", target);
+		vr_report(v, &superseded[i]);
+	}
+	for (unsigned int i = 0; i < nvcpus; i++)
+		if (kicked[i])
+			kick(v, i);
+}
+
+bool vr_notify_retry(struct vmras *v)
+{
+	bool want[VR_MAX_VCPUS], any = false;
+	unsigned int nvcpus;
+
+	pthread_mutex_lock(&v->lock);
+	nvcpus = v->nvcpus;
+	for (unsigned int i = 0; i < nvcpus; i++) {
+		want[i] = v->vcpus[i].raise_ar;
+		for (unsigned int k = 0; k < v->vcpus[i].npending; k++)
+			want[i] |= v->vcpus[i].pending[k].deferred;
+		any |= want[i];
+	}
+	pthread_mutex_unlock(&v->lock);
+	for (unsigned int i = 0; i < nvcpus; i++)
+		if (want[i])
+			kick(v, i);
+	return any;
+}
+
+void vr_notify_drop_all(struct vmras *v, const char *why)
+{
+	struct vr_notice dropped[VR_VCPU_MAX_PENDING];
+
+	for (unsigned int i = 0; i < VR_MAX_VCPUS; i++) {
+		unsigned int n = 0;
+
+		pthread_mutex_lock(&v->lock);
+		if (i >= v->nvcpus) {
+			pthread_mutex_unlock(&v->lock);
+			break;
+		}
+		for (unsigned int k = 0; k < v->vcpus[i].npending; k++)
+			if (!v->vcpus[i].pending[k].bystander)
+				dropped[n++] = v->vcpus[i].pending[k];
+		v->vcpus[i].npending = 0;
+		v->vcpus[i].raise_ar = false;
+		v->vcpus[i].offline = false;
+		v->vcpus[i].last_ar_page = ~0ULL;
+		pthread_mutex_unlock(&v->lock);
+		for (unsigned int k = 0; k < n; k++) {
+			dropped[k].f.action = VMRAS_ACTION_IGNORE;
+			snprintf(dropped[k].f.detail, sizeof(dropped[k].f.detail), "%s", why);
+			vr_report(v, &dropped[k].f);
+		}
+	}
+}
+
+/* ---- vCPU threads -------------------------------------------------- */
+
+int vmras_vcpu_thread_start(struct vmras *v, unsigned int vcpu)
+{
+	int r;
+
+	if (vcpu >= VR_MAX_VCPUS || !v->vcpus[vcpu].registered)
+		return -EINVAL;
+	r = vr_thread_set_vcpu((int)vcpu);
+	if (r)
+		return r;
+	pthread_mutex_lock(&v->lock);
+	v->vcpus[vcpu].tid = vr_gettid();
+	pthread_mutex_unlock(&v->lock);
+	return 0;
+}
+
+int vmras_vcpu_online(struct vmras *v, unsigned int vcpu, bool online)
+{
+	struct vr_notice moved[VR_VCPU_MAX_PENDING];
+	bool taken[VR_VCPU_MAX_PENDING] = { false };
+	unsigned int nmoved = 0;
+	int target;
+
+	if (vcpu >= VR_MAX_VCPUS || !v->vcpus[vcpu].registered)
+		return -EINVAL;
+	pthread_mutex_lock(&v->lock);
+	v->vcpus[vcpu].offline = !online;
+	if (!online) {
+		struct vr_vcpu *s = &v->vcpus[vcpu];
+
+		for (unsigned int i = 0; i < s->npending; i++)
+			if (!s->pending[i].bystander)
+				moved[nmoved++] = s->pending[i];
+		s->npending = 0;
+	}
+	target = first_online(v);
+	for (unsigned int i = 0; i < nmoved; i++) {
+		struct vr_vcpu *t = target >= 0 ? &v->vcpus[target] : NULL;
+
+		/* Only AOs move: another CPU must not blame its own instruction. */
+		if (t && !moved[i].f.action_required && t->npending < VR_VCPU_MAX_PENDING) {
+			t->pending[t->npending++] = moved[i];
+			taken[i] = true;
+		}
+	}
+	pthread_mutex_unlock(&v->lock);
+	for (unsigned int i = 0; i < nmoved; i++) {
+		char why[128];
+
+		if (taken[i])
+			continue;
+		snprintf(why, sizeof(why), "vCPU %u stopped before it could be told%s", vcpu,
+			 moved[i].f.action_required ? " of its own access"
+						    : "; no other vCPU runs");
+		/* The page stays contained: a later access is caught anew. */
+		undeliverable(v, &moved[i].f, VMRAS_ACTION_IGNORE, why);
+	}
+	if (nmoved && target >= 0)
+		kick(v, (unsigned int)target);
+	return 0;
+}
+
+/* An injected AR: what KVM sends the vCPU thread that touched poison. */
+static int raise_injected_ar(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s)
+{
+	bool raise, busy = false;
+	uint64_t hva;
+	int r;
+
+	pthread_mutex_lock(&v->lock);
+	raise = s->raise_ar;
+	hva = s->raise_ar_hva;
+	s->raise_ar = false;
+	pthread_mutex_unlock(&v->lock);
+	if (!raise)
+		return 0;
+	/* A guest inside its handler touches no data: the access waits, as a real one would. */
+	if (!v->arch->busy(v->arch_data, s->fd, &busy) && busy) {
+		pthread_mutex_lock(&v->lock);
+		s->raise_ar = true;
+		pthread_mutex_unlock(&v->lock);
+		vr_engine_wake(v); /* it kicks us again shortly */
+		return 0;
+	}
+	r = vr_raise_sigbus(BUS_MCEERR_AR, hva, 12);
+	if (r)
+		return r;
+	r = vmras_vcpu_exit(v, vcpu, NULL, 0);
+	return r < 0 ? r : 0;
+}
+
+/* With v->lock held: bystander copies of group still queued elsewhere. */
+static bool bystanders_pending(struct vmras *v, uint64_t group)
+{
+	for (unsigned int i = 0; i < v->nvcpus; i++)
+		for (unsigned int k = 0; k < v->vcpus[i].npending; k++)
+			if (v->vcpus[i].pending[k].bystander && v->vcpus[i].pending[k].group == group &&
+			    !v->vcpus[i].offline)
+				return true;
+	return false;
+}
+
+/*
+ * A guest's monarch waits a bounded time for every CPU to enter its
+ * handler: the copies go in before the consuming vCPU re-enters.
+ */
+static void wait_for_bystanders(struct vmras *v, uint64_t group)
+{
+	uint64_t deadline = vr_mono_ns() + BYSTANDER_WAIT_NS;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(BYSTANDER_WAIT_NS / 1000000000ULL);
+	ts.tv_nsec += (long)(BYSTANDER_WAIT_NS % 1000000000ULL);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&v->lock);
+	while (bystanders_pending(v, group) && vr_mono_ns() < deadline)
+		pthread_cond_timedwait(&v->cond, &v->lock, &ts);
+	pthread_mutex_unlock(&v->lock);
+}
+
+/* Deliver one notice; false if it must wait (guest busy with an AO's predecessor). */
+static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struct vr_notice *p)
+{
+	struct vmras_failure *f = &p->f;
+	uint64_t page = f->ev.gpa & ~(SMALL_PAGE - 1);
+	char why[100], detail[sizeof(f->detail)];
+	int r;
+
+	if (!p->bystander && f->action_required) {
+		pthread_mutex_lock(&v->lock);
+		bool wait = bystanders_pending(v, p->group);
+		pthread_mutex_unlock(&v->lock);
+		if (wait)
+			wait_for_bystanders(v, p->group);
+	}
+	r = v->arch->deliver(v->arch_data, s->fd, p);
+	if (r == VR_DELIVERED) {
+		pthread_mutex_lock(&v->lock);
+		if (p->bystander) {
+			v->stats.notice_broadcast++;
+		} else {
+			v->stats.notice_delivered++;
+			if (f->action_required)
+				s->last_ar_page = page;
+		}
+		pthread_cond_broadcast(&v->cond);
+		pthread_mutex_unlock(&v->lock);
+		if (!p->bystander) {
+			f->recipient = VMRAS_RECIPIENT_GUEST;
+			f->action = VMRAS_ACTION_INJECT;
+			vmras_registry_set_state(v->registry, f->ev.gpa, VMRAS_PS_NOTIFIED);
+			vr_report(v, f);
+		}
+		return true;
+	}
+	if (r == VR_BUSY && !f->action_required) {
+		/* An AO waits until the guest is done with the last one (QEMU drops it). */
+		if (!p->deferred) {
+			p->deferred = true;
+			VR_STAT_ADD(v, notice_deferred, 1);
+		}
+		return false;
+	}
+	if (r == VR_BUSY && !p->bystander && s->last_ar_page == page) {
+		/*
+		 * The same access again before the guest took the notice for it
+		 * (a string instruction the emulator continues): not a second
+		 * error.
+		 */
+		f->action = VMRAS_ACTION_IGNORE;
+		snprintf(f->detail, sizeof(f->detail),
+			 "repeat of the access whose machine check the guest is taking");
+		vr_report(v, f);
+		return true;
+	}
+	f->recursive = r == VR_BUSY;
+	if (r < 0)
+		snprintf(why, sizeof(why), "%sdelivery failed: %s",
+			 p->bystander ? "bystander " : "", strerror(-r));
+	else if (f->recursive)
+		snprintf(why, sizeof(why), "%saction-required error while the guest still handled one",
+			 p->bystander ? "bystander copy: " : "");
+	else
+		snprintf(why, sizeof(why), "%s%s", p->bystander ? "bystander copy: " : "",
+			 v->arch->why(r));
+	snprintf(detail, sizeof(detail), "vCPU %u: %s", vcpu, why);
+	undeliverable(v, f, v->cfg.policy.undeliverable, p->bystander ? detail : why);
+	pthread_mutex_lock(&v->lock);
+	pthread_cond_broadcast(&v->cond);
+	pthread_mutex_unlock(&v->lock);
+	return true;
+}
+
+/*
+ * Action-required first: an AO or a bystander's copy delivered before it
+ * would set MCIP and turn the AR into a recursive one.
+ */
+static int rank(const struct vr_notice *p)
+{
+	return p->bystander ? 2 : p->f.action_required ? 0 : 1;
+}
+
+int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
+{
+	struct vr_notice todo[VR_VCPU_MAX_PENDING];
+	struct vr_vcpu *s;
+	unsigned int n = 0, i;
+	int r;
+
+	if (vcpu >= VR_MAX_VCPUS || !v->vcpus[vcpu].registered || !v->arch)
+		return -EINVAL;
+	s = &v->vcpus[vcpu];
+	r = raise_injected_ar(v, vcpu, s);
+	if (r)
+		return r;
+
+	pthread_mutex_lock(&v->lock);
+	for (int pass = 0; pass < 3; pass++)
+		for (i = 0; i < s->npending; i++)
+			if (rank(&s->pending[i]) == pass)
+				todo[n++] = s->pending[i];
+	s->npending = 0;
+	pthread_mutex_unlock(&v->lock);
+
+	for (i = 0; i < n; i++)
+		if (!deliver(v, vcpu, s, &todo[i]))
+			break;
+	if (i < n) {
+		/* Put the rest back in front, in order, for the next try. */
+		struct vr_notice over[VR_VCPU_MAX_PENDING];
+		unsigned int rest = n - i, keep, nover = 0;
+
+		pthread_mutex_lock(&v->lock);
+		keep = s->npending;
+		if (rest + keep > VR_VCPU_MAX_PENDING) {
+			/* Queued meanwhile and no room: reported below, not lost. */
+			nover = rest + keep - VR_VCPU_MAX_PENDING;
+			memcpy(over, s->pending + keep - nover, nover * sizeof(over[0]));
+			keep -= nover;
+		}
+		memmove(s->pending + rest, s->pending, keep * sizeof(s->pending[0]));
+		memcpy(s->pending, todo + i, rest * sizeof(todo[0]));
+		s->npending = rest + keep;
+		pthread_mutex_unlock(&v->lock);
+		for (unsigned int k = 0; k < nover; k++) {
+			char why[96];
+
+			if (over[k].bystander) {
+				VR_STAT_ADD(v, notice_undeliverable, 1);
+				continue;
+			}
+			snprintf(why, sizeof(why), "vCPU %u has %d notices waiting already", vcpu,
+				 VR_VCPU_MAX_PENDING);
+			undeliverable(v, &over[k].f, v->cfg.policy.undeliverable, why);
+		}
+		vr_engine_wake(v); /* it retries shortly */
+	}
+	return 0;
+}

@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Copy between guest RAM and a buffer without dying on poison: a page the
+ * registry knows is refused untouched; one nobody knew about raises
+ * SIGBUS, which the handler records and turns into a jump back here. The
+ * copy holds map_lock's read side, so it never sees a mapping being
+ * swapped (a split in progress).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <string.h>
+
+#include "internal.h"
+#include "sources/sources.h"
+#include "util/clock.h"
+
+static int safe_copy(struct vmras *v, uint64_t gpa, void *buf, size_t len, bool to_guest)
+{
+	const struct vmras_region *r = vmras_memmap_find_gpa(v->map, gpa);
+	struct vmras_event ev = {
+		.kind = VMRAS_AR, .source = VMRAS_SRC_MC_COPY, .valid = VMRAS_EV_GPA,
+		.addr_lsb = 12, .vcpu = -1,
+	};
+	char *ram;
+	sigjmp_buf jb;
+	int err = 0;
+
+	if (!r || len > r->size - (gpa - r->gpa))
+		return -EFAULT;
+	ram = (char *)r->hva + (gpa - r->gpa);
+	for (uint64_t a = gpa & ~(SMALL_PAGE - 1); a < gpa + len; a += SMALL_PAGE)
+		if (vmras_registry_contains(v->registry, a)) {
+			if (!to_guest) {
+				/* A read of a known bad page is still worth a record. */
+				ev.gpa = a;
+				ev.tid = vr_gettid();
+				ev.time_ns = vr_now_ns();
+				vr_submit_event(v, &ev, 0, false);
+			}
+			return -EHWPOISON;
+		}
+	pthread_rwlock_rdlock(&v->map_lock);
+	err = vr_thread_arm_copy(&jb);
+	if (err)
+		goto out;
+	if (sigsetjmp(jb, 1)) {
+		vr_thread_disarm_copy();
+		err = -EHWPOISON;
+		goto out;
+	}
+	if (to_guest)
+		memcpy(ram, buf, len);
+	else
+		memcpy(buf, ram, len);
+	vr_thread_disarm_copy();
+out:
+	pthread_rwlock_unlock(&v->map_lock);
+	return err;
+}
+
+int vmras_copy_from_guest(struct vmras *v, void *dst, uint64_t gpa, size_t len)
+{
+	return safe_copy(v, gpa, dst, len, false);
+}
+
+int vmras_copy_to_guest(struct vmras *v, uint64_t gpa, const void *src, size_t len)
+{
+	return safe_copy(v, gpa, (void *)src, len, true);
+}
