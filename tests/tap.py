@@ -13,7 +13,8 @@ def ok(cond, name, diag=None):
     print(("ok" if cond else "not ok") + " %d - %s" % (_count, name), flush=True)
     if not cond:
         _failed += 1
-        caller = traceback.extract_stack(limit=2)[0]
+        # The test's own line, not eq()'s.
+        caller = [f for f in traceback.extract_stack() if f.filename != __file__][-1]
         print("# %s:%d: failed" % (caller.filename, caller.lineno))
         if diag is not None:
             for line in str(diag).splitlines():

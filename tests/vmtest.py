@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Helpers for the VM tests: start `vmras run`, talk QMP to it."""
+import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -22,12 +24,95 @@ def pattern(page_gpa, gen, seed=1):
     return x
 
 
+SOURCE_ROOT = os.environ.get("VMRAS_SOURCE_ROOT",
+                             os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def layout(name):
+    """A #define of guest/layout.h (the guest's memory layout), as an int."""
+    with open(os.path.join(SOURCE_ROOT, "guest", "layout.h")) as f:
+        for line in f:
+            m = re.match(r"#define\s+%s\s+(0x[0-9a-fA-F]+|\d+)(ULL|UL|U)?\b" % name, line)
+            if m:
+                return int(m.group(1), 0)
+    raise KeyError("guest/layout.h has no #define %s" % name)
+
+
+_probe = None
+
+
+def probe():
+    """`vmras probe --json` of this host, run once."""
+    global _probe
+    if _probe is None:
+        p = subprocess.run([VMRAS, "probe", "--json"], capture_output=True, text=True,
+                           timeout=60)
+        _probe = json.loads(p.stdout)
+    return _probe
+
+
+def host_emulates_ram_access():
+    """True when this host's KVM runs guest code in its instruction emulator,
+    so that a guest access to an unusable host page of RAM comes back as an
+    MMIO exit (source "ram-mmio") instead of SIGBUS or a memory-fault exit."""
+    v = probe().get("kvm", {}).get("ram_access_exits_as_mmio")
+    if v is not None:
+        return v
+    # Until the probe reports kvm.ram_access_exits_as_mmio: the one host type
+    # known to emulate (kvm_pvm, HOST.md). This fallback goes when the key lands.
+    return os.path.exists("/sys/module/kvm_pvm")
+
+
+def guest_access_sources():
+    """The MEMORY_FAILURE sources a guest's own touch of a bad page may have here."""
+    return ("ram-mmio",) if host_emulates_ram_access() else ("sigbus", "kvm-memory-fault")
+
+
+def _hp_file(kb, what):
+    return "/sys/kernel/mm/hugepages/hugepages-%dkB/%s" % (kb, what)
+
+
+def _hp_read(kb, what):
+    with open(_hp_file(kb, what)) as f:
+        return int(f.read())
+
+
 def free_hugepages(kb):
     try:
-        with open("/sys/kernel/mm/hugepages/hugepages-%dkB/free_hugepages" % kb) as f:
-            return int(f.read())
+        return _hp_read(kb, "free_hugepages")
     except OSError:
         return 0
+
+
+@contextlib.contextmanager
+def hugepages(kb, n):
+    """At least n free huge pages of kb KiB inside the with block: as root,
+    reserve what is missing and give exactly that back afterwards (other
+    users of the pool may change it meanwhile). Yields None, or why not."""
+    added, why = 0, None
+    free = free_hugepages(kb)
+    if free < n:
+        need = "needs %d free %d KiB huge pages, %d free" % (n, kb, free)
+        if not os.path.exists(_hp_file(kb, "nr_hugepages")):
+            why = "this kernel has no %d KiB huge pages" % kb
+        elif os.geteuid() != 0:
+            why = need + ", and only root can reserve more"
+        else:
+            try:
+                total = _hp_read(kb, "nr_hugepages")
+                with open(_hp_file(kb, "nr_hugepages"), "w") as f:
+                    f.write(str(total + n - free))
+                added = max(0, _hp_read(kb, "nr_hugepages") - total)
+            except OSError as e:
+                why = need + ", and reserving more failed: %s" % e
+            if why is None and free_hugepages(kb) < n:
+                why = need + ", and the kernel could reserve only %d more" % added
+    try:
+        yield why
+    finally:
+        if added:
+            with open(_hp_file(kb, "nr_hugepages"), "w") as f:
+                f.write(str(max(0, _hp_read(kb, "nr_hugepages") - added)))
 
 
 class QMP:
@@ -57,9 +142,13 @@ class QMP:
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
 
-    def reply(self):
-        """The next reply to a command; events on the way are kept."""
+    def reply(self, timeout=60):
+        """The next reply to a command; events on the way are kept. A VMM
+        that keeps sending events but never answers fails, after timeout."""
+        end = time.time() + timeout
         while True:
+            if time.time() > end:
+                raise TimeoutError("no QMP reply within %d s" % timeout)
             m = self.recv()
             if "event" in m:
                 self.events.append(m)
@@ -112,21 +201,29 @@ class VM:
             cmd += ["--control", self.sock]
         if summary:
             cmd += ["--summary", "json"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        # stderr to a file: a VMM that says much (one line per MMIO exit in
+        # RAM) must not block on a full pipe that is read only at the end.
+        self.err = open(os.path.join(self.dir, "stderr"), "w+")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.err, text=True)
         if control:
             end = time.time() + 30
             while not os.path.exists(self.sock):
                 if self.proc.poll() is not None or time.time() > end:
-                    raise RuntimeError("vmras run did not start: " + self.proc.stderr.read())
+                    raise RuntimeError("vmras run did not start: " + self.stderr())
                 time.sleep(0.02)
 
     def qmp(self, **kw):
         return QMP(self.sock, **kw)
 
+    def stderr(self):
+        """What the VMM wrote on stderr so far."""
+        with open(self.err.name) as f:
+            return f.read()
+
     def wait(self, timeout=300):
         """(exit code, summary dict or None, stderr)."""
-        out, err = self.proc.communicate(timeout=timeout)
+        out, _ = self.proc.communicate(timeout=timeout)
+        err = self.stderr()
         summary = None
         lines = [l for l in out.splitlines() if l.strip()]
         if lines:
@@ -140,6 +237,7 @@ class VM:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self.err.close()
 
 
 def run(*args, timeout=300):
