@@ -89,10 +89,22 @@ def test_session():
         # Bad input: errors, and nothing changes.
         drain(q)
         q.send_raw('{"execute": "query-status"\n')  # unterminated, then garbage
-        q.send_raw('}}}\n')
+        q.send_raw('garbage}\n')
         r = q.reply()
         tap.ok(r.get("error", {}).get("class") == "GenericError" and
                "JSON parse error" in r["error"]["desc"], "malformed JSON: GenericError", r)
+        # Pipelined: several commands in one write, each answered, in order.
+        q.send_raw('{"execute": "query-status", "id": 1}\n'
+                   '{"execute": "query-status", "id": 2}{"execute": "query-status", "id": 3}\n')
+        r = [q.reply() for _ in range(3)]
+        tap.eq([(x.get("id"), "return" in x) for x in r], [(1, True), (2, True), (3, True)],
+               "three commands in one write: three replies, in order")
+        q.send_raw('{"execute": "query-status", "id": 4}}}\n{"execute": "query-status", "id": 5}\n')
+        r = [q.reply() for _ in range(3)]
+        tap.eq([(x.get("id"), "return" in x, "error" in x) for x in r],
+               [(4, True, False), (None, False, True), (5, True, False)],
+               "garbage after a whole command: the command runs, one parse error, "
+               "and the next line is read again")
         q.send_raw("[1, 2]\n")
         r = q.reply()
         tap.ok("must be a JSON object" in r.get("error", {}).get("desc", ""),

@@ -279,23 +279,21 @@ static void dispatch(struct qmp_server *s, struct qmp_client *c, json_object *ms
 	json_object_put(o);
 }
 
-/* Feed received bytes to the client's tokener; dispatch whole messages. */
+/*
+ * Feed received bytes to the client's tokener one at a time and dispatch
+ * each whole message as it completes: a strict tokener refuses anything that
+ * follows a complete object in the same buffer, and a client may send
+ * several commands in one write (QMP allows pipelining).
+ */
 static void client_input(struct qmp_server *s, struct qmp_client *c, const char *buf,
 			 size_t len)
 {
-	size_t off = 0;
+	for (size_t off = 0; off < len && c->fd >= 0; off++) {
+		json_object *msg = json_tokener_parse_ex(c->tok, buf + off, 1);
+		enum json_tokener_error jerr = json_tokener_get_error(c->tok);
 
-	while (off < len && c->fd >= 0) {
-		json_object *msg;
-		enum json_tokener_error jerr;
-		size_t used;
-
-		msg = json_tokener_parse_ex(c->tok, buf + off, (int)(len - off));
-		jerr = json_tokener_get_error(c->tok);
-		used = json_tokener_get_parse_end(c->tok);
 		if (jerr == json_tokener_continue) {
-			c->msg_bytes += len - off;
-			if (c->msg_bytes > QMP_MAX_MESSAGE) {
+			if (++c->msg_bytes > QMP_MAX_MESSAGE) {
 				struct qmp_error err;
 
 				qmp_errorf(&err, "GenericError",
@@ -304,9 +302,8 @@ static void client_input(struct qmp_server *s, struct qmp_client *c, const char 
 				client_flush(c);
 				client_close(c);
 			}
-			return;
+			continue;
 		}
-		off += used ? used : 1;
 		c->msg_bytes = 0;
 		json_tokener_reset(c->tok);
 		if (jerr != json_tokener_success) {
@@ -316,8 +313,8 @@ static void client_input(struct qmp_server *s, struct qmp_client *c, const char 
 			qmp_errorf(&err, "GenericError", "JSON parse error, %s",
 				   json_tokener_error_desc(jerr));
 			send_error(c, &err, NULL);
-			/* Resynchronise at the next line. */
-			off = nl ? (size_t)(nl - buf) + 1 : len;
+			/* Resynchronise after the next newline (the loop steps over it). */
+			off = nl ? (size_t)(nl - buf) : len;
 			continue;
 		}
 		dispatch(s, c, msg);
