@@ -27,10 +27,8 @@
 #include <unistd.h>
 
 #include "vmras/vmras.h"
-#ifdef HAVE_VMRAS_X86_SETUP
 #include "kabi/mce.h"
 #include "vmras/x86_mce.h"
-#endif
 
 #define MIN_RAM (64ULL << 20)
 #define MAX_EVENTS (1U << 18)	/* 1 GiB of pages */
@@ -207,7 +205,6 @@ static void run_pipeline(struct pipeline_result *res)
 	memset(seen, 0, n_events);
 	if ((err = vmras_new(&cfg, &ras)))
 		die("vmras_new", -err);
-#ifdef HAVE_VMRAS_X86_SETUP
 	{
 		/* No vCPU ever gets a machine check here; the context wants an arch. */
 		struct vmras_x86_config x86 = { .mcg_cap = MCG_CTL_P | MCG_SER_P | 10 };
@@ -215,7 +212,6 @@ static void run_pipeline(struct pipeline_result *res)
 		if ((err = vmras_x86_setup(ras, &x86)))
 			die("vmras_x86_setup", -err);
 	}
-#endif
 	if ((err = vmras_add_region(ras, &r)))
 		die("vmras_add_region", -err);
 	if ((err = vmras_start(ras)))

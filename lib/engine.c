@@ -96,66 +96,63 @@ static void report_ignored(struct vmras *v, struct vmras_failure *f, const char 
 
 enum plan {
 	PLAN_WHOLE,	/* contain the backing page as it is */
-	PLAN_SPLIT,	/* split the huge page; poison the named 4 KiB if it is bad */
-	PLAN_SUBPAGE,	/* already split: poison one more 4 KiB page */
-	PLAN_INTACT,	/* the named 4 KiB page of a split huge page is good */
+	PLAN_SPLIT,	/* split the (huge or 2 MiB) page; poison the named 4 KiB if bad */
+	PLAN_SUBPAGE,	/* already 4 KiB pages: poison one more */
+	PLAN_INTACT,	/* the named 4 KiB page of a split page is good */
 };
 
 static enum plan plan_for(struct vmras *v, const struct vmras_region *r,
 			  const struct vmras_failure *f, bool *named_bad)
 {
-	const struct vr_backing_ops *b = vr_backing(r);
 	struct vr_split *s;
+	enum vr_sub st;
 
 	*named_bad = true;
 	if (!vr_split_possible(v, r, NULL, 0))
 		return PLAN_WHOLE;
 	s = vr_split_find(v, f->ev.gpa);
-	if (s && vr_split_state(s, f->ev.gpa) == VR_SUB_POISONED)
+	if (!s) {
+		/*
+		 * KVM names the 4 KiB it touched (lsb 12), a user access the
+		 * address it faulted at, though the hardware lost the whole huge
+		 * page. Poison only what reads back bad; the fill finds any other.
+		 */
+		*named_bad = vr_backing(r)->read_back(v, r, f->ev.gpa) != 0;
+		return PLAN_SPLIT;
+	}
+	st = vr_split_state(s, f->ev.gpa);
+	if (st == VR_SUB_POISONED)
 		return PLAN_SUBPAGE; /* the registry knows it: a duplicate */
-	if (s && f->ev.time_ns >= vr_split_live_ns(s))
-		return PLAN_SUBPAGE; /* about the new 4 KiB page itself */
-	/*
-	 * A report about the huge page as it was: KVM names the 4 KiB it
-	 * touched (lsb 12), a user access the address it faulted at, though
-	 * the hardware lost the whole huge page. Poison only what reads back
-	 * bad; the fill finds any other bad subpage.
-	 */
-	*named_bad = b->read_back(v, r, f->ev.gpa) != 0;
-	if (s)
-		return *named_bad ? PLAN_SUBPAGE : PLAN_INTACT;
-	return PLAN_SPLIT;
+	/* A report from before the new mapping was in place is about the old page. */
+	if (f->ev.time_ns < vr_split_live_ns(s))
+		*named_bad = !vr_split_read_back(s, f->ev.gpa);
+	if (vr_split_sub_size(s) > SMALL_PAGE)
+		return PLAN_SPLIT; /* a 2 MiB page of a split 1 GiB page */
+	return *named_bad ? PLAN_SUBPAGE : PLAN_INTACT;
 }
 
-/* Returns 0 or -errno; sets f->contained and f->size. */
+/* Returns 0 or -errno; on a failed split, p and f->size say what was lost instead. */
 static int contain(struct vmras *v, const struct vmras_region *r, struct vmras_failure *f,
-		   enum plan how, bool named_bad, struct vmras_poison *p)
+		   enum plan how, struct vmras_poison *p)
 {
-	char why[96];
-	int err, whole_err;
+	struct vr_split_loss loss;
+	bool merged;
+	int err;
 
 	switch (how) {
 	case PLAN_SPLIT:
-		err = vr_split_begin(v, r, f->ev.gpa & ~(r->page_size - 1),
-				     named_bad ? p->gpa : VR_SPLIT_NO_BAD, &whole_err);
+		err = vr_split_begin(v, r, f->ev.gpa, p->gpa, &loss);
 		if (!err)
 			return 0;
-		/* Could not split: the whole huge page was contained instead; say why. */
-		if (err == -ECANCELED)
-			snprintf(why, sizeof(why), "the VMM refused the split");
-		else
-			snprintf(why, sizeof(why), "%s", strerror(-err));
-		snprintf(f->detail, sizeof(f->detail), "huge page not split: %s", why);
-		f->size = r->page_size;
-		p->gpa = f->ev.gpa & ~(f->size - 1);
-		p->hva = f->ev.hva & ~(f->size - 1);
-		p->size = f->size;
-		{
-			bool merged;
-
-			vmras_registry_add(v->registry, p, &merged);
-		}
-		return whole_err;
+		/* Could not split: the page was contained whole instead; say why. */
+		snprintf(f->detail, sizeof(f->detail), "page not split: %s",
+			 err == -ECANCELED ? "the VMM refused the split" : strerror(-err));
+		f->size = loss.size;
+		p->gpa = loss.gpa;
+		p->hva = f->ev.hva & ~(loss.size - 1);
+		p->size = loss.size;
+		vmras_registry_add(v->registry, p, &merged);
+		return loss.err;
 	case PLAN_SUBPAGE:
 		return vr_split_poison(v, vr_split_find(v, p->gpa), p->gpa);
 	default:
@@ -170,8 +167,8 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 	struct vmras_poison entry, p;
 	enum vmras_action action;
 	bool merged = false, named_bad;
+	int err, target, contained_err = 1; /* 1: not contained yet */
 	enum plan how;
-	int err, target;
 
 	if ((f.ev.valid & VMRAS_EV_HVA) && !(f.ev.valid & VMRAS_EV_GPA) &&
 	    !vmras_memmap_hva_to_gpa(v->map, f.ev.hva, &f.ev.gpa))
@@ -206,19 +203,20 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 		return;
 	}
 	if (how == PLAN_SPLIT && !named_bad) {
-		int whole_err;
+		struct vr_split_loss loss;
 
-		err = vr_split_begin(v, r, f.ev.gpa & ~(r->page_size - 1), VR_SPLIT_NO_BAD,
-				     &whole_err);
+		err = vr_split_begin(v, r, f.ev.gpa, VR_SPLIT_NO_BAD, &loss);
 		if (!err) {
-			report_ignored(v, &f, "huge page split; this 4 KiB page reads back intact "
+			report_ignored(v, &f, "page split; this 4 KiB page reads back intact "
 				       "(the fill finds the bad one)");
 			return;
 		}
-		/* It stands for the whole huge page now. */
-		f.size = r->page_size;
+		/* Contained whole instead: the report stands for all of it. */
+		snprintf(f.detail, sizeof(f.detail), "page not split: %s",
+			 err == -ECANCELED ? "the VMM refused the split" : strerror(-err));
+		f.size = loss.size;
 		how = PLAN_WHOLE;
-		(void)whole_err;
+		contained_err = loss.err;
 	}
 	p = (struct vmras_poison){
 		.gpa = f.ev.gpa & ~(f.size - 1),
@@ -235,7 +233,7 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 		err = vmras_registry_lookup(v->registry, f.ev.gpa, &entry);
 	if (err) {
 		/* Still contain it: a bad page must not be read, recorded or not. */
-		err = contain(v, r, &f, how, true, &p);
+		err = contain(v, r, &f, how, &p);
 		f.contained = !err;
 		VR_STAT_ADD(v, contain_failed, err ? 1 : 0);
 		report_ignored(v, &f, "poison registry full or failed; %s",
@@ -251,7 +249,7 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 		return;
 	}
 	if (!(entry.state & VMRAS_PS_CONTAINED)) {
-		err = contain(v, r, &f, how, true, &p);
+		err = contained_err <= 0 ? contained_err : contain(v, r, &f, how, &p);
 		vmras_registry_set_state(v->registry, p.gpa,
 					 err ? VMRAS_PS_CONTAIN_FAILED : VMRAS_PS_CONTAINED);
 		pthread_mutex_lock(&v->lock);

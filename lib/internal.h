@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "memory/vma.h"
 #include "vmras/vmras.h"
 
 #define VR_MAX_VCPUS 256
@@ -91,6 +92,7 @@ struct vr_hw_bad {		/* the injector's stand-in for the kernel's knowledge */
 struct vmras {
 	struct vmras_config cfg;
 	struct vmras_memmap *map;
+	struct vr_vma_attrs region_attrs[VMRAS_MEMMAP_MAX_REGIONS];	/* by memmap index */
 	struct vmras_registry *registry;
 	struct vr_ring *ring;
 	struct vr_router *router;

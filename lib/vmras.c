@@ -124,11 +124,22 @@ void vmras_free(struct vmras *v)
 
 int vmras_add_region(struct vmras *v, const struct vmras_region *r)
 {
+	struct vr_vma_attrs attrs;
+	unsigned int n = vmras_memmap_count(v->map);
+	int err;
+
 	if (v->engine_started)
 		return -EBUSY;
 	if (r->backing != VMRAS_BACKING_ANON && r->fd < 0)
 		return -EINVAL;
-	return vmras_memmap_add(v->map, r);
+	/* What a remap must keep (madvise, mlock): read now, off the error path. */
+	err = vr_vma_flags_read((uintptr_t)r->hva, &attrs);
+	if (err)
+		return err == -ENOENT ? -EFAULT : err;
+	err = vmras_memmap_add(v->map, r);
+	if (!err)
+		v->region_attrs[n] = attrs;
+	return err;
 }
 
 int vmras_add_vcpu(struct vmras *v, unsigned int index, int vcpu_fd)

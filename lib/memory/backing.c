@@ -137,7 +137,7 @@ static int contain_file(struct vmras *v, const struct vmras_region *r, uint64_t 
 		return -EOPNOTSUPP;
 	if (contained_already(v, (uintptr_t)p, size, &err))
 		return err;
-	err = vr_vma_attrs_get((uintptr_t)p, &attrs);
+	err = vr_vma_attrs_get(v, r, (uintptr_t)p, &attrs);
 	if (err)
 		return err;
 	if (mmap(p, size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) ==
@@ -167,7 +167,7 @@ static int restore_common(struct vmras *v, const struct vmras_region *r, uint64_
 {
 	void *p = (void *)(uintptr_t)hva_of(r, gpa);
 	struct vr_vma_attrs attrs;
-	int err = vr_vma_attrs_get((uintptr_t)p, &attrs);
+	int err = vr_vma_attrs_get(v, r, (uintptr_t)p, &attrs);
 
 	if (err)
 		return err;

@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "memory/vma.h"
 
 #ifndef MPOL_F_ADDR
@@ -60,10 +61,10 @@ static int read_vmflags(uint64_t hva, char *out, size_t size)
 	return err;
 }
 
-int vr_vma_attrs_get(uint64_t hva, struct vr_vma_attrs *a)
+int vr_vma_flags_read(uint64_t hva, struct vr_vma_attrs *a)
 {
 	char flags[512];
-	int mode, err;
+	int err;
 
 	memset(a, 0, sizeof(*a));
 	err = read_vmflags(hva, flags, sizeof(flags));
@@ -76,6 +77,19 @@ int vr_vma_attrs_get(uint64_t hva, struct vr_vma_attrs *a)
 	a->mergeable = has_flag(flags, "mg");
 	a->hugepage = has_flag(flags, "hg");
 	a->nohugepage = has_flag(flags, "nh");
+	return 0;
+}
+
+int vr_vma_attrs_get(struct vmras *v, const struct vmras_region *r, uint64_t hva,
+		     struct vr_vma_attrs *a)
+{
+	int mode;
+
+	memset(a, 0, sizeof(*a));
+	for (unsigned int i = 0; i < vmras_memmap_count(v->map); i++)
+		if (vmras_memmap_region(v->map, i) == r)
+			*a = v->region_attrs[i];
+	a->have_policy = false;
 	/* No NUMA (ENOSYS) means no policy to keep. */
 	if (!syscall(SYS_get_mempolicy, &mode, a->nodes, VR_VMA_MAX_NODES,
 		     (void *)(uintptr_t)hva, MPOL_F_ADDR)) {

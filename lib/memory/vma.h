@@ -18,8 +18,18 @@ struct vr_vma_attrs {
 	bool dontfork, dontdump, wipeonfork, locked, mergeable, hugepage, nohugepage;
 };
 
-/* The attributes of the mapping at hva (from /proc/self/smaps and get_mempolicy). */
-int vr_vma_attrs_get(uint64_t hva, struct vr_vma_attrs *a);
+struct vmras;
+struct vmras_region;
+
+/*
+ * The madvise/mlock flags of the mapping at hva, from /proc/self/smaps:
+ * read once when a region is added (smaps walks page tables: too slow for
+ * the error path).
+ */
+int vr_vma_flags_read(uint64_t hva, struct vr_vma_attrs *a);
+/* The attributes guest RAM at hva has now: its region's flags, its NUMA policy. */
+int vr_vma_attrs_get(struct vmras *v, const struct vmras_region *r, uint64_t hva,
+		     struct vr_vma_attrs *a);
 /* Apply them to [hva, hva + len); mlock only on fault (no zero fill). */
 int vr_vma_attrs_apply(uint64_t hva, uint64_t len, const struct vr_vma_attrs *a);
 

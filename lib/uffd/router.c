@@ -19,6 +19,7 @@
 #include "uffd/router.h"
 
 #define MAX_MSGS 64
+#define STALL_RETRY_MS 10
 
 struct route {
 	uint64_t start, len;
@@ -26,7 +27,7 @@ struct route {
 	void *opaque;
 	unsigned int running;	/* callbacks in progress */
 	bool dead;		/* removed: no new callbacks */
-	bool more;		/* idle work left */
+	int more;		/* VR_IDLE_*: idle work left */
 	/* A VMM's route (vmras_uffd_route) */
 	vmras_fault_fn fn;
 	void *fn_opaque;
@@ -277,8 +278,7 @@ static int add_route(struct vr_router *rt, struct route *r, uint64_t mode, bool 
 			return err;
 		}
 	}
-	if (r->ops && r->ops->idle)
-		vr_router_kick(rt);
+	/* Background work starts on the caller's vr_router_kick, when it is ready. */
 	return 0;
 }
 
@@ -290,7 +290,7 @@ int vr_router_add(struct vr_router *rt, uint64_t start, uint64_t len, uint64_t m
 	if (!r)
 		return -ENOMEM;
 	*r = (struct route){ .start = start, .len = len, .ops = ops, .opaque = opaque,
-			     .more = ops && ops->idle };
+			     .more = VR_IDLE_DONE };
 	return add_route(rt, r, mode, do_register);
 }
 
@@ -341,6 +341,12 @@ bool vr_router_covers(struct vr_router *rt, uint64_t start, uint64_t len)
 void vr_router_kick(struct vr_router *rt)
 {
 	uint64_t one = 1;
+
+	pthread_mutex_lock(&rt->lock);
+	for (size_t i = 0; i < rt->n; i++)
+		if (rt->routes[i]->ops && rt->routes[i]->ops->idle)
+			rt->routes[i]->more = VR_IDLE_MORE;
+	pthread_mutex_unlock(&rt->lock);
 
 	(void)!write(rt->wake_fd, &one, sizeof(one));
 }
@@ -414,17 +420,21 @@ static void read_faults(struct vr_router *rt)
 	}
 }
 
-/* One step of each route's background work; true while any has more. */
-static bool run_idle(struct vr_router *rt)
+/*
+ * One step of each route's background work (stalled ones too: this is
+ * their retry). VR_IDLE_MORE if any has more, STALLED if all that have
+ * work are stalled, DONE if none has work.
+ */
+static int run_idle(struct vr_router *rt)
 {
-	bool more = false;
+	int result = VR_IDLE_DONE;
 
 	for (size_t i = 0;; i++) {
 		struct route *r;
-		bool again;
+		int again;
 
 		pthread_mutex_lock(&rt->lock);
-		while (i < rt->n && !(rt->routes[i]->more && !rt->routes[i]->dead))
+		while (i < rt->n && !(rt->routes[i]->more != VR_IDLE_DONE && !rt->routes[i]->dead))
 			i++;
 		r = i < rt->n ? rt->routes[i] : NULL;
 		if (r)
@@ -435,19 +445,20 @@ static bool run_idle(struct vr_router *rt)
 		again = r->ops->idle(r->opaque);
 		pthread_mutex_lock(&rt->lock);
 		r->more = again;
-		more |= again;
+		if (again == VR_IDLE_MORE || (again == VR_IDLE_STALLED && result == VR_IDLE_DONE))
+			result = again;
 		pthread_mutex_unlock(&rt->lock);
 		put(rt, r);
 		/* Faults first: a vCPU may be waiting on one. */
 		read_faults(rt);
 	}
-	return more;
+	return result;
 }
 
 static void *router_thread(void *arg)
 {
 	struct vr_router *rt = arg;
-	bool more = true;
+	int more = VR_IDLE_MORE;
 
 	for (;;) {
 		struct pollfd pfd[2] = {
@@ -457,11 +468,13 @@ static void *router_thread(void *arg)
 		uint64_t n;
 		bool stop;
 
-		if (poll(pfd, 2, more ? 0 : -1) < 0 && errno != EINTR)
+		int timeout = more == VR_IDLE_MORE ? 0 : more == VR_IDLE_STALLED ? STALL_RETRY_MS : -1;
+
+		if (poll(pfd, 2, timeout) < 0 && errno != EINTR)
 			break;
 		if (pfd[1].revents & POLLIN) {
 			(void)!read(rt->wake_fd, &n, sizeof(n));
-			more = true;
+			more = VR_IDLE_MORE;
 		}
 		pthread_mutex_lock(&rt->lock);
 		stop = rt->stopping;
@@ -469,7 +482,7 @@ static void *router_thread(void *arg)
 		if (stop)
 			break;
 		read_faults(rt);
-		if (more)
+		if (more != VR_IDLE_DONE)
 			more = run_idle(rt);
 	}
 	return NULL;

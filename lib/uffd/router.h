@@ -20,11 +20,16 @@
 struct vmras;
 struct vr_router;
 
+enum { VR_IDLE_DONE, VR_IDLE_MORE, VR_IDLE_STALLED };
+
 struct vr_route_ops {
 	/* A fault at addr (page aligned) in the route: resolve it, or wake it. */
 	void (*fault)(void *opaque, uint64_t addr, uint64_t flags);
-	/* Background work, a bounded step at a time; true while more remains. */
-	bool (*idle)(void *opaque);
+	/*
+	 * Background work, a bounded step at a time: VR_IDLE_MORE, DONE, or
+	 * STALLED (a resource ran out: tried again after a pause, no spin).
+	 */
+	int (*idle)(void *opaque);
 };
 
 /* Use given_uffd (>= 0) or open one: the full kind first, user-mode-only last. */
@@ -48,7 +53,7 @@ int vr_router_add(struct vr_router *rt, uint64_t start, uint64_t len, uint64_t m
 void vr_router_remove(struct vr_router *rt, uint64_t start, uint64_t len, bool unregister);
 /* Does one route cover all of [start, start + len)? */
 bool vr_router_covers(struct vr_router *rt, uint64_t start, uint64_t len);
-/* A route has new background work. */
+/* Routes have new background work (none runs before the first kick). */
 void vr_router_kick(struct vr_router *rt);
 
 /* userfaultfd ioctls on the router's fd: 0 or -errno. */

@@ -1,21 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Huge-page splitting (see split.h). While the vCPUs are paused:
- *   1. map an empty (size 0) memfd over the huge page's range at the same
- *      HVA (same memslot: KVM's MMU notifier drops its old mapping); any
- *      access before step 3 is a SIGBUS, never a zero page;
- *   2. register it with the router (missing faults come to us);
- *   3. give the memfd its size, re-apply NUMA policy and madvise flags;
- *   4. poison the bad 4 KiB page; tell the VMM (it may refuse);
+ * Huge-page splitting (see split.h). While the vCPUs are paused, and with
+ * map_lock held so no safe copy runs:
+ *   1. map the replacement over the huge page's range at the same HVA
+ *      (same memslot: KVM's MMU notifier drops its old mapping), so that
+ *      no access can instantiate a page before step 2: a 4 KiB memfd of
+ *      size 0 (an access is SIGBUS), a 2 MiB hugetlb memfd PROT_NONE;
+ *   2. register it with the userfaultfd (missing faults come to us);
+ *   3. open it (size, or protection), re-apply NUMA policy and madvise;
+ *   4. poison the bad 4 KiB page (nesting its 2 MiB chunk first);
+ *   5. tell the VMM (it may refuse);
  * then resume: no copying while they wait, whatever the size.
  *
- * The fill writes the page cache of the memfd with pwrite(2) from a
- * read-only mapping of the old huge page: a page appears whole or not at
- * all to a fault (shmem keeps it locked until written), a missing fault
- * waits on the router, and the kernel stops a copy at a page it knows is
- * bad (short write) instead of raising a machine check in the fill. Runs
- * of good pages go in one call each, so a 1 GiB page fills at about copy
- * speed.
+ * The fill installs runs of good pages with one UFFDIO_COPY each from a
+ * read-only view of the old page: a page appears whole or not at all
+ * (never a zero page a vCPU could see first), a missing fault waits on
+ * the router, and the kernel stops a copy at a page it knows is bad
+ * (-EFAULT) instead of raising a machine check in the fill. 4 KiB pages
+ * cost the kernel an allocation each (about a microsecond): a 1 GiB page
+ * therefore becomes 2 MiB pages where the pool has them, and fills at
+ * about memcpy speed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,9 +27,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "kabi/ioctl.h"
+#include "kabi/memfd.h"
 #include "kabi/userfaultfd.h"
 #include "memory/backing.h"
 #include "memory/vma.h"
@@ -34,35 +41,71 @@
 #include "util/clock.h"
 
 #define SUB SMALL_PAGE
-#define FAULT_GROUP 16		/* subpages filled together on a fault: 64 KiB */
-#define IDLE_STEP 512		/* subpages filled per background step: 2 MiB */
+#define MID (2ULL << 20)
+#define FAULT_GROUP 16		/* 4 KiB pages filled together on a fault: 64 KiB */
+#define IDLE_BYTES (8 * MID)	/* filled per background step (faults wait at most one) */
+#define VR_SUB_PENDING 0x80	/* a 2 MiB chunk poisoned whole, waiting to be nested */
 
 struct vr_split {
-	struct vr_split *next;	/* v->splits */
+	struct vr_split *next;	/* v->splits: top-level splits */
+	struct vr_split *parent;	/* a nested split: one 2 MiB chunk of it */
 	struct vmras *v;
 	const struct vmras_region *r;
 	uint64_t gpa, size, hva;
-	off_t file_off;		/* of the huge page in r->fd */
-	int memfd;		/* the 4 KiB replacement */
-	const char *src;	/* the old huge page, read-only */
+	uint64_t sub;		/* the new page size: SUB or MID */
+	int old_fd;		/* what held the data before (punched when filled), or -1 */
+	off_t old_off;
+	int memfd;		/* the replacement */
+	const char *src;	/* read-only view of the data */
+	bool own_src;		/* src is our mapping (unmapped when filled) */
 	struct vr_vma_attrs attrs;
 
-	pthread_mutex_t lock;	/* state, ndone, cursor, filled */
-	uint8_t *state;		/* enum vr_sub per subpage */
+	pthread_mutex_t lock;	/* state, child, ndone, cursor, filled */
+	uint8_t *state;		/* enum vr_sub (or PENDING) per subpage */
+	struct vr_split **child;	/* MID: chunk -> nested split */
+	uint32_t nchildren;
 	uint32_t nsub, ndone, cursor;
 	bool filled;
-	uint64_t t_live_ns;	/* CLOCK_REALTIME: the 4 KiB mapping in place */
+	uint64_t t_live_ns;	/* CLOCK_REALTIME: the new mapping in place */
 };
 
 static void split_free(struct vr_split *s)
 {
+	if (!s)
+		return;
+	for (uint32_t i = 0; s->child && i < s->nsub; i++)
+		split_free(s->child[i]);
 	if (s->memfd >= 0)
 		close(s->memfd);
-	if (s->src && s->src != MAP_FAILED)
+	if (s->own_src && s->src && s->src != MAP_FAILED)
 		munmap((void *)s->src, s->size);
 	pthread_mutex_destroy(&s->lock);
+	free(s->child);
 	free(s->state);
 	free(s);
+}
+
+static struct vr_split *split_alloc(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+				    uint64_t size, uint64_t sub)
+{
+	struct vr_split *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	*s = (struct vr_split){
+		.v = v, .r = r, .gpa = gpa, .size = size, .sub = sub,
+		.hva = (uintptr_t)r->hva + (gpa - r->gpa), .nsub = (uint32_t)(size / sub),
+		.memfd = -1, .old_fd = -1,
+	};
+	pthread_mutex_init(&s->lock, NULL);
+	s->state = calloc(s->nsub, 1);
+	if (sub == MID)
+		s->child = calloc(s->nsub, sizeof(*s->child));
+	if (!s->state || (sub == MID && !s->child)) {
+		split_free(s);
+		return NULL;
+	}
+	return s;
 }
 
 bool vr_split_possible(struct vmras *v, const struct vmras_region *r, char *why, size_t len)
@@ -83,7 +126,7 @@ bool vr_split_possible(struct vmras *v, const struct vmras_region *r, char *why,
 	return !no;
 }
 
-struct vr_split *vr_split_find(struct vmras *v, uint64_t gpa)
+static struct vr_split *top_of(struct vmras *v, uint64_t gpa)
 {
 	for (struct vr_split *s = v->splits; s; s = s->next)
 		if (gpa - s->gpa < s->size)
@@ -91,14 +134,36 @@ struct vr_split *vr_split_find(struct vmras *v, uint64_t gpa)
 	return NULL;
 }
 
+static uint32_t index_of(const struct vr_split *s, uint64_t gpa)
+{
+	return (uint32_t)((gpa - s->gpa) / s->sub);
+}
+
+struct vr_split *vr_split_find(struct vmras *v, uint64_t gpa)
+{
+	struct vr_split *s = top_of(v, gpa), *c = NULL;
+
+	if (s && s->sub == MID) {
+		pthread_mutex_lock(&s->lock);
+		c = s->child[index_of(s, gpa)];
+		pthread_mutex_unlock(&s->lock);
+	}
+	return c ? c : s;
+}
+
 enum vr_sub vr_split_state(struct vr_split *s, uint64_t gpa)
 {
-	enum vr_sub st;
+	uint8_t st;
 
 	pthread_mutex_lock(&s->lock);
-	st = (enum vr_sub)s->state[(gpa - s->gpa) / SUB];
+	st = s->state[index_of(s, gpa)];
 	pthread_mutex_unlock(&s->lock);
-	return st;
+	return st == VR_SUB_PENDING ? VR_SUB_MISSING : (enum vr_sub)st;
+}
+
+uint64_t vr_split_sub_size(const struct vr_split *s)
+{
+	return s->sub;
 }
 
 uint64_t vr_split_live_ns(const struct vr_split *s)
@@ -109,245 +174,535 @@ uint64_t vr_split_live_ns(const struct vr_split *s)
 uint64_t vr_split_granule(struct vmras *v, const struct vmras_region *r, uint64_t gpa)
 {
 	uint64_t g = r->page_size;
+	struct vr_split *s;
 
+	/* Under v->lock the engine cannot free it; a state byte is read whole. */
 	pthread_mutex_lock(&v->lock);
-	for (struct vr_split *s = v->splits; s; s = s->next)
-		if (gpa - s->gpa < s->size)
-			g = SUB;
+	s = top_of(v, gpa);
+	if (s)
+		g = s->sub == SUB || __atomic_load_n(&s->state[index_of(s, gpa)], __ATOMIC_RELAXED) ==
+						   VR_SUB_NESTED
+			    ? SUB
+			    : MID;
 	pthread_mutex_unlock(&v->lock);
 	return g;
 }
 
+/* Can the old data of gpa still be read? (process_vm_readv: no signal on poison.) */
+static bool source_readable(const struct vr_split *s, uint64_t gpa)
+{
+	char b[SUB];
+	struct iovec local = { b, SUB };
+	struct iovec remote = { (void *)(s->src + ((gpa - s->gpa) & ~(SUB - 1))), SUB };
+
+	if (vr_hw_is_bad(s->v, gpa & ~(SUB - 1), SUB))
+		return false; /* injected: the kernel would say so */
+	return !s->src || process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)SUB;
+}
+
 /* ---- the fill (router thread) ---------------------------------------- */
 
-static void salvage_event(struct vr_split *s, uint32_t idx)
+static void salvage_event(struct vr_split *s, uint64_t gpa)
 {
 	struct vmras_event ev = {
 		.valid = VMRAS_EV_GPA, .kind = VMRAS_AO, .source = VMRAS_SRC_SALVAGE,
-		.addr_lsb = 12, .vcpu = -1, .gpa = s->gpa + (uint64_t)idx * SUB,
-		.time_ns = vr_now_ns(), .tid = vr_gettid(),
+		.addr_lsb = 12, .vcpu = -1, .gpa = gpa, .time_ns = vr_now_ns(), .tid = vr_gettid(),
 	};
 
 	/* No wait: the engine may itself be waiting for a vCPU that waits on us. */
 	vr_submit_event(s->v, &ev, 0, false);
 }
 
-/* With s->lock held: the kernel (or the stand-in) knows subpage idx is bad. */
-static void poison_found(struct vr_split *s, uint32_t idx)
+/*
+ * With s->lock held: subpage idx holds a bad page (bad_gpa, or somewhere in
+ * it). Poisoned here and now, whoever faulted on it must not wait for the
+ * engine; a 2 MiB chunk is poisoned whole until the engine nests it.
+ */
+static void bad_found(struct vr_split *s, uint32_t idx, uint64_t bad_gpa)
 {
-	s->state[idx] = VR_SUB_POISONED;
-	s->ndone++;
-	/* Poisoned here and now: whoever faulted on it must not wait for the engine. */
-	vr_uffd_poison(s->v->router, s->hva + (uint64_t)idx * SUB, SUB);
-	salvage_event(s, idx);
+	s->state[idx] = s->sub == SUB ? VR_SUB_POISONED : VR_SUB_PENDING;
+	if (s->sub == SUB)
+		s->ndone++;
+	vr_uffd_poison(s->v->router, s->hva + (uint64_t)idx * s->sub, s->sub);
+	salvage_event(s, bad_gpa);
 }
 
-/* Fill the missing subpages in [first, last); returns how many were filled. */
-static uint32_t fill_range(struct vr_split *s, uint32_t first, uint32_t last)
+/* With s->lock held: write subpage k through a mapping of its own (it exists already). */
+static int overwrite(struct vr_split *s, uint32_t k)
+{
+	void *p = mmap(NULL, s->sub, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd,
+		       (off_t)((uint64_t)k * s->sub));
+	struct iovec local, remote;
+	ssize_t n;
+
+	if (p == MAP_FAILED)
+		return -errno;
+	/* Through the kernel: a bad source page is -EFAULT, not a machine check here. */
+	local = (struct iovec){ p, s->sub };
+	remote = (struct iovec){ (void *)(s->src + (uint64_t)k * s->sub), s->sub };
+	n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+	munmap(p, s->sub);
+	return n == (ssize_t)s->sub ? 0 : n < 0 ? -errno : -EFAULT;
+}
+
+/*
+ * With s->lock held: install subpages [i, j) (all missing, none known bad)
+ * with one UFFDIO_COPY. Returns how many it filled; *stalled when the
+ * kernel had no memory or the mapping was changing.
+ */
+static uint32_t copy_run(struct vr_split *s, uint32_t i, uint32_t j, bool *stalled)
+{
+	uint64_t off = (uint64_t)i * s->sub;
+	struct uffdio_copy c = { .dst = s->hva + off, .src = (uintptr_t)s->src + off,
+				 .len = (uint64_t)(j - i) * s->sub };
+	long r = kabi_ioctl(vr_router_fd(s->v->router), UFFDIO_COPY, &c);
+	uint32_t done = r == 0 ? j - i : c.copy > 0 ? (uint32_t)((uint64_t)c.copy / s->sub) : 0;
+	uint32_t k = i + done;
+
+	for (uint32_t n = i; n < k; n++)
+		s->state[n] = VR_SUB_FILLED;
+	s->ndone += done;
+	if (r == 0 || k >= j)
+		return done;
+	if (r == -EEXIST) {
+		/*
+		 * Someone instantiated it through the file (a sharer of guest
+		 * memory): not ours yet, so write what it must hold.
+		 */
+		r = overwrite(s, k);
+		if (!r) {
+			s->state[k] = VR_SUB_FILLED;
+			s->ndone++;
+			vr_uffd_wake(s->v->router, s->hva + (uint64_t)k * s->sub, s->sub);
+			return done + 1;
+		}
+	}
+	if (r == -EFAULT || r == -EIO) {
+		/* The copy stopped at a page the kernel knows is bad. */
+		bad_found(s, k, s->gpa + (uint64_t)k * s->sub);
+		return done;
+	}
+	*stalled = true; /* ENOMEM, EAGAIN (mapping changing): try again later */
+	return done;
+}
+
+/* Fill the missing subpages in [first, last) of s. */
+static void fill_range(struct vr_split *s, uint32_t first, uint32_t last, bool *stalled)
 {
 	struct vmras *v = s->v;
-	uint32_t filled = 0, i = first;
+	uint64_t lo = s->gpa + (uint64_t)first * s->sub, span = (uint64_t)(last - first) * s->sub;
+	uint32_t filled = 0, i = first, nbad = 0;
+	uint64_t bad[64];
+
+	/* The stand-in's bad pages here, looked up once: a copy would stop there. */
+	pthread_mutex_lock(&v->lock);
+	for (size_t k = 0; k < v->hw_bad.n && nbad < 64; k++)
+		if (v->hw_bad.gpa[k] - lo < span)
+			bad[nbad++] = v->hw_bad.gpa[k];
+	pthread_mutex_unlock(&v->lock);
 
 	pthread_mutex_lock(&s->lock);
-	while (i < last) {
-		uint32_t j = i;
-		ssize_t n;
+	while (i < last && !*stalled) {
+		uint32_t j = i + 1, next_bad = last, done;
+		uint64_t bad_gpa = 0;
 
 		if (s->state[i] != VR_SUB_MISSING) {
 			i++;
 			continue;
 		}
-		if (vr_hw_is_bad(v, s->gpa + (uint64_t)i * SUB, SUB)) {
-			poison_found(s, i++); /* injected: the kernel would stop the copy here */
+		for (uint32_t k = 0; k < nbad; k++)
+			if (index_of(s, bad[k]) >= i && index_of(s, bad[k]) < next_bad) {
+				next_bad = index_of(s, bad[k]);
+				bad_gpa = bad[k];
+			}
+		if (next_bad == i) {
+			bad_found(s, i++, bad_gpa);
 			continue;
 		}
-		while (j < last && s->state[j] == VR_SUB_MISSING &&
-		       (j == i || !vr_hw_is_bad(v, s->gpa + (uint64_t)j * SUB, SUB)))
+		while (j < next_bad && s->state[j] == VR_SUB_MISSING)
 			j++;
-		n = pwrite(s->memfd, s->src + (uint64_t)i * SUB, (size_t)(j - i) * SUB,
-			   (off_t)((uint64_t)i * SUB));
-		if (n < 0 && errno != EFAULT && errno != EIO && errno != EINTR)
-			break; /* ENOMEM, ENOSPC: try again on the next step */
-		if (n < 0)
-			n = errno == EINTR ? -1 : 0;
-		if (n < 0)
-			continue;
-		for (uint32_t k = i; k < i + (uint32_t)(n / (ssize_t)SUB); k++)
-			s->state[k] = VR_SUB_FILLED;
-		s->ndone += (uint32_t)(n / (ssize_t)SUB);
-		filled += (uint32_t)(n / (ssize_t)SUB);
-		vr_uffd_wake(v->router, s->hva + (uint64_t)i * SUB, (uint64_t)n & ~(SUB - 1));
-		i += (uint32_t)(n / (ssize_t)SUB);
-		/* A short copy stopped at a page the kernel knows is bad. */
-		if (i < j)
-			poison_found(s, i++);
+		done = copy_run(s, i, j, stalled);
+		filled += done;
+		i += done ? done : 1;
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (filled)
-		VR_STAT_ADD(v, subpages_salvaged, filled);
-	return filled;
+		VR_STAT_ADD(v, subpages_salvaged, filled * (s->sub / SUB));
+}
+
+static void fill_around(struct vr_split *s, uint64_t addr)
+{
+	uint32_t idx = (uint32_t)((addr - s->hva) / s->sub), first = idx, last = idx + 1;
+	bool stalled = false;
+
+	if (s->sub == SUB) {
+		first = idx & ~(FAULT_GROUP - 1u);
+		last = first + FAULT_GROUP < s->nsub ? first + FAULT_GROUP : s->nsub;
+	}
+	fill_range(s, first, last, &stalled);
 }
 
 static void split_fault(void *opaque, uint64_t addr, uint64_t flags)
 {
-	struct vr_split *s = opaque;
-	uint32_t idx = (uint32_t)((addr - s->hva) / SUB), first = idx & ~(FAULT_GROUP - 1u);
-	uint32_t last = first + FAULT_GROUP < s->nsub ? first + FAULT_GROUP : s->nsub;
+	struct vr_split *s = opaque, *c = NULL;
 
 	(void)flags;
-	fill_range(s, first, last);
+	if (s->sub == MID) {
+		pthread_mutex_lock(&s->lock);
+		c = s->child[index_of(s, s->gpa + (addr - s->hva))];
+		pthread_mutex_unlock(&s->lock);
+	}
+	fill_around(c ? c : s, addr);
 	/* Filled, or poisoned (the marker answers), or a fill that failed: retry. */
-	vr_uffd_wake(s->v->router, addr, SUB);
+	vr_uffd_wake(s->v->router, addr & ~(SUB - 1), SUB);
 }
 
-/* Every subpage there: the old huge page goes back to the pool. */
+/* With s->lock held: every subpage is there: the old page goes back to the pool. */
 static void finish(struct vr_split *s)
 {
-	munmap((void *)s->src, s->size);
+	if (s->own_src && s->src)
+		munmap((void *)s->src, s->size);
 	s->src = NULL;
-	fallocate(s->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s->file_off,
-		  (off_t)s->size);
+	if (s->old_fd >= 0)
+		fallocate(s->old_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s->old_off,
+			  (off_t)s->size);
 	s->filled = true;
 }
 
-static bool split_idle(void *opaque)
+/* One background step on s; true when s is filled. */
+static bool fill_step(struct vr_split *s, bool *stalled)
 {
-	struct vr_split *s = opaque;
-	uint32_t start, end;
+	uint32_t start, end, step = (uint32_t)(IDLE_BYTES / s->sub);
 	bool done;
 
 	pthread_mutex_lock(&s->lock);
 	while (s->cursor < s->nsub && s->state[s->cursor] != VR_SUB_MISSING)
 		s->cursor++;
 	start = s->cursor;
+	done = s->filled;
 	pthread_mutex_unlock(&s->lock);
-	end = start + IDLE_STEP < s->nsub ? start + IDLE_STEP : s->nsub;
+	if (done)
+		return true;
+	end = start + step < s->nsub ? start + step : s->nsub;
 	if (start < s->nsub)
-		fill_range(s, start, end);
+		fill_range(s, start, end, stalled);
+	return false;
+}
+
+static int split_idle(void *opaque)
+{
+	struct vr_split *s = opaque;
+	bool stalled = false, children_done = true, done;
+	uint32_t nchildren;
+
 	pthread_mutex_lock(&s->lock);
-	done = s->ndone == s->nsub;
+	nchildren = s->nchildren;
+	pthread_mutex_unlock(&s->lock);
+	/* Nested chunks first: a vCPU is most likely there. */
+	for (uint32_t i = 0; nchildren && i < s->nsub; i++) {
+		struct vr_split *c;
+
+		pthread_mutex_lock(&s->lock);
+		c = s->child[i];
+		pthread_mutex_unlock(&s->lock);
+		if (c)
+			nchildren--;
+		if (c && !fill_step(c, &stalled)) {
+			children_done = false;
+			pthread_mutex_lock(&c->lock);
+			if (c->ndone == c->nsub && !c->filled)
+				finish(c);
+			pthread_mutex_unlock(&c->lock);
+		}
+	}
+	fill_step(s, &stalled);
+	pthread_mutex_lock(&s->lock);
+	done = s->ndone == s->nsub && children_done;
 	if (done && !s->filled)
 		finish(s);
 	pthread_mutex_unlock(&s->lock);
-	return !done;
+	return done ? VR_IDLE_DONE : stalled ? VR_IDLE_STALLED : VR_IDLE_MORE;
 }
 
 static const struct vr_route_ops split_ops = { .fault = split_fault, .idle = split_idle };
 
-/* ---- begin, poison, restore (engine thread) ---------------------------- */
+/* ---- begin, nest, poison, restore (engine thread) ---------------------- */
 
-static struct vr_split *split_new(struct vmras *v, const struct vmras_region *r,
-				  uint64_t huge_gpa, int *err)
+static int uffd_register(struct vmras *v, uint64_t start, uint64_t len)
 {
-	struct vr_split *s = calloc(1, sizeof(*s));
+	struct uffdio_register reg = { .range = { .start = start, .len = len },
+				       .mode = UFFDIO_REGISTER_MODE_MISSING };
 
-	if (!s) {
-		*err = -ENOMEM;
-		return NULL;
-	}
-	*s = (struct vr_split){
-		.v = v, .r = r, .gpa = huge_gpa, .size = r->page_size,
-		.hva = (uintptr_t)r->hva + (huge_gpa - r->gpa),
-		.file_off = (off_t)(r->fd_offset + (huge_gpa - r->gpa)),
-		.nsub = (uint32_t)(r->page_size / SUB), .memfd = -1,
-	};
-	pthread_mutex_init(&s->lock, NULL);
-	s->state = calloc(s->nsub, 1);
-	/* Size 0 until it is registered: an early access is a SIGBUS, not a zero page. */
-	s->memfd = memfd_create("vmras-split", MFD_CLOEXEC);
-	s->src = mmap(NULL, s->size, PROT_READ, MAP_SHARED, r->fd, s->file_off);
-	*err = !s->state ? -ENOMEM : s->memfd < 0 || s->src == MAP_FAILED ? -errno : 0;
-	if (!*err)
-		*err = vr_vma_attrs_get(s->hva, &s->attrs);
-	if (*err) {
-		split_free(s);
-		return NULL;
-	}
-	return s;
+	return (int)kabi_ioctl(vr_router_fd(v->router), UFFDIO_REGISTER, &reg);
 }
 
-/* With the vCPUs paused and map_lock held: swap the mapping. */
-static int swap_in(struct vmras *v, struct vr_split *s, uint64_t bad_gpa)
-{
-	void *p = (void *)(uintptr_t)s->hva;
-	int err;
-
-	/* The stand-in's marker over the whole huge page goes with its mapping. */
-	vr_router_remove(v->router, s->hva, s->size, false);
-	if (mmap(p, s->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, s->memfd, 0) ==
-	    MAP_FAILED)
-		return -errno;
-	err = vr_router_add(v->router, s->hva, s->size, UFFDIO_REGISTER_MODE_MISSING, true,
-			    &split_ops, s);
-	if (err)
-		return err;
-	if (ftruncate(s->memfd, (off_t)s->size))
-		err = -errno;
-	if (!err)
-		err = vr_vma_attrs_apply(s->hva, s->size, &s->attrs);
-	if (!err && bad_gpa != VR_SPLIT_NO_BAD) {
-		uint32_t bad = (uint32_t)((bad_gpa - s->gpa) / SUB);
-
-		err = vr_uffd_poison(v->router, s->hva + (uint64_t)bad * SUB, SUB);
-		if (!err) {
-			s->state[bad] = VR_SUB_POISONED;
-			s->ndone = 1;
-		}
-	}
-	if (err)
-		vr_router_remove(v->router, s->hva, s->size, true);
-	return err;
-}
-
-/* With the vCPUs paused and map_lock held: the huge page back, as it was. */
-static int swap_back(struct vmras *v, struct vr_split *s)
-{
-	if (mmap((void *)(uintptr_t)s->hva, s->size, PROT_READ | PROT_WRITE,
-		 MAP_SHARED | MAP_FIXED, s->r->fd, s->file_off) == MAP_FAILED)
-		return -errno;
-	vr_uffd_wake(v->router, s->hva, s->size);
-	return vr_vma_attrs_apply(s->hva, s->size, &s->attrs);
-}
-
-static int tell_vmm(struct vmras *v, struct vr_split *s, bool restore)
+static int tell_vmm(struct vmras *v, const struct vr_split *s, bool restore)
 {
 	struct vmras_remap m = {
 		.gpa = s->gpa, .size = s->size, .hva = (void *)(uintptr_t)s->hva,
 		.fd = restore ? s->r->fd : s->memfd,
-		.offset = restore ? (uint64_t)s->file_off : 0, .restore = restore,
+		.offset = restore ? s->r->fd_offset + (s->gpa - s->r->gpa) : 0,
+		.restore = restore,
 	};
 
 	return v->cfg.ops.remap ? v->cfg.ops.remap(v->cfg.ops.opaque, &m) : 0;
 }
 
-int vr_split_begin(struct vmras *v, const struct vmras_region *r, uint64_t huge_gpa,
-		   uint64_t bad_gpa, int *whole_err)
+/*
+ * The replacement, ready before the pause: a 2 MiB hugetlb file for a
+ * 1 GiB page when the pool can reserve it (a trial mapping reserves it
+ * for the file), else a 4 KiB memfd, empty until it is registered.
+ */
+static int make_replacement(struct vr_split *s)
 {
-	uint64_t t_paused, t_resumed;
-	struct vr_split *s;
+	void *trial;
+
+	if (s->sub == MID) {
+		s->memfd = memfd_create("vmras-split-2m", MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB);
+		if (s->memfd < 0 || ftruncate(s->memfd, (off_t)s->size))
+			return -errno;
+		trial = mmap(NULL, s->size, PROT_NONE, MAP_SHARED, s->memfd, 0);
+		if (trial == MAP_FAILED)
+			return -errno;
+		munmap(trial, s->size);
+		return 0;
+	}
+	s->memfd = memfd_create("vmras-split", MFD_CLOEXEC);
+	return s->memfd < 0 ? -errno : 0;
+}
+
+/* vCPUs paused, map_lock held: the replacement over s's range, registered, open. */
+static int map_replacement(struct vmras *v, struct vr_split *s, bool route)
+{
+	void *p = (void *)(uintptr_t)s->hva;
+	int prot = s->sub == MID ? PROT_NONE : PROT_READ | PROT_WRITE;
 	int err;
 
-	*whole_err = 0;
-	s = split_new(v, r, huge_gpa, &err);
-	if (!s)
-		goto contain_whole;
+	if (mmap(p, s->size, prot, MAP_SHARED | MAP_FIXED, s->memfd, 0) == MAP_FAILED)
+		return -errno;
+	err = route ? vr_router_add(v->router, s->hva, s->size, UFFDIO_REGISTER_MODE_MISSING,
+				    true, &split_ops, s)
+		    : uffd_register(v, s->hva, s->size);
+	if (err)
+		return err;
+	if (s->sub == SUB ? ftruncate(s->memfd, (off_t)s->size)
+			  : mprotect(p, s->size, PROT_READ | PROT_WRITE))
+		err = -errno;
+	if (!err)
+		err = vr_vma_attrs_apply(s->hva, s->size, &s->attrs);
+	/* Whoever waited on the old mapping tries again on this one. */
+	vr_uffd_wake(v->router, s->hva, s->size);
+	return err;
+}
+
+/* With s->lock held: poison bad_gpa's 4 KiB page in a 4 KiB split. */
+static int poison_locked(struct vmras *v, struct vr_split *s, uint64_t bad_gpa)
+{
+	uint32_t idx = index_of(s, bad_gpa);
+	uint64_t hva = s->hva + (uint64_t)idx * SUB;
+	int err;
+
+	if (s->state[idx] == VR_SUB_POISONED)
+		return 0;
+	/* Filled already: out of the file and the mapping first (no fill races: s->lock). */
+	if (s->state[idx] == VR_SUB_FILLED &&
+	    (fallocate(s->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		       (off_t)((uint64_t)idx * SUB), (off_t)SUB) ||
+	     madvise((void *)(uintptr_t)hva, SUB, MADV_DONTNEED)))
+		return -errno;
+	err = vr_uffd_poison(v->router, hva, SUB);
+	if (err && err != -EEXIST) /* EEXIST: the marker is there */
+		return err;
+	if (s->state[idx] == VR_SUB_MISSING)
+		s->ndone++;
+	s->state[idx] = VR_SUB_POISONED;
+	return 0;
+}
+
+/*
+ * vCPUs paused, map_lock held: 2 MiB chunk idx of p becomes 4 KiB pages.
+ * Its data comes from where it is now: the old page, or p's 2 MiB page.
+ */
+static struct vr_split *nest_prepare(struct vmras *v, struct vr_split *p, uint32_t idx)
+{
+	struct vr_split *c = split_alloc(v, p->r, p->gpa + (uint64_t)idx * MID, MID, SUB);
+
+	if (!c)
+		return NULL;
+	c->parent = p;
+	c->attrs = p->attrs;
+	c->memfd = memfd_create("vmras-split", MFD_CLOEXEC);
+	if (c->memfd < 0) {
+		split_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static int nest(struct vmras *v, struct vr_split *p, struct vr_split *c, uint64_t bad_gpa)
+{
+	uint32_t idx = index_of(p, c->gpa);
+	uint8_t st;
+	int err;
+
+	pthread_mutex_lock(&p->lock);
+	st = p->state[idx];
+	if (st == VR_SUB_FILLED) {
+		c->src = mmap(NULL, MID, PROT_READ, MAP_SHARED, p->memfd, (off_t)((uint64_t)idx * MID));
+		c->own_src = true;
+		c->old_fd = p->memfd;
+		c->old_off = (off_t)((uint64_t)idx * MID);
+	} else {
+		c->src = p->src + (uint64_t)idx * MID;
+	}
+	err = c->src == MAP_FAILED ? -errno : map_replacement(v, c, false);
+	if (!err && bad_gpa != VR_SPLIT_NO_BAD)
+		err = poison_locked(v, c, bad_gpa);
+	if (!err) {
+		c->t_live_ns = vr_now_ns();
+		if (st != VR_SUB_FILLED)
+			p->ndone++;
+		__atomic_store_n(&p->state[idx], VR_SUB_NESTED, __ATOMIC_RELAXED);
+		p->child[idx] = c;
+		p->nchildren++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (!err)
+		return 0;
+	if (c->own_src && c->src != MAP_FAILED)
+		munmap((void *)c->src, MID);
+	c->src = NULL;
+	split_free(c);
+	return err;
+}
+
+/*
+ * vCPUs paused, map_lock held: a nest failed: the chunk goes back to p's
+ * 2 MiB page, poisoned whole.
+ */
+static int unnest(struct vmras *v, struct vr_split *p, uint32_t idx)
+{
+	uint64_t hva = p->hva + (uint64_t)idx * MID;
+	int err = 0;
+
+	if (mmap((void *)(uintptr_t)hva, MID, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+		 p->memfd, (off_t)((uint64_t)idx * MID)) == MAP_FAILED)
+		return -errno;
+	err = uffd_register(v, hva, MID) ?: vr_vma_attrs_apply(hva, MID, &p->attrs);
+	pthread_mutex_lock(&p->lock);
+	if (!err && p->state[idx] == VR_SUB_FILLED &&
+	    (madvise((void *)(uintptr_t)hva, MID, MADV_DONTNEED) ||
+	     fallocate(p->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		       (off_t)((uint64_t)idx * MID), (off_t)MID)))
+		err = -errno;
+	if (!err) {
+		err = vr_uffd_poison(v->router, hva, MID);
+		err = err == -EEXIST ? 0 : err;
+	}
+	if (!err) {
+		if (p->state[idx] != VR_SUB_FILLED)
+			p->ndone++;
+		p->state[idx] = VR_SUB_POISONED;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return err;
+}
+
+/* vCPUs paused, map_lock held: the whole huge page back, as it was. */
+static int swap_back(struct vmras *v, struct vr_split *s)
+{
+	if (mmap((void *)(uintptr_t)s->hva, s->size, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_FIXED, s->r->fd,
+		 (off_t)(s->r->fd_offset + (s->gpa - s->r->gpa))) == MAP_FAILED)
+		return -errno;
+	vr_uffd_wake(v->router, s->hva, s->size);
+	return vr_vma_attrs_apply(s->hva, s->size, &s->attrs);
+}
+
+static struct vr_split *top_new(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+				int *err)
+{
+	uint64_t base = gpa & ~(r->page_size - 1);
+	struct vr_split *s = NULL;
+
+	/* 2 MiB pages where the pool has them; else (and for 2 MiB pages) 4 KiB. */
+	for (uint64_t sub = r->page_size > MID ? MID : SUB;; sub = SUB) {
+		s = split_alloc(v, r, base, r->page_size, sub);
+		*err = s ? make_replacement(s) : -ENOMEM;
+		if (!*err || sub == SUB)
+			break;
+		split_free(s);
+	}
+	if (*err)
+		goto fail;
+	s->old_fd = r->fd;
+	s->old_off = (off_t)(r->fd_offset + (base - r->gpa));
+	s->src = mmap(NULL, s->size, PROT_READ, MAP_SHARED, r->fd, s->old_off);
+	s->own_src = true;
+	if (s->src == MAP_FAILED) {
+		*err = -errno;
+		s->src = NULL;
+		goto fail;
+	}
+	*err = vr_vma_attrs_get(v, r, s->hva, &s->attrs);
+	if (!*err)
+		return s;
+fail:
+	split_free(s);
+	return NULL;
+}
+
+static int begin_top(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+		     uint64_t bad_gpa, struct vr_split_loss *loss)
+{
+	struct vr_split *s, *child = NULL;
+	uint64_t t_paused, t_resumed;
+	int err;
+
+	*loss = (struct vr_split_loss){ .gpa = gpa & ~(r->page_size - 1), .size = r->page_size };
+	s = top_new(v, r, gpa, &err);
+	if (s && s->sub == MID && bad_gpa != VR_SPLIT_NO_BAD) {
+		child = nest_prepare(v, s, index_of(s, bad_gpa));
+		if (!child) {
+			split_free(s);
+			s = NULL;
+			err = -ENOMEM;
+		}
+	}
+	if (!s) {
+		/* Nothing changed yet, nothing paused: the whole huge page goes. */
+		loss->err = vr_backing(r)->contain(v, r, loss->gpa, loss->size, false);
+		return err;
+	}
 	v->cfg.ops.pause_vcpus(v->cfg.ops.opaque);
 	t_paused = vr_mono_ns();
 	pthread_rwlock_wrlock(&v->map_lock);
-	err = swap_in(v, s, bad_gpa);
+	/* The stand-in's marker over the whole huge page goes with its mapping. */
+	vr_router_remove(v->router, s->hva, s->size, false);
+	err = map_replacement(v, s, true);
+	if (!err && bad_gpa != VR_SPLIT_NO_BAD) {
+		if (child) {
+			err = nest(v, s, child, bad_gpa);
+			child = NULL; /* nest owns it now, in s or freed */
+		} else {
+			pthread_mutex_lock(&s->lock);
+			err = poison_locked(v, s, bad_gpa);
+			pthread_mutex_unlock(&s->lock);
+		}
+	}
 	s->t_live_ns = vr_now_ns();
 	pthread_rwlock_unlock(&v->map_lock);
 	/* Still paused: sharers of guest memory switch now, or refuse. */
 	if (!err && tell_vmm(v, s, false)) {
 		err = -ECANCELED;
 		VR_STAT_ADD(v, splits_refused, 1);
-		vr_router_remove(v->router, s->hva, s->size, true);
 	}
 	if (err) {
 		pthread_rwlock_wrlock(&v->map_lock);
-		*whole_err = swap_back(v, s);
-		if (!*whole_err)
-			*whole_err = vr_backing(r)->contain(v, r, huge_gpa, r->page_size, false);
+		vr_router_remove(v->router, s->hva, s->size, true);
+		loss->err = swap_back(v, s);
+		if (!loss->err)
+			loss->err = vr_backing(r)->contain(v, r, loss->gpa, loss->size, false);
 		pthread_rwlock_unlock(&v->map_lock);
 	} else {
 		pthread_mutex_lock(&v->lock);
@@ -359,6 +714,7 @@ int vr_split_begin(struct vmras *v, const struct vmras_region *r, uint64_t huge_
 	t_resumed = vr_mono_ns();
 	v->cfg.ops.resume_vcpus(v->cfg.ops.opaque);
 	if (err) {
+		split_free(child);
 		split_free(s);
 		return err;
 	}
@@ -368,59 +724,99 @@ int vr_split_begin(struct vmras *v, const struct vmras_region *r, uint64_t huge_
 	pthread_mutex_unlock(&v->lock);
 	vr_router_kick(v->router);
 	return 0;
+}
 
-contain_whole:
-	/* Nothing changed yet, nothing paused: the whole huge page goes. */
-	*whole_err = vr_backing(r)->contain(v, r, huge_gpa, r->page_size, false);
+/* A new error in a 2 MiB chunk of a 1 GiB split: that chunk becomes 4 KiB pages. */
+static int begin_nested(struct vmras *v, struct vr_split *p, uint64_t gpa, uint64_t bad_gpa,
+			struct vr_split_loss *loss)
+{
+	uint32_t idx = index_of(p, gpa);
+	struct vr_split *c = nest_prepare(v, p, idx);
+	int err;
+
+	*loss = (struct vr_split_loss){ .gpa = p->gpa + (uint64_t)idx * MID, .size = MID };
+	v->cfg.ops.pause_vcpus(v->cfg.ops.opaque);
+	pthread_rwlock_wrlock(&v->map_lock);
+	err = c ? nest(v, p, c, bad_gpa) : -ENOMEM;
+	pthread_rwlock_unlock(&v->map_lock);
+	if (!err) {
+		pthread_mutex_lock(&p->lock);
+		c = p->child[idx];
+		pthread_mutex_unlock(&p->lock);
+		if (tell_vmm(v, c, false)) {
+			err = -ECANCELED;
+			VR_STAT_ADD(v, splits_refused, 1);
+			/* The router may run it: take it out under the router's eyes. */
+			vr_router_remove(v->router, p->hva, p->size, false);
+			pthread_mutex_lock(&p->lock);
+			p->child[idx] = NULL;
+			p->nchildren--;
+			p->state[idx] = c->own_src ? VR_SUB_FILLED : VR_SUB_MISSING;
+			if (!c->own_src)
+				p->ndone--;
+			pthread_mutex_unlock(&p->lock);
+			split_free(c);
+			vr_router_add(v->router, p->hva, p->size, UFFDIO_REGISTER_MODE_MISSING, false,
+				      &split_ops, p);
+		}
+	}
+	if (err) {
+		pthread_rwlock_wrlock(&v->map_lock);
+		loss->err = unnest(v, p, idx);
+		pthread_rwlock_unlock(&v->map_lock);
+	} else {
+		VR_STAT_ADD(v, splits, 1);
+	}
+	v->cfg.ops.resume_vcpus(v->cfg.ops.opaque);
+	vr_router_kick(v->router);
 	return err;
+}
+
+int vr_split_begin(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+		   uint64_t bad_gpa, struct vr_split_loss *loss)
+{
+	struct vr_split *p = top_of(v, gpa);
+
+	if (p && p->sub == MID && vr_split_state(p, gpa) != VR_SUB_NESTED)
+		return begin_nested(v, p, gpa, bad_gpa, loss);
+	return begin_top(v, r, gpa, bad_gpa, loss);
 }
 
 int vr_split_poison(struct vmras *v, struct vr_split *s, uint64_t gpa)
 {
-	uint32_t idx = (uint32_t)((gpa - s->gpa) / SUB);
-	uint64_t hva = s->hva + (uint64_t)idx * SUB;
-	int err = 0;
+	int err;
 
+	if (s->sub != SUB)
+		return -EINVAL;
 	pthread_mutex_lock(&s->lock);
-	if (s->state[idx] == VR_SUB_POISONED)
-		goto out;
-	/* Filled already: out of the file and the mapping first (no fill races: s->lock). */
-	if (s->state[idx] == VR_SUB_FILLED &&
-	    (fallocate(s->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		       (off_t)((uint64_t)idx * SUB), (off_t)SUB) ||
-	     madvise((void *)(uintptr_t)hva, SUB, MADV_DONTNEED))) {
-		err = -errno;
-		goto out;
-	}
-	err = vr_uffd_poison(v->router, hva, SUB);
-	if (err == -EEXIST)
-		err = 0; /* the marker is there */
-	if (!err) {
-		if (s->state[idx] == VR_SUB_MISSING)
-			s->ndone++;
-		s->state[idx] = VR_SUB_POISONED;
-	}
-out:
+	err = poison_locked(v, s, gpa);
 	pthread_mutex_unlock(&s->lock);
 	return err;
 }
 
+bool vr_split_read_back(struct vr_split *s, uint64_t gpa)
+{
+	bool ok;
+
+	pthread_mutex_lock(&s->lock);
+	ok = source_readable(s, gpa);
+	pthread_mutex_unlock(&s->lock);
+	return ok;
+}
+
 static int restore_one(struct vmras *v, struct vr_split *s)
 {
-	int err = 0;
+	int err = 0, e;
 
 	/* No fill runs after this; faults meanwhile are woken (unrouted). */
 	vr_router_remove(v->router, s->hva, s->size, false);
 	pthread_rwlock_wrlock(&v->map_lock);
 	/* A fresh huge page: the old one (bad hardware) out of the file. */
-	if (fallocate(s->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s->file_off,
-		      (off_t)s->size))
+	if (fallocate(s->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(s->r->fd_offset + (s->gpa - s->r->gpa)), (off_t)s->size))
 		err = -errno;
-	{
-		int e = swap_back(v, s);
-
-		err = err ?: e;
-	}
+	e = swap_back(v, s);
+	err = err ?: e;
 	pthread_rwlock_unlock(&v->map_lock);
 	tell_vmm(v, s, true); /* a restore cannot be refused */
 	return err;
