@@ -50,6 +50,9 @@
 #define MCI_STATUS_PCC MCE_BIT(57)
 #define MCI_STATUS_S MCE_BIT(56)
 #define MCI_STATUS_AR MCE_BIT(55)
+/* AMD: a deferred error (no #MC; found by polling) and poisoned data. */
+#define MCI_STATUS_DEFERRED MCE_BIT(44)
+#define MCI_STATUS_POISON MCE_BIT(43)
 #define MCI_STATUS_MCA_CODE_MASK 0xffffULL
 
 /* MCA error codes the kernel's memory-failure path and QEMU use. */

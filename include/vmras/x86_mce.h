@@ -28,6 +28,7 @@ struct vmras_mce_params {
 	unsigned int lsb;	/* log2 of the lost range: 12 for 4 KiB */
 	bool eipv;		/* SRAR: RIP points at the consuming instruction */
 	bool lmce;		/* local machine check (no broadcast) */
+	bool amd;		/* AMD's encoding (see vmras_x86_mce_encode) */
 	unsigned int bank;
 };
 
@@ -36,7 +37,14 @@ struct vmras_x86_mce {
 	uint8_t bank;
 };
 
-/* -EINVAL for an unknown type, a bank over 31, or (but for a broadcast) an lsb outside 12..51. */
+/*
+ * Intel: SRAO is UC|S memory scrub (0xc0), SRAR UC|S|AR data load (0x134).
+ * AMD (as Linux grades it and QEMU sends it): SRAO is a deferred error
+ * with POISON (no #MC: the guest finds it by polling its banks), SRAR UC
+ * with POISON (recoverable only where CPUID offers SUCCOR).
+ * -EINVAL for an unknown type, a bank over 31, or (but for a broadcast)
+ * an lsb outside 12..51.
+ */
 int vmras_x86_mce_encode(const struct vmras_mce_params *p, struct vmras_x86_mce *out);
 
 enum vmras_x86_vendor {

@@ -19,7 +19,7 @@ lmce, eipv) -> plan, kind "srao" or "srar".
                then local with MCG_STATUS.LMCES; AMD encoded as QEMU's
                kvm_mce_inject does for AMD (AR: UC|POISON, AO: DEFERRED|POISON)
   vmras        `vmras x86-plan --vendor V --type T --gpa A --vcpus N
-               --target C [--lmce] [--eipv|--no-eipv]` (JSON {"plan": [...]})
+               --target C [--lmce] [--source ram-mmio]` (JSON {"plan": [...]})
 
 Modes:
   linux_mce.py [VMRAS]           TAP: assert the correct behaviour, plans
@@ -125,7 +125,9 @@ def vmras_provider(vmras):
                 "--target", str(target)]
         if lmce:
             argv.append("--lmce")
-        argv.append("--eipv" if eipv else "--no-eipv")
+        if not eipv:
+            # Found through an MMIO exit in RAM: vmras's plan is the same.
+            argv += ["--source", "ram-mmio"]
         r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
             raise RuntimeError("%s: rc %d: %s" % (" ".join(argv),

@@ -8,8 +8,8 @@
 #include "vmras/x86_mce.h"
 
 #define ADDR_MODE_PHYS (MCI_MISC_ADDR_PHYS << MCI_MISC_ADDR_MODE_SHIFT)
-#define UC_MEMORY (MCI_STATUS_VAL | MCI_STATUS_UC | MCI_STATUS_EN | \
-		   MCI_STATUS_MISCV | MCI_STATUS_ADDRV | MCI_STATUS_S)
+#define MEMORY_ERROR (MCI_STATUS_VAL | MCI_STATUS_EN | MCI_STATUS_MISCV | MCI_STATUS_ADDRV)
+#define UC_MEMORY (MEMORY_ERROR | MCI_STATUS_UC | MCI_STATUS_S)
 
 int vmras_x86_mce_encode(const struct vmras_mce_params *p, struct vmras_x86_mce *out)
 {
@@ -19,12 +19,14 @@ int vmras_x86_mce_encode(const struct vmras_mce_params *p, struct vmras_x86_mce 
 		return -EINVAL;
 	switch (p->type) {
 	case VMRAS_MCE_SRAO:
-		m.status = UC_MEMORY | MCE_MCACOD_SRAO_SCRUB;
+		m.status = p->amd ? MEMORY_ERROR | MCI_STATUS_DEFERRED | MCI_STATUS_POISON
+				  : UC_MEMORY | MCE_MCACOD_SRAO_SCRUB;
 		m.mcg_status = MCG_STATUS_RIPV | MCG_STATUS_MCIP |
 			       (p->lmce ? MCG_STATUS_LMCES : 0);
 		break;
 	case VMRAS_MCE_SRAR:
-		m.status = UC_MEMORY | MCI_STATUS_AR | MCE_MCACOD_SRAR_DATA;
+		m.status = p->amd ? MEMORY_ERROR | MCI_STATUS_UC | MCI_STATUS_POISON
+				  : UC_MEMORY | MCI_STATUS_AR | MCE_MCACOD_SRAR_DATA;
 		m.mcg_status = MCG_STATUS_RIPV | MCG_STATUS_MCIP |
 			       (p->eipv ? MCG_STATUS_EIPV : 0) |
 			       (p->lmce ? MCG_STATUS_LMCES : 0);
@@ -63,6 +65,7 @@ int vmras_x86_plan(const struct vmras_x86_config *c, const struct vmras_x86_erro
 		/* The consuming instruction is known: RIP (or, emulated, just past it). */
 		.eipv = e->type == VMRAS_MCE_SRAR,
 		.lmce = lmce,
+		.amd = c->vendor == VMRAS_X86_AMD,
 		.bank = banks ? banks - 1 : 0,
 	};
 	struct vmras_x86_mce primary, copy;
@@ -120,6 +123,20 @@ int vmras_x86_mce_deliver(int vcpu_fd, uint64_t mcg_cap, const struct vmras_x86_
 	struct kvm_sregs sregs;
 	long r;
 
+	if (!(m->status & MCI_STATUS_UC)) {
+		/*
+		 * KVM only fills the bank (no #MC): the guest finds it when it
+		 * polls. One still there, not yet polled, would be overwritten.
+		 */
+		uint32_t st_idx = MSR_IA32_MCx_STATUS(m->bank);
+
+		r = get_msrs(vcpu_fd, &st_idx, val, 1);
+		if (r < 0)
+			return (int)r;
+		if (val[0] & MCI_STATUS_VAL)
+			return VMRAS_MCE_BUSY;
+		goto inject;
+	}
 	r = kabi_ioctl(vcpu_fd, KVM_GET_SREGS, &sregs);
 	if (r < 0)
 		return (int)r;
@@ -132,7 +149,7 @@ int vmras_x86_mce_deliver(int vcpu_fd, uint64_t mcg_cap, const struct vmras_x86_
 		return VMRAS_MCE_BUSY;
 	if (val[1] != ~0ULL || ((mcg_cap & MCG_CTL_P) && val[2] != ~0ULL))
 		return VMRAS_MCE_BANK_DISABLED;
-
+inject:
 	memset(&k, 0, sizeof(k));
 	k.status = m->status;
 	k.addr = m->addr;
