@@ -33,7 +33,13 @@
 #include "util/clock.h"
 #include "util/fileio.h"
 
-#define RETRY_MS 1	/* deferred notices and injected accesses are retried this often */
+/*
+ * Deferred notices and injected accesses are retried after 1 ms, then
+ * less often while they keep waiting (an AMD guest may poll its banks
+ * only every few minutes).
+ */
+#define RETRY_MS_MIN 1
+#define RETRY_MS_MAX 16
 
 uint64_t vr_next_seq(struct vmras *v)
 {
@@ -449,7 +455,7 @@ static void finish(struct vmras *v, struct vr_work *w)
 static void *engine_thread(void *arg)
 {
 	struct vmras *v = arg;
-	int timeout = -1;
+	int timeout = -1, retry_ms = RETRY_MS_MIN;
 	sigset_t bus;
 
 	v->engine_tid = vr_gettid();
@@ -493,7 +499,13 @@ static void *engine_thread(void *arg)
 		report_losses(v);
 		if (stop)
 			break;
-		timeout = vr_notify_retry(v) ? RETRY_MS : -1;
+		if (vr_notify_retry(v)) {
+			timeout = retry_ms;
+			retry_ms = retry_ms * 2 > RETRY_MS_MAX ? RETRY_MS_MAX : retry_ms * 2;
+		} else {
+			timeout = -1;
+			retry_ms = RETRY_MS_MIN;
+		}
 	}
 	return NULL;
 }
