@@ -45,6 +45,12 @@ struct vmras_probe_kvm {
 	uint64_t guest_memfd_flags; /* GUEST_MEMFD_FLAG_* on a default VM */
 	int vm_types_err;
 	uint64_t vm_types;	/* bit n: VM type n can be created */
+	/*
+	 * 1: a guest access to RAM the host cannot use comes back as
+	 * KVM_EXIT_MMIO (KVM emulates guest instructions), 0: as -EFAULT or
+	 * SIGBUS (hardware virtualization), -errno: could not tell.
+	 */
+	int ram_access_as_mmio;
 	bool arm64;		/* the caps below apply to this build */
 	int arm_inject_serror_esr;
 	int arm_inject_ext_dabt;

@@ -16,6 +16,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "kabi/ioctl.h"
 #include "kabi/kvm.h"
 #include "kabi/userfaultfd.h"
@@ -173,6 +174,12 @@ static void probe_kvm(struct probe_ctx *c)
 		k->arm_sea_to_user = kvm_check(fd, KVM_CAP_ARM_SEA_TO_USER);
 	}
 
+	{
+		bool emulates;
+		int r = vr_detect_ram_mmio(&emulates);
+
+		k->ram_access_as_mmio = r ? r : emulates;
+	}
 	/* guest_memfd flags depend on the VM type: ask a default VM. */
 	if (k->guest_memfd > 0) {
 		vm = (int)kabi_ioctl_val(fd, KVM_CREATE_VM, 0);

@@ -132,13 +132,14 @@ def vmras_provider(vmras):
         if r.returncode != 0:
             raise RuntimeError("%s: rc %d: %s" % (" ".join(argv),
                                                    r.returncode, r.stderr))
+        # Each step is for one vCPU (bystanders' copies included), so
+        # none uses QEMU's own broadcast (`mce -b`).
         out = []
         for e in json.loads(r.stdout)["plan"]:
             out.append(entry(int(e["cpu"]), int(e["bank"]),
                              int(str(e["status"]), 0),
                              int(str(e["mcg_status"]), 0),
-                             int(str(e["addr"]), 0), int(str(e["misc"]), 0),
-                             bool(e.get("broadcast", False))))
+                             int(str(e["addr"]), 0), int(str(e["misc"]), 0)))
         return out
     return provider
 

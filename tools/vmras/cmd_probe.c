@@ -161,6 +161,13 @@ static void text_kvm(const struct vmras_probe *p)
 		     bit_names(k->guest_memfd_flags, gmem_flag_name, buf, sizeof(buf)));
 	else
 		line("kvm", INFO, "Checking KVM_CAP_GUEST_MEMFD", "not supported");
+	if (k->ram_access_as_mmio >= 0)
+		line("kvm", INFO, "Checking how KVM reports RAM it cannot use", "%s",
+		     k->ram_access_as_mmio ? "as MMIO exits (KVM emulates guest instructions)"
+					   : "as -EFAULT or SIGBUS (hardware virtualization)");
+	else
+		line("kvm", WARN, "Checking how KVM reports RAM it cannot use",
+		     "could not tell: %s", strerror(-k->ram_access_as_mmio));
 	if (k->vm_types_err == 0)
 		line("kvm", INFO, "Checking KVM_CAP_VM_TYPES", "%s",
 		     bit_names(k->vm_types, vmras_kvm_vm_type_name, buf, sizeof(buf)));
@@ -370,6 +377,8 @@ static json_object *json_kvm(const struct vmras_probe *p)
 	ADD(gm, "flags", jnames(k->guest_memfd_flags, gmem_flag_name));
 	ADD(o, "guest_memfd", gm);
 	ADD(o, "vm_types", k->vm_types_err ? NULL : jnames(k->vm_types, vmras_kvm_vm_type_name));
+	ADD(o, "ram_access_exits_as_mmio",
+	    k->ram_access_as_mmio < 0 ? NULL : json_object_new_boolean(k->ram_access_as_mmio));
 
 	arm = json_object_new_object();
 	ADD(arm, "applicable", json_object_new_boolean(k->arm64));

@@ -31,7 +31,7 @@ static void usage(FILE *f)
 		"  --source NAME       how it was found: sigbus, kvm-memory-fault, ram-mmio\n"
 		"                      (the plan is the same: an SRAR always has EIPV)\n"
 		"Prints {\"plan\": [{\"cpu\", \"bank\", \"status\", \"addr\", \"misc\",\n"
-		"\"mcg_status\", \"broadcast\"}, ...]} in delivery order.\n", prog);
+		"\"mcg_status\", \"bystander\"}, ...]} in delivery order.\n", prog);
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -145,7 +145,7 @@ int x86_plan_main(int argc, char **argv)
 	for (int i = 0; i < n; i++)
 		printf("%s\n  {\"cpu\": %u, \"bank\": %u, \"status\": \"0x%" PRIx64
 		       "\", \"addr\": \"0x%" PRIx64 "\", \"misc\": \"0x%" PRIx64
-		       "\", \"mcg_status\": \"0x%" PRIx64 "\", \"broadcast\": %s}",
+		       "\", \"mcg_status\": \"0x%" PRIx64 "\", \"bystander\": %s}",
 		       i ? "," : "", steps[i].vcpu, steps[i].mce.bank, steps[i].mce.status,
 		       steps[i].mce.addr, steps[i].mce.misc, steps[i].mce.mcg_status,
 		       steps[i].bystander ? "true" : "false");
