@@ -56,11 +56,9 @@ def host_emulates_ram_access():
     so that a guest access to an unusable host page of RAM comes back as an
     MMIO exit (source "ram-mmio") instead of SIGBUS or a memory-fault exit."""
     v = probe().get("kvm", {}).get("ram_access_exits_as_mmio")
-    if v is not None:
-        return v
-    # Until the probe reports kvm.ram_access_exits_as_mmio: the one host type
-    # known to emulate (kvm_pvm, HOST.md). This fallback goes when the key lands.
-    return os.path.exists("/sys/module/kvm_pvm")
+    if v is None:
+        raise RuntimeError("vmras probe --json gives no kvm.ram_access_exits_as_mmio")
+    return v
 
 
 def guest_access_sources():
@@ -124,6 +122,7 @@ class QMP:
         self.sock.connect(path)
         self.buf = b""
         self.events = []
+        self.replies = []  # replies read while waiting for an event
         self.greeting = self.recv()
         if negotiate:
             r = self.cmd("qmp_capabilities")
@@ -145,6 +144,8 @@ class QMP:
     def reply(self, timeout=60):
         """The next reply to a command; events on the way are kept. A VMM
         that keeps sending events but never answers fails, after timeout."""
+        if self.replies:
+            return self.replies.pop(0)
         end = time.time() + timeout
         while True:
             if time.time() > end:
@@ -175,6 +176,8 @@ class QMP:
             m = self.recv()
             if "event" in m:
                 self.events.append(m)
+            else:
+                self.replies.append(m)  # to a command sent ahead (pipelined)
 
     def close(self):
         self.sock.close()
