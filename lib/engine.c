@@ -130,7 +130,7 @@ static enum plan plan_for(struct vmras *v, const struct vmras_region *r,
 	if (st == VR_SUB_POISONED)
 		return PLAN_SUBPAGE; /* the registry knows it: a duplicate */
 	/* A report from before the new mapping was in place is about the old page. */
-	if (f->ev.time_ns < vr_split_live_ns(s))
+	if (f->ev.seq < vr_split_live_seq(s))
 		*named_bad = !vr_split_read_back(s, f->ev.gpa);
 	if (vr_split_sub_size(s) > SMALL_PAGE)
 		return PLAN_SPLIT; /* a 2 MiB page of a split 1 GiB page */

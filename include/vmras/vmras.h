@@ -117,6 +117,8 @@ struct vmras_stats {
 	uint64_t subpages_salvaged;	/* filled from the old huge page */
 	uint64_t uffd_faults;	/* userfaultfd faults served */
 	uint64_t uffd_unrouted;	/* faults on a range nobody owns (woken, reported) */
+	uint64_t fill_errors;	/* split fill: reads, maps, markers or frees that failed */
+	uint64_t reports_lost;	/* reports that could not be queued (no memory, shut down) */
 };
 
 void vmras_policy_default(struct vmras_policy *p);

@@ -35,7 +35,8 @@ static int safe_copy(struct vmras *v, uint64_t gpa, void *buf, size_t len, bool 
 				ev.gpa = a;
 				ev.tid = vr_gettid();
 				ev.time_ns = vr_now_ns();
-				vr_submit_event(v, &ev, 0, false);
+				if (vr_submit_event(v, &ev, 0, false))
+					VR_STAT_ADD(v, reports_lost, 1);
 			}
 			return -EHWPOISON;
 		}

@@ -12,14 +12,16 @@
  *   5. tell the VMM (it may refuse);
  * then resume: no copying while they wait, whatever the size.
  *
- * The fill installs runs of good pages with one UFFDIO_COPY each from a
- * read-only view of the old page: a page appears whole or not at all
- * (never a zero page a vCPU could see first), a missing fault waits on
- * the router, and the kernel stops a copy at a page it knows is bad
- * (-EFAULT) instead of raising a machine check in the fill. 4 KiB pages
- * cost the kernel an allocation each (about a microsecond): a 1 GiB page
- * therefore becomes 2 MiB pages where the pool has them, and fills at
- * about memcpy speed.
+ * The fill reads the old page through its file (read(2): on a kernel with
+ * memory failure a poisoned huge page can no longer be mapped, but its
+ * file still reads up to the bad 4 KiB page, then EIO) into the new
+ * file's page cache through a mapping of our own, then maps the pages into
+ * guest RAM with UFFDIO_CONTINUE. The guest mapping is registered for
+ * missing and minor faults, so a page being filled is never visible to a
+ * vCPU before it is whole: every fault waits for the router, which
+ * continues a page only once it is filled. 4 KiB pages cost the kernel an
+ * allocation each (about a microsecond): a 1 GiB page therefore becomes
+ * 2 MiB pages where the pool has them, and fills at about memcpy speed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,8 +45,10 @@
 #define SUB SMALL_PAGE
 #define MID (2ULL << 20)
 #define FAULT_GROUP 16		/* 4 KiB pages filled together on a fault: 64 KiB */
-#define IDLE_BYTES (8 * MID)	/* filled per background step (faults wait at most one) */
+#define IDLE_BYTES (16 * MID)	/* filled per background step (faults wait at most one) */
 #define VR_SUB_PENDING 0x80	/* a 2 MiB chunk poisoned whole, waiting to be nested */
+/* Missing faults (not there yet) and minor ones (there, not yet mapped). */
+#define FILL_MODE (UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR)
 
 struct vr_split {
 	struct vr_split *next;	/* v->splits: top-level splits */
@@ -55,18 +59,19 @@ struct vr_split {
 	uint64_t sub;		/* the new page size: SUB or MID */
 	int old_fd;		/* what held the data before (punched when filled), or -1 */
 	off_t old_off;
+	int src_fd;		/* where the data is read from (old_fd, or a parent's memfd) */
+	off_t src_off;
 	int memfd;		/* the replacement */
-	const char *src;	/* read-only view of the data */
-	bool own_src;		/* src is our mapping (unmapped when filled) */
+	char *fill_map;		/* our own mapping of memfd: the fill writes there */
 	struct vr_vma_attrs attrs;
 
 	pthread_mutex_t lock;	/* state, child, ndone, cursor, filled */
 	uint8_t *state;		/* enum vr_sub (or PENDING) per subpage */
 	struct vr_split **child;	/* MID: chunk -> nested split */
-	uint32_t nchildren;
+	uint32_t nchildren, *child_idx;	/* which chunks are nested, in order */
 	uint32_t nsub, ndone, cursor;
 	bool filled;
-	uint64_t t_live_ns;	/* CLOCK_REALTIME: the new mapping in place */
+	uint64_t live_seq;	/* arrival number when the new mapping went in */
 };
 
 static void split_free(struct vr_split *s)
@@ -77,10 +82,11 @@ static void split_free(struct vr_split *s)
 		split_free(s->child[i]);
 	if (s->memfd >= 0)
 		close(s->memfd);
-	if (s->own_src && s->src && s->src != MAP_FAILED)
-		munmap((void *)s->src, s->size);
+	if (s->fill_map && s->fill_map != MAP_FAILED)
+		munmap(s->fill_map, s->size);
 	pthread_mutex_destroy(&s->lock);
 	free(s->child);
+	free(s->child_idx);
 	free(s->state);
 	free(s);
 }
@@ -95,13 +101,15 @@ static struct vr_split *split_alloc(struct vmras *v, const struct vmras_region *
 	*s = (struct vr_split){
 		.v = v, .r = r, .gpa = gpa, .size = size, .sub = sub,
 		.hva = (uintptr_t)r->hva + (gpa - r->gpa), .nsub = (uint32_t)(size / sub),
-		.memfd = -1, .old_fd = -1,
+		.memfd = -1, .old_fd = -1, .src_fd = -1,
 	};
 	pthread_mutex_init(&s->lock, NULL);
 	s->state = calloc(s->nsub, 1);
-	if (sub == MID)
+	if (sub == MID) {
 		s->child = calloc(s->nsub, sizeof(*s->child));
-	if (!s->state || (sub == MID && !s->child)) {
+		s->child_idx = calloc(s->nsub, sizeof(*s->child_idx));
+	}
+	if (!s->state || (sub == MID && (!s->child || !s->child_idx))) {
 		split_free(s);
 		return NULL;
 	}
@@ -166,9 +174,9 @@ uint64_t vr_split_sub_size(const struct vr_split *s)
 	return s->sub;
 }
 
-uint64_t vr_split_live_ns(const struct vr_split *s)
+uint64_t vr_split_live_seq(const struct vr_split *s)
 {
-	return s->t_live_ns;
+	return s->live_seq;
 }
 
 uint64_t vr_split_granule(struct vmras *v, const struct vmras_region *r, uint64_t gpa)
@@ -188,16 +196,15 @@ uint64_t vr_split_granule(struct vmras *v, const struct vmras_region *r, uint64_
 	return g;
 }
 
-/* Can the old data of gpa still be read? (process_vm_readv: no signal on poison.) */
+/* Can the old data of gpa still be read (the kernel says EIO for a bad page)? */
 static bool source_readable(const struct vr_split *s, uint64_t gpa)
 {
-	char b[SUB];
-	struct iovec local = { b, SUB };
-	struct iovec remote = { (void *)(s->src + ((gpa - s->gpa) & ~(SUB - 1))), SUB };
+	char b[SUB] __attribute__((aligned(64)));
+	off_t off = s->src_off + (off_t)((gpa - s->gpa) & ~(SUB - 1));
 
 	if (vr_hw_is_bad(s->v, gpa & ~(SUB - 1), SUB))
 		return false; /* injected: the kernel would say so */
-	return !s->src || process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)SUB;
+	return s->src_fd < 0 || pread(s->src_fd, b, SUB, off) == (ssize_t)SUB;
 }
 
 /* ---- the fill (router thread) ---------------------------------------- */
@@ -210,7 +217,8 @@ static void salvage_event(struct vr_split *s, uint64_t gpa)
 	};
 
 	/* No wait: the engine may itself be waiting for a vCPU that waits on us. */
-	vr_submit_event(s->v, &ev, 0, false);
+	if (vr_submit_event(s->v, &ev, 0, false))
+		VR_STAT_ADD(s->v, reports_lost, 1);
 }
 
 /*
@@ -220,70 +228,68 @@ static void salvage_event(struct vr_split *s, uint64_t gpa)
  */
 static void bad_found(struct vr_split *s, uint32_t idx, uint64_t bad_gpa)
 {
+	uint64_t off = (uint64_t)idx * s->sub;
+	int err;
+
 	s->state[idx] = s->sub == SUB ? VR_SUB_POISONED : VR_SUB_PENDING;
 	if (s->sub == SUB)
 		s->ndone++;
-	vr_uffd_poison(s->v->router, s->hva + (uint64_t)idx * s->sub, s->sub);
+	/* What a short read left in the new page: out, so no one maps it. */
+	if (fallocate(s->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+		      (off_t)s->sub))
+		VR_STAT_ADD(s->v, fill_errors, 1);
+	err = vr_uffd_poison(s->v->router, s->hva + off, s->sub);
+	/* Without the marker a fault finds it poisoned here and tries again. */
+	if (err && err != -EEXIST)
+		VR_STAT_ADD(s->v, fill_errors, 1);
 	salvage_event(s, bad_gpa);
 }
 
-/* With s->lock held: write subpage k through a mapping of its own (it exists already). */
-static int overwrite(struct vr_split *s, uint32_t k)
+static int uffd_continue(struct vr_split *s, uint32_t i, uint32_t n, uint32_t *mapped)
 {
-	void *p = mmap(NULL, s->sub, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd,
-		       (off_t)((uint64_t)k * s->sub));
-	struct iovec local, remote;
-	ssize_t n;
+	struct uffdio_continue c = { .range = { .start = s->hva + (uint64_t)i * s->sub,
+						.len = (uint64_t)n * s->sub } };
+	long r = kabi_ioctl(vr_router_fd(s->v->router), UFFDIO_CONTINUE, &c);
 
-	if (p == MAP_FAILED)
-		return -errno;
-	/* Through the kernel: a bad source page is -EFAULT, not a machine check here. */
-	local = (struct iovec){ p, s->sub };
-	remote = (struct iovec){ (void *)(s->src + (uint64_t)k * s->sub), s->sub };
-	n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
-	munmap(p, s->sub);
-	return n == (ssize_t)s->sub ? 0 : n < 0 ? -errno : -EFAULT;
+	/* EEXIST: mapped already (it maps our page cache page: the same data). */
+	*mapped = r == 0 || r == -EEXIST ? n : c.mapped > 0 ? (uint32_t)(c.mapped / (int64_t)s->sub) : 0;
+	return r == -EEXIST ? 0 : (int)r;
 }
 
 /*
- * With s->lock held: install subpages [i, j) (all missing, none known bad)
- * with one UFFDIO_COPY. Returns how many it filled; *stalled when the
- * kernel had no memory or the mapping was changing.
+ * With s->lock held: fill subpages [i, j) (all missing, none known bad):
+ * read them into the new page cache, then map them. Returns how many it
+ * filled; *stalled when the kernel had no memory or the mapping was
+ * changing (tried again later).
  */
-static uint32_t copy_run(struct vr_split *s, uint32_t i, uint32_t j, bool *stalled)
+static uint32_t read_run(struct vr_split *s, uint32_t i, uint32_t j, bool *stalled)
 {
-	uint64_t off = (uint64_t)i * s->sub;
-	struct uffdio_copy c = { .dst = s->hva + off, .src = (uintptr_t)s->src + off,
-				 .len = (uint64_t)(j - i) * s->sub };
-	long r = kabi_ioctl(vr_router_fd(s->v->router), UFFDIO_COPY, &c);
-	uint32_t done = r == 0 ? j - i : c.copy > 0 ? (uint32_t)((uint64_t)c.copy / s->sub) : 0;
-	uint32_t k = i + done;
+	uint64_t off = (uint64_t)i * s->sub, len = (uint64_t)(j - i) * s->sub;
+	uint32_t whole, mapped;
+	ssize_t n;
+	int err;
 
-	for (uint32_t n = i; n < k; n++)
-		s->state[n] = VR_SUB_FILLED;
-	s->ndone += done;
-	if (r == 0 || k >= j)
-		return done;
-	if (r == -EEXIST) {
-		/*
-		 * Someone instantiated it through the file (a sharer of guest
-		 * memory): not ours yet, so write what it must hold.
-		 */
-		r = overwrite(s, k);
-		if (!r) {
-			s->state[k] = VR_SUB_FILLED;
-			s->ndone++;
-			vr_uffd_wake(s->v->router, s->hva + (uint64_t)k * s->sub, s->sub);
-			return done + 1;
-		}
+	do
+		n = pread(s->src_fd, s->fill_map + off, len, s->src_off + (off_t)off);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno != EIO) {
+		*stalled = true;
+		VR_STAT_ADD(s->v, fill_errors, 1);
+		return 0;
 	}
-	if (r == -EFAULT || r == -EIO) {
-		/* The copy stopped at a page the kernel knows is bad. */
-		bad_found(s, k, s->gpa + (uint64_t)k * s->sub);
-		return done;
+	whole = n < 0 ? 0 : (uint32_t)((uint64_t)n / s->sub);
+	err = whole ? uffd_continue(s, i, whole, &mapped) : 0;
+	if (err) {
+		*stalled = true; /* EAGAIN, ENOMEM: the data is there, map it later */
+		whole = mapped;
 	}
-	*stalled = true; /* ENOMEM, EAGAIN (mapping changing): try again later */
-	return done;
+	for (uint32_t k = i; k < i + whole; k++)
+		s->state[k] = VR_SUB_FILLED;
+	s->ndone += whole;
+	/* A short read stopped at a page the kernel knows is bad. */
+	if (!err && i + whole < j)
+		bad_found(s, i + whole, s->gpa + off + (n > 0 ? (uint64_t)n & ~(SUB - 1) : 0));
+	return whole;
 }
 
 /* Fill the missing subpages in [first, last) of s. */
@@ -321,7 +327,7 @@ static void fill_range(struct vr_split *s, uint32_t first, uint32_t last, bool *
 		}
 		while (j < next_bad && s->state[j] == VR_SUB_MISSING)
 			j++;
-		done = copy_run(s, i, j, stalled);
+		done = read_run(s, i, j, stalled);
 		filled += done;
 		i += done ? done : 1;
 	}
@@ -342,6 +348,25 @@ static void fill_around(struct vr_split *s, uint64_t addr)
 	fill_range(s, first, last, &stalled);
 }
 
+/*
+ * A fault after the page was filled: its mapping went (reclaim, a
+ * madvise) and the page cache still holds it, or a marker that failed to
+ * go in: put it back.
+ */
+static void refault(struct vr_split *s, uint64_t addr)
+{
+	uint32_t idx = (uint32_t)((addr - s->hva) / s->sub), mapped;
+	uint8_t st;
+
+	pthread_mutex_lock(&s->lock);
+	st = s->state[idx];
+	if (st == VR_SUB_FILLED)
+		uffd_continue(s, idx, 1, &mapped);
+	else if (st == VR_SUB_POISONED || st == VR_SUB_PENDING)
+		vr_uffd_poison(s->v->router, s->hva + (uint64_t)idx * s->sub, s->sub);
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void split_fault(void *opaque, uint64_t addr, uint64_t flags)
 {
 	struct vr_split *s = opaque, *c = NULL;
@@ -352,7 +377,9 @@ static void split_fault(void *opaque, uint64_t addr, uint64_t flags)
 		c = s->child[index_of(s, s->gpa + (addr - s->hva))];
 		pthread_mutex_unlock(&s->lock);
 	}
-	fill_around(c ? c : s, addr);
+	s = c ? c : s;
+	fill_around(s, addr);
+	refault(s, addr);
 	/* Filled, or poisoned (the marker answers), or a fill that failed: retry. */
 	vr_uffd_wake(s->v->router, addr & ~(SUB - 1), SUB);
 }
@@ -360,12 +387,12 @@ static void split_fault(void *opaque, uint64_t addr, uint64_t flags)
 /* With s->lock held: every subpage is there: the old page goes back to the pool. */
 static void finish(struct vr_split *s)
 {
-	if (s->own_src && s->src)
-		munmap((void *)s->src, s->size);
-	s->src = NULL;
-	if (s->old_fd >= 0)
-		fallocate(s->old_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s->old_off,
-			  (off_t)s->size);
+	munmap(s->fill_map, s->size);
+	s->fill_map = NULL;
+	if (s->old_fd >= 0 &&
+	    fallocate(s->old_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s->old_off,
+		      (off_t)s->size))
+		VR_STAT_ADD(s->v, fill_errors, 1); /* the old page stays until reset */
 	s->filled = true;
 }
 
@@ -399,14 +426,12 @@ static int split_idle(void *opaque)
 	nchildren = s->nchildren;
 	pthread_mutex_unlock(&s->lock);
 	/* Nested chunks first: a vCPU is most likely there. */
-	for (uint32_t i = 0; nchildren && i < s->nsub; i++) {
+	for (uint32_t i = 0; i < nchildren; i++) {
 		struct vr_split *c;
 
 		pthread_mutex_lock(&s->lock);
-		c = s->child[i];
+		c = s->child[s->child_idx[i]];
 		pthread_mutex_unlock(&s->lock);
-		if (c)
-			nchildren--;
 		if (c && !fill_step(c, &stalled)) {
 			children_done = false;
 			pthread_mutex_lock(&c->lock);
@@ -430,8 +455,7 @@ static const struct vr_route_ops split_ops = { .fault = split_fault, .idle = spl
 
 static int uffd_register(struct vmras *v, uint64_t start, uint64_t len)
 {
-	struct uffdio_register reg = { .range = { .start = start, .len = len },
-				       .mode = UFFDIO_REGISTER_MODE_MISSING };
+	struct uffdio_register reg = { .range = { .start = start, .len = len }, .mode = FILL_MODE };
 
 	return (int)kabi_ioctl(vr_router_fd(v->router), UFFDIO_REGISTER, &reg);
 }
@@ -455,20 +479,20 @@ static int tell_vmm(struct vmras *v, const struct vr_split *s, bool restore)
  */
 static int make_replacement(struct vr_split *s)
 {
-	void *trial;
+	bool huge = s->sub == MID;
 
-	if (s->sub == MID) {
-		s->memfd = memfd_create("vmras-split-2m", MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB);
-		if (s->memfd < 0 || ftruncate(s->memfd, (off_t)s->size))
-			return -errno;
-		trial = mmap(NULL, s->size, PROT_NONE, MAP_SHARED, s->memfd, 0);
-		if (trial == MAP_FAILED)
-			return -errno;
-		munmap(trial, s->size);
-		return 0;
+	s->memfd = memfd_create(huge ? "vmras-split-2m" : "vmras-split",
+				MFD_CLOEXEC | (huge ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
+	/* Our own mapping for the fill; for hugetlb it reserves the pages too. */
+	if (s->memfd < 0 || ftruncate(s->memfd, (off_t)s->size))
+		return -errno;
+	s->fill_map = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd, 0);
+	if (s->fill_map == MAP_FAILED) {
+		s->fill_map = NULL;
+		return -errno;
 	}
-	s->memfd = memfd_create("vmras-split", MFD_CLOEXEC);
-	return s->memfd < 0 ? -errno : 0;
+	/* 4 KiB: empty again until registered (an early access is SIGBUS, not a zero page). */
+	return huge || !ftruncate(s->memfd, 0) ? 0 : -errno;
 }
 
 /* vCPUs paused, map_lock held: the replacement over s's range, registered, open. */
@@ -480,8 +504,7 @@ static int map_replacement(struct vmras *v, struct vr_split *s, bool route)
 
 	if (mmap(p, s->size, prot, MAP_SHARED | MAP_FIXED, s->memfd, 0) == MAP_FAILED)
 		return -errno;
-	err = route ? vr_router_add(v->router, s->hva, s->size, UFFDIO_REGISTER_MODE_MISSING,
-				    true, &split_ops, s)
+	err = route ? vr_router_add(v->router, s->hva, s->size, FILL_MODE, true, &split_ops, s)
 		    : uffd_register(v, s->hva, s->size);
 	if (err)
 		return err;
@@ -531,8 +554,7 @@ static struct vr_split *nest_prepare(struct vmras *v, struct vr_split *p, uint32
 		return NULL;
 	c->parent = p;
 	c->attrs = p->attrs;
-	c->memfd = memfd_create("vmras-split", MFD_CLOEXEC);
-	if (c->memfd < 0) {
+	if (make_replacement(c)) {
 		split_free(c);
 		return NULL;
 	}
@@ -548,30 +570,27 @@ static int nest(struct vmras *v, struct vr_split *p, struct vr_split *c, uint64_
 	pthread_mutex_lock(&p->lock);
 	st = p->state[idx];
 	if (st == VR_SUB_FILLED) {
-		c->src = mmap(NULL, MID, PROT_READ, MAP_SHARED, p->memfd, (off_t)((uint64_t)idx * MID));
-		c->own_src = true;
-		c->old_fd = p->memfd;
-		c->old_off = (off_t)((uint64_t)idx * MID);
+		/* p's 2 MiB page holds it (and goes when the chunk is filled). */
+		c->src_fd = c->old_fd = p->memfd;
+		c->src_off = c->old_off = (off_t)((uint64_t)idx * MID);
 	} else {
-		c->src = p->src + (uint64_t)idx * MID;
+		c->src_fd = p->src_fd;
+		c->src_off = p->src_off + (off_t)((uint64_t)idx * MID);
 	}
-	err = c->src == MAP_FAILED ? -errno : map_replacement(v, c, false);
+	err = map_replacement(v, c, false);
 	if (!err && bad_gpa != VR_SPLIT_NO_BAD)
 		err = poison_locked(v, c, bad_gpa);
 	if (!err) {
-		c->t_live_ns = vr_now_ns();
+		c->live_seq = __atomic_load_n(&v->seq, __ATOMIC_SEQ_CST);
 		if (st != VR_SUB_FILLED)
 			p->ndone++;
 		__atomic_store_n(&p->state[idx], VR_SUB_NESTED, __ATOMIC_RELAXED);
 		p->child[idx] = c;
-		p->nchildren++;
+		p->child_idx[p->nchildren++] = idx;
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (!err)
 		return 0;
-	if (c->own_src && c->src != MAP_FAILED)
-		munmap((void *)c->src, MID);
-	c->src = NULL;
 	split_free(c);
 	return err;
 }
@@ -635,15 +654,8 @@ static struct vr_split *top_new(struct vmras *v, const struct vmras_region *r, u
 	}
 	if (*err)
 		goto fail;
-	s->old_fd = r->fd;
-	s->old_off = (off_t)(r->fd_offset + (base - r->gpa));
-	s->src = mmap(NULL, s->size, PROT_READ, MAP_SHARED, r->fd, s->old_off);
-	s->own_src = true;
-	if (s->src == MAP_FAILED) {
-		*err = -errno;
-		s->src = NULL;
-		goto fail;
-	}
+	s->old_fd = s->src_fd = r->fd;
+	s->old_off = s->src_off = (off_t)(r->fd_offset + (base - r->gpa));
 	*err = vr_vma_attrs_get(v, r, s->hva, &s->attrs);
 	if (!*err)
 		return s;
@@ -690,7 +702,7 @@ static int begin_top(struct vmras *v, const struct vmras_region *r, uint64_t gpa
 			pthread_mutex_unlock(&s->lock);
 		}
 	}
-	s->t_live_ns = vr_now_ns();
+	s->live_seq = __atomic_load_n(&v->seq, __ATOMIC_SEQ_CST);
 	pthread_rwlock_unlock(&v->map_lock);
 	/* Still paused: sharers of guest memory switch now, or refuse. */
 	if (!err && tell_vmm(v, s, false)) {
@@ -750,9 +762,9 @@ static int begin_nested(struct vmras *v, struct vr_split *p, uint64_t gpa, uint6
 			vr_router_remove(v->router, p->hva, p->size, false);
 			pthread_mutex_lock(&p->lock);
 			p->child[idx] = NULL;
-			p->nchildren--;
-			p->state[idx] = c->own_src ? VR_SUB_FILLED : VR_SUB_MISSING;
-			if (!c->own_src)
+			p->nchildren--; /* it was the last one added */
+			p->state[idx] = c->old_fd >= 0 ? VR_SUB_FILLED : VR_SUB_MISSING;
+			if (c->old_fd < 0)
 				p->ndone--;
 			pthread_mutex_unlock(&p->lock);
 			split_free(c);

@@ -45,8 +45,8 @@ struct vr_split *vr_split_find(struct vmras *v, uint64_t gpa);
 /* The state of gpa's subpage in s, and the subpage size (4 KiB or 2 MiB). */
 enum vr_sub vr_split_state(struct vr_split *s, uint64_t gpa);
 uint64_t vr_split_sub_size(const struct vr_split *s);
-/* When the new mapping went in (CLOCK_REALTIME): reports before it saw the old page. */
-uint64_t vr_split_live_ns(const struct vr_split *s);
+/* The arrival number when the new mapping went in: reports below it saw the old page. */
+uint64_t vr_split_live_seq(const struct vr_split *s);
 /* Any thread: the page size guest RAM at gpa has now. */
 uint64_t vr_split_granule(struct vmras *v, const struct vmras_region *r, uint64_t gpa);
 
