@@ -107,15 +107,13 @@ static int ras_remap(void *opaque, const struct vmras_remap *m)
 	return 0;
 }
 
-/* The guest's CPU vendor, from the CPUID it was given (leaf 0). */
+/*
+ * The guest's CPU vendor, from the CPUID it was given (leaf 0; the same
+ * reading x86_machine_init made when it chose the RAS bits of that CPUID).
+ */
 static enum vmras_x86_vendor guest_vendor(const struct x86_machine *m)
 {
-	for (__u32 i = 0; i < m->cpuid->nent; i++)
-		if (m->cpuid->entries[i].function == 0)
-			/* "AuthenticAMD": EBX "Auth" */
-			return m->cpuid->entries[i].ebx == 0x68747541 ? VMRAS_X86_AMD
-									: VMRAS_X86_INTEL;
-	return VMRAS_X86_INTEL;
+	return x86_cpuid_vendor(m->cpuid);
 }
 
 int vmm_ras_init(struct vmm *vm, struct vmm_error *e)

@@ -156,7 +156,7 @@ int vmm_create(const struct vmm_config *cfg, struct vmm **out, struct vmm_error 
 		r = vmm_fail(e, -errno, "open /dev/kvm");
 		goto err;
 	}
-	r = x86_machine_init(&vm->x86, vm->kvm_fd, e);
+	r = x86_machine_init(&vm->x86, vm->kvm_fd, cfg->cpu_vendor, e);
 	if (r)
 		goto err;
 	r = kabi_ioctl_val(vm->kvm_fd, KVM_CREATE_VM, 0);

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "ram.h"
 #include "vmras/vmras.h"
+#include "x86.h"
 
 #define VMM_MAX_INJECT 64
 
@@ -41,6 +42,7 @@ struct vmm_config {
 	unsigned int sample;		/* guest checks every Nth page; the VMM the rest */
 	struct vmras_policy policy;
 	bool no_broadcast;		/* machine checks to the consuming vCPU only */
+	enum x86_cpu_vendor cpu_vendor;	/* what CPUID tells the guest (default: the host's) */
 	const char *event_log;		/* MEMORY_FAILURE events as JSON lines */
 	unsigned int ninject;
 	struct vmm_inject inject[VMM_MAX_INJECT];

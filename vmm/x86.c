@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,9 +24,145 @@
 #define PTE_PS (1ULL << 7)
 #define CPUID_1_EDX_MCE (1U << 7)
 #define CPUID_1_EDX_MCA (1U << 14)
+/* CPUID 0x80000007 EBX (AMD RAS capabilities) */
+#define CPUID_80000007_EBX_OVERFLOW_RECOV (1U << 0)
+#define CPUID_80000007_EBX_SUCCOR (1U << 1)
+#define CPUID_EXT_BASE 0x80000000U
+#define CPUID_EXT_RAS 0x80000007U
 #define MAX_CPUID_ENTRIES 256
 
-int x86_machine_init(struct x86_machine *m, int kvm_fd, struct vmm_error *e)
+/*
+ * CPUID leaf 1 EAX: stepping [3:0], model [7:4], family [11:8], extended
+ * model [19:16], extended family [27:20].
+ * Intel family 6 model 0x55 stepping 4 (Skylake-SP): family 6 with
+ * model >= 14 is where Linux expects Intel's MCA broadcast.
+ * AMD family 0x17 (0xf + 8) model 0x31 stepping 0 (EPYC Rome).
+ */
+#define SIGNATURE_INTEL_SKX 0x00050654U
+#define SIGNATURE_AMD_ROME 0x00830f10U
+
+static struct kvm_cpuid_entry2 *cpuid_find(const struct kvm_cpuid2 *c, __u32 function)
+{
+	for (__u32 i = 0; i < c->nent; i++)
+		if (c->entries[i].function == function && c->entries[i].index == 0)
+			return (struct kvm_cpuid_entry2 *)&c->entries[i];
+	return NULL;
+}
+
+/* The leaf, appended (all zero) if KVM did not list it. NULL: no room. */
+static struct kvm_cpuid_entry2 *cpuid_get(struct kvm_cpuid2 *c, __u32 function)
+{
+	struct kvm_cpuid_entry2 *x = cpuid_find(c, function);
+
+	if (x || c->nent >= MAX_CPUID_ENTRIES)
+		return x;
+	x = &c->entries[c->nent++];
+	memset(x, 0, sizeof(*x));
+	x->function = function;
+	return x;
+}
+
+/* A 12-character vendor string as leaves 0 and 0x80000000 hold it: EBX, EDX, ECX. */
+static void vendor_set(struct kvm_cpuid_entry2 *x, const char *id)
+{
+	memcpy(&x->ebx, id, 4);
+	memcpy(&x->edx, id + 4, 4);
+	memcpy(&x->ecx, id + 8, 4);
+}
+
+static void vendor_get(const struct kvm_cpuid_entry2 *x, char id[13])
+{
+	memcpy(id, &x->ebx, 4);
+	memcpy(id + 4, &x->edx, 4);
+	memcpy(id + 8, &x->ecx, 4);
+	id[12] = 0;
+}
+
+enum vmras_x86_vendor x86_cpuid_vendor(const struct kvm_cpuid2 *c)
+{
+	const struct kvm_cpuid_entry2 *x = cpuid_find(c, 0);
+	char id[13];
+
+	if (!x)
+		return VMRAS_X86_INTEL;
+	vendor_get(x, id);
+	return !strcmp(id, "AuthenticAMD") || !strcmp(id, "HygonGenuine") ? VMRAS_X86_AMD
+									  : VMRAS_X86_INTEL;
+}
+
+const char *x86_vendor_name(enum vmras_x86_vendor v)
+{
+	return v == VMRAS_X86_AMD ? "amd" : "intel";
+}
+
+/*
+ * Show the guest the chosen vendor. The rest of KVM's supported CPUID
+ * stays the host's: the test guest and the machine-check path need only
+ * the vendor, the family/model Linux grades machine checks by, and (AMD)
+ * the RAS bits of leaf 0x80000007.
+ */
+static int set_vendor(struct kvm_cpuid2 *c, enum x86_cpu_vendor want, struct vmm_error *e)
+{
+	struct kvm_cpuid_entry2 *l0 = cpuid_find(c, 0), *l1 = cpuid_find(c, 1), *ext, *ras;
+	char host_id[13], guest_id[13];
+	bool amd;
+
+	if (!l0 || !l1)
+		return vmm_failf(e, -ENOTSUP, "KVM's supported CPUID has no leaf %s", l0 ? "1" : "0");
+	vendor_get(l0, host_id);
+	switch (want) {
+	case X86_CPU_HOST:
+		break;
+	case X86_CPU_INTEL:
+		vendor_set(l0, "GenuineIntel");
+		l1->eax = SIGNATURE_INTEL_SKX;
+		break;
+	case X86_CPU_AMD:
+		vendor_set(l0, "AuthenticAMD");
+		/* An AMD host's own family and model; elsewhere a plausible one. */
+		if (strcmp(host_id, "AuthenticAMD"))
+			l1->eax = SIGNATURE_AMD_ROME;
+		break;
+	}
+	amd = x86_cpuid_vendor(c) == VMRAS_X86_AMD;
+	vendor_get(l0, guest_id);
+	ext = cpuid_find(c, CPUID_EXT_BASE);
+	if (want != X86_CPU_HOST && ext) {
+		/* AMD repeats the vendor here; Intel leaves it zero. */
+		if (amd)
+			vendor_set(ext, guest_id);
+		else
+			ext->ebx = ext->ecx = ext->edx = 0;
+	}
+	if (!amd) {
+		ras = cpuid_find(c, CPUID_EXT_RAS);
+		if (ras && want != X86_CPU_HOST)
+			ras->ebx = 0; /* reserved on Intel */
+		return 0;
+	}
+	/*
+	 * AMD: offer SUCCOR (software uncorrectable error containment and
+	 * recovery) and OverflowRecov, as QEMU's succor and overflow-recov
+	 * CPU properties do. KVM leaves this leaf zero, and without SUCCOR a
+	 * Linux AMD guest panics on any uncorrected error ("Uncorrected
+	 * error without MCA Recovery").
+	 */
+	ext = cpuid_get(c, CPUID_EXT_BASE);
+	if (!ext)
+		return vmm_failf(e, -ENOSPC, "CPUID table full: cannot add leaf 0x%x", CPUID_EXT_BASE);
+	if (ext->eax < CPUID_EXT_RAS) {
+		ext->eax = CPUID_EXT_RAS;
+		vendor_set(ext, guest_id);
+	}
+	ras = cpuid_get(c, CPUID_EXT_RAS);
+	if (!ras)
+		return vmm_failf(e, -ENOSPC, "CPUID table full: cannot add leaf 0x%x", CPUID_EXT_RAS);
+	ras->ebx |= CPUID_80000007_EBX_SUCCOR | CPUID_80000007_EBX_OVERFLOW_RECOV;
+	return 0;
+}
+
+int x86_machine_init(struct x86_machine *m, int kvm_fd, enum x86_cpu_vendor want,
+		     struct vmm_error *e)
 {
 	struct kvm_cpuid2 *c;
 	__u64 supported = 0;
@@ -41,11 +178,16 @@ int x86_machine_init(struct x86_machine *m, int kvm_fd, struct vmm_error *e)
 		free(c);
 		return vmm_fail(e, (int)r, "KVM_GET_SUPPORTED_CPUID");
 	}
+	m->cpuid = c;
 	/* The guest must be told that machine checks and MCA exist. */
 	for (__u32 i = 0; i < c->nent; i++)
 		if (c->entries[i].function == 1)
 			c->entries[i].edx |= CPUID_1_EDX_MCE | CPUID_1_EDX_MCA;
-	m->cpuid = c;
+	r = set_vendor(c, want, e);
+	if (r)
+		return (int)r;
+	m->vendor = x86_cpuid_vendor(c);
+	vendor_get(cpuid_find(c, 0), m->vendor_id);
 
 	banks = kabi_ioctl_val(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE);
 	if (banks <= 0)

@@ -7,20 +7,44 @@
 
 #include "error.h"
 #include "ram.h"
+#include "vmras/x86_mce.h"
 
 struct kvm_cpuid2;
 
 /* QEMU's defaults: MCG_CTL_P | MCG_SER_P and 10 banks. */
 #define X86_MCE_BANKS_DEFAULT 10
 
-struct x86_machine {
-	struct kvm_cpuid2 *cpuid;	/* supported CPUID, MCE/MCA forced on */
-	uint64_t mcg_cap;		/* what each vCPU gets from SETUP_MCE */
+/* The CPU vendor the guest is shown (vmras run --cpu-vendor). */
+enum x86_cpu_vendor {
+	X86_CPU_HOST,	/* the host's, as KVM's supported CPUID gives it */
+	X86_CPU_INTEL,	/* GenuineIntel, family 6 model 0x55 (Skylake-SP) */
+	X86_CPU_AMD,	/* AuthenticAMD, the host's family/model or 0x17/0x31 (Rome) */
 };
 
-/* Read what KVM supports and decide CPUID and MCG_CAP for the guest. */
-int x86_machine_init(struct x86_machine *m, int kvm_fd, struct vmm_error *e);
+struct x86_machine {
+	struct kvm_cpuid2 *cpuid;	/* supported CPUID, MCE/MCA forced on, vendor set */
+	uint64_t mcg_cap;		/* what each vCPU gets from SETUP_MCE */
+	enum vmras_x86_vendor vendor;	/* the guest's, from cpuid (x86_cpuid_vendor) */
+	char vendor_id[13];		/* CPUID leaf 0: "GenuineIntel", "AuthenticAMD" */
+};
+
+/*
+ * Read what KVM supports and decide CPUID and MCG_CAP for the guest: the
+ * vendor string and family/model of `want`; for an AMD guest also CPUID
+ * 0x80000007 EBX SUCCOR and OverflowRecov (which KVM leaves zero), without
+ * which a Linux AMD guest cannot recover from an uncorrected error.
+ */
+int x86_machine_init(struct x86_machine *m, int kvm_fd, enum x86_cpu_vendor want,
+		     struct vmm_error *e);
 void x86_machine_destroy(struct x86_machine *m);
+
+/*
+ * Whose machine-check rules a guest with this CPUID follows: AMD for
+ * "AuthenticAMD" (and Hygon's "HygonGenuine", which Linux treats as AMD),
+ * Intel otherwise.
+ */
+enum vmras_x86_vendor x86_cpuid_vendor(const struct kvm_cpuid2 *c);
+const char *x86_vendor_name(enum vmras_x86_vendor v);	/* "intel", "amd" */
 
 /* Write the GDT and identity page tables into guest RAM. */
 int x86_setup_memory(const struct guest_ram *ram, struct vmm_error *e);

@@ -32,6 +32,8 @@ static void run_usage(FILE *f)
 		"  --policy CASE=ACTION  ao, ar, ar-not-guest, undeliverable =\n"
 		"                     ignore|inject|fatal|reset; repeatable\n"
 		"  --no-broadcast     SRAR to the consuming vCPU only\n"
+		"  --cpu-vendor host|intel|amd  the vCPUs' CPUID vendor, and so how machine\n"
+		"                     checks are encoded (default host: the host's vendor)\n"
 		"  --event-log PATH   append MEMORY_FAILURE events as JSON lines\n"
 		"  --guest-no-mce     the guest leaves CR4.MCE clear (tests)\n"
 		"  --sample N         the guest checks every Nth page (plus each --inject's\n"
@@ -151,6 +153,7 @@ int run_main(int argc, char **argv)
 		{ "event-log", required_argument, NULL, 'L' },
 		{ "guest-no-mce", no_argument, NULL, 'M' },
 		{ "sample", required_argument, NULL, 'A' },
+		{ "cpu-vendor", required_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -233,6 +236,19 @@ int run_main(int argc, char **argv)
 		case 'A':
 			if (parse_uint(optarg, 1u << 20, &cfg.sample)) {
 				tool_error("run", "--sample: not a count: '%s'", optarg);
+				return 2;
+			}
+			break;
+		case 'V':
+			if (!strcmp(optarg, "host"))
+				cfg.cpu_vendor = X86_CPU_HOST;
+			else if (!strcmp(optarg, "intel"))
+				cfg.cpu_vendor = X86_CPU_INTEL;
+			else if (!strcmp(optarg, "amd"))
+				cfg.cpu_vendor = X86_CPU_AMD;
+			else {
+				tool_error("run", "--cpu-vendor: unknown vendor '%s' (host, intel, amd)",
+					   optarg);
 				return 2;
 			}
 			break;
