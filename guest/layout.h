@@ -73,7 +73,11 @@ enum gl_msg_type {
 	GL_MSG_RETIRED,		/* a0 gpa, a1 size */
 	GL_MSG_UNRECOVERABLE,	/* a0 mcg_status, a1 rip */
 	GL_MSG_EXCEPTION,	/* a0 vector, a1 error code, a2 rip, a3 cr2 */
-	GL_MSG_DONE,		/* a0 passes, a1 total verified, a2 total corrupted */
+	GL_MSG_DONE,		/* a0 passes, a1 total verified, a2 total corrupted,
+				 * a3 machine checks, a4 errors found by polling */
+	GL_MSG_POLLED,		/* a bank found by polling: the arguments of GL_MSG_MCE, a5 0 */
+	GL_MSG_CPUID,		/* a0 leaf 0 EAX, a1 leaf 0 EBX | EDX << 32, a2 leaf 0 ECX,
+				 * a3 leaf 1 EAX, a4 leaf 0x80000000 EAX, a5 leaf 0x80000007 EBX */
 	GL_MSG_TYPE_COUNT
 };
 

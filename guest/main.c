@@ -16,6 +16,9 @@
 #define WORDS_PER_PAGE (PAGE_SIZE / 8)
 #define CR4_MCE (1ULL << 6)
 #define MAX_RETIRED 512
+/* Poll the banks every this many pages (Linux's poller runs every few minutes). */
+#define POLL_PAGES 64
+#define MAX_PENDING 32 /* one per bank */
 
 /* Saved by exc_common in start.S, lowest address first. */
 struct exc_frame {
@@ -30,10 +33,18 @@ struct cpu_state {
 	uint32_t cpu;
 	uint32_t mce_banks;
 	uint64_t machine_checks;
+	uint64_t polled;	/* errors found by polling the banks */
+	bool amd;		/* CPUID vendor AuthenticAMD or HygonGenuine */
 	const struct gl_boot_info *bi;
+	/* What a #MC handler retired while this vCPU held retired_lock. */
+	uint32_t npending;
+	struct {
+		uint64_t gpa, size;
+	} pending[MAX_PENDING];
 };
 
 #define PERCPU_STATE 0x2000ULL
+#define MSG_SLOT_MAIN 0
 #define MSG_SLOT_MC 1 /* the #MC handler reports through its own slot */
 
 struct idt_entry {
@@ -95,6 +106,11 @@ static inline void wrmsr(uint32_t msr, uint64_t v)
 		     : "memory");
 }
 
+static inline void cpuid(uint32_t leaf, uint32_t r[4])
+{
+	asm volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(0));
+}
+
 static inline uint64_t read_cr2(void)
 {
 	uint64_t v;
@@ -152,22 +168,98 @@ static bool is_retired(uint64_t gpa)
 	return false;
 }
 
-/* Stop using [gpa, gpa+size); report it once. */
-static void retire(struct cpu_state *cs, uint64_t gpa, uint64_t size)
+/* With retired_lock held: add the range unless it is retired already. */
+static bool retire_locked(uint64_t gpa, uint64_t size)
 {
-	bool added = false;
+	if (is_retired(gpa) || nretired >= MAX_RETIRED)
+		return false;
+	retired[nretired].gpa = gpa;
+	retired[nretired].size = size;
+	__atomic_store_n(&nretired, nretired + 1, __ATOMIC_RELEASE);
+	return true;
+}
 
-	while (__atomic_exchange_n(&retired_lock, 1, __ATOMIC_ACQUIRE))
-		;
-	if (!is_retired(gpa) && nretired < MAX_RETIRED) {
-		retired[nretired].gpa = gpa;
-		retired[nretired].size = size;
-		__atomic_store_n(&nretired, nretired + 1, __ATOMIC_RELEASE);
-		added = true;
+/*
+ * Stop using [gpa, gpa+size); report it once (through the caller's slot).
+ * retired_lock holds the owning vCPU's index + 1. The bank poller retires
+ * from normal code, so a #MC can arrive while its own vCPU holds the lock:
+ * the handler must not spin then (it would wait for itself), it leaves
+ * the range in the vCPU's pending list, which the interrupted retire()
+ * takes over before it returns to the code that checks is_retired().
+ */
+static void retire(struct cpu_state *cs, int slot, uint64_t gpa, uint64_t size)
+{
+	uint32_t me = cs->cpu + 1, free_ = 0;
+	bool added;
+
+	if (__atomic_load_n(&retired_lock, __ATOMIC_ACQUIRE) == me) {
+		if (cs->npending < MAX_PENDING) {
+			cs->pending[cs->npending].gpa = gpa;
+			cs->pending[cs->npending].size = size;
+			cs->npending++;
+		}
+		return;
 	}
+	while (!__atomic_compare_exchange_n(&retired_lock, &free_, me, false, __ATOMIC_ACQUIRE,
+					    __ATOMIC_RELAXED))
+		free_ = 0;
+	added = retire_locked(gpa, size);
 	__atomic_store_n(&retired_lock, 0, __ATOMIC_RELEASE);
 	if (added)
-		report(cs, MSG_SLOT_MC, GL_MSG_RETIRED, gpa, size, 0, 0, 0, 0);
+		report(cs, slot, GL_MSG_RETIRED, gpa, size, 0, 0, 0, 0);
+	/* The lock is free again: no #MC handler adds to the list now. */
+	while (cs->npending) {
+		uint32_t n = --cs->npending;
+
+		retire(cs, slot, cs->pending[n].gpa, cs->pending[n].size);
+	}
+}
+
+/*
+ * Retire the memory a valid bank names: MCi_ADDR with the granularity
+ * MCi_MISC gives (address mode physical, LSB field; a page without MISC,
+ * as Linux assumes).
+ */
+static void retire_bank(struct cpu_state *cs, int slot, uint64_t st, uint64_t addr, uint64_t misc)
+{
+	unsigned int lsb = 12;
+
+	if (!(st & MCI_STATUS_ADDRV))
+		return;
+	if ((st & MCI_STATUS_MISCV) &&
+	    ((misc & MCI_MISC_ADDR_MODE_MASK) >> MCI_MISC_ADDR_MODE_SHIFT) == MCI_MISC_ADDR_PHYS)
+		lsb = (unsigned int)(misc & MCI_MISC_LSB_MASK);
+	if (lsb < 12)
+		lsb = 12;
+	if (lsb < 40)
+		retire(cs, slot, addr & ~((1ULL << lsb) - 1), 1ULL << lsb);
+}
+
+/*
+ * What Linux's machine_check_poll does, every POLL_PAGES pages from the
+ * main loop: take the banks that hold a valid error that raised no #MC
+ * (VAL set, UC clear): on AMD, a deferred error (an uncorrectable error
+ * found by a scrub, with POISON when the data is poisoned) comes only
+ * this way. Report it, retire what it names, clear the bank. An UC error
+ * is left to the #MC handler. Cheap: one RDMSR per bank.
+ */
+static void poll_banks(struct cpu_state *cs)
+{
+	for (uint32_t i = 0; i < cs->mce_banks; i++) {
+		uint64_t st = rdmsr(MSR_IA32_MCx_STATUS(i)), addr = 0, misc = 0;
+
+		if ((st & (MCI_STATUS_VAL | MCI_STATUS_UC)) != MCI_STATUS_VAL)
+			continue;
+		if (st & MCI_STATUS_ADDRV)
+			addr = rdmsr(MSR_IA32_MCx_ADDR(i));
+		if (st & MCI_STATUS_MISCV)
+			misc = rdmsr(MSR_IA32_MCx_MISC(i));
+		cs->polled++;
+		report(cs, MSG_SLOT_MAIN, GL_MSG_POLLED, i, st, addr, misc,
+		       rdmsr(MSR_IA32_MCG_STATUS), 0);
+		retire_bank(cs, MSG_SLOT_MAIN, st, addr, misc);
+		wrmsr(MSR_IA32_MCx_STATUS(i), 0);
+	}
 }
 
 /*
@@ -195,19 +287,13 @@ static void machine_check(struct exc_frame *f, struct cpu_state *cs)
 		if (st & MCI_STATUS_MISCV)
 			misc = rdmsr(MSR_IA32_MCx_MISC(i));
 		report(cs, MSG_SLOT_MC, GL_MSG_MCE, i, st, addr, misc, mcg_status, f->rip);
-		if (st & MCI_STATUS_ADDRV) {
-			unsigned int lsb = 12; /* no MISC: assume a page, as Linux does */
-
-			if ((st & MCI_STATUS_MISCV) &&
-			    ((misc & MCI_MISC_ADDR_MODE_MASK) >> MCI_MISC_ADDR_MODE_SHIFT) ==
-				    MCI_MISC_ADDR_PHYS)
-				lsb = (unsigned int)(misc & MCI_MISC_LSB_MASK);
-			if (lsb < 12)
-				lsb = 12;
-			if (lsb < 40)
-				retire(cs, addr & ~((1ULL << lsb) - 1), 1ULL << lsb);
-		}
-		if (st & MCI_STATUS_AR)
+		retire_bank(cs, MSG_SLOT_MC, st, addr, misc);
+		/*
+		 * Intel says so with MCi_STATUS.AR; AMD has no AR bit: there
+		 * an uncorrected error that raised #MC is about the interrupted
+		 * access (Linux's AMD severity grades it action required).
+		 */
+		if ((st & MCI_STATUS_AR) || (cs->amd && (st & MCI_STATUS_UC)))
 			action_required = true;
 		wrmsr(MSR_IA32_MCx_STATUS(i), 0);
 	}
@@ -290,13 +376,42 @@ static uint64_t next_page(const struct gl_boot_info *bi, uint64_t start, uint64_
 	return next;
 }
 
+/*
+ * What CPUID says: the vendor (whose machine-check rules apply), and for
+ * the VMM's record the signature and AMD's RAS bits (0x80000007 EBX:
+ * OverflowRecov, SUCCOR).
+ */
+static void read_cpuid(struct cpu_state *cs, uint64_t a[6])
+{
+	uint32_t r[4], ext_max;
+
+	cpuid(0, r);
+	a[0] = r[0];
+	a[1] = r[1] | (uint64_t)r[3] << 32;
+	a[2] = r[2];
+	/* "Auth" "enti" "cAMD", "Hygo" "nGen" "uine" */
+	cs->amd = (r[1] == 0x68747541 && r[3] == 0x69746e65 && r[2] == 0x444d4163) ||
+		  (r[1] == 0x6f677948 && r[3] == 0x6e65476e && r[2] == 0x656e6975);
+	cpuid(1, r);
+	a[3] = r[0];
+	cpuid(0x80000000, r);
+	ext_max = r[0];
+	a[4] = ext_max;
+	a[5] = 0;
+	if (ext_max >= 0x80000007 && ext_max < 0x8000ffff) {
+		cpuid(0x80000007, r);
+		a[5] = r[1];
+	}
+}
+
 void guest_main(uint32_t cpu, const struct gl_boot_info *bi)
 {
 	struct cpu_state *cs = (struct cpu_state *)(percpu_base(cpu) + PERCPU_STATE);
-	uint64_t pages, first, start, end, gen = 1;
+	uint64_t pages, first, start, end, gen = 1, id[6], since_poll = 0;
 	uint64_t total_verified = 0, total_corrupted = 0;
 
 	*cs = (struct cpu_state){ .cpu = cpu, .bi = bi };
+	read_cpuid(cs, id);
 	setup_idt(cpu);
 	setup_mce(cs);
 
@@ -316,10 +431,16 @@ void guest_main(uint32_t cpu, const struct gl_boot_info *bi)
 		pages = n;
 	}
 	report(cs, 0, GL_MSG_STARTED, start, end, pages, cs->mce_banks, 0, 0);
+	report(cs, 0, GL_MSG_CPUID, id[0], id[1], id[2], id[3], id[4], id[5]);
 
 	if (!(bi->flags & GL_BOOT_HOST_FILLED))
-		for (uint64_t p = start; p < end; p += PAGE_SIZE)
+		for (uint64_t p = start; p < end; p += PAGE_SIZE) {
+			if (++since_poll == POLL_PAGES) {
+				since_poll = 0;
+				poll_banks(cs);
+			}
 			fill_words((void *)p, WORDS_PER_PAGE, gl_pattern(p, gen, bi->seed));
+		}
 
 	for (uint32_t pass = 1; pass <= bi->passes; pass++) {
 		uint64_t verified = 0, corrupted = 0, skipped = 0;
@@ -329,6 +450,10 @@ void guest_main(uint32_t cpu, const struct gl_boot_info *bi)
 			uint64_t want = gl_pattern(p, gen, bi->seed);
 			long r;
 
+			if (++since_poll == POLL_PAGES) {
+				since_poll = 0;
+				poll_banks(cs);
+			}
 			if (is_retired(p)) {
 				skipped++;
 				continue;
@@ -356,11 +481,12 @@ void guest_main(uint32_t cpu, const struct gl_boot_info *bi)
 			fill_words((void *)p, WORDS_PER_PAGE, gl_pattern(p, gen + 1, bi->seed));
 		}
 		gen++;
+		poll_banks(cs);
 		total_verified += verified;
 		total_corrupted += corrupted;
 		report(cs, 0, GL_MSG_PASS_DONE, pass, verified, corrupted, skipped, gen, 0);
 	}
 	report(cs, 0, GL_MSG_DONE, bi->passes, total_verified, total_corrupted,
-	       cs->machine_checks, 0, 0);
+	       cs->machine_checks, cs->polled, 0);
 	halt_forever();
 }

@@ -102,6 +102,23 @@ void vmm_guest_boot_info(struct vmm *vm)
 	}
 }
 
+json_object *vmm_cpuid_json(const struct report_cpuid *c)
+{
+	json_object *o = json_object_new_object();
+	uint32_t family, model, stepping;
+
+	report_cpu_model(c->signature, &family, &model, &stepping);
+	json_object_object_add(o, "vendor", json_object_new_string(c->vendor));
+	json_object_object_add(o, "signature", json_object_new_uint64(c->signature));
+	json_object_object_add(o, "family", json_object_new_uint64(family));
+	json_object_object_add(o, "model", json_object_new_uint64(model));
+	json_object_object_add(o, "stepping", json_object_new_uint64(stepping));
+	json_object_object_add(o, "max-leaf", json_object_new_uint64(c->max_leaf));
+	json_object_object_add(o, "max-ext-leaf", json_object_new_uint64(c->max_ext_leaf));
+	json_object_object_add(o, "ext-80000007-ebx", json_object_new_uint64(c->ext_80000007_ebx));
+	return o;
+}
+
 static json_object *message_event(const struct gl_msg *m)
 {
 	json_object *d = json_object_new_object();
@@ -114,11 +131,23 @@ static json_object *message_event(const struct gl_msg *m)
 	case GL_MSG_STARTED: U64("slice-start", a[0]); U64("slice-end", a[1]); U64("pages", a[2]); break;
 	case GL_MSG_PASS_DONE: U64("pass", a[0]); U64("verified", a[1]); U64("corrupted", a[2]); U64("skipped", a[3]); break;
 	case GL_MSG_CORRUPTED: U64("gpa", a[0]); U64("offset", a[1]); U64("expected", a[2]); U64("found", a[3]); break;
-	case GL_MSG_MCE: U64("bank", a[0]); U64("status", a[1]); U64("addr", a[2]); U64("misc", a[3]); U64("mcg-status", a[4]); break;
+	case GL_MSG_MCE:
+	case GL_MSG_POLLED: U64("bank", a[0]); U64("status", a[1]); U64("addr", a[2]); U64("misc", a[3]); U64("mcg-status", a[4]); break;
 	case GL_MSG_RETIRED: U64("gpa", a[0]); U64("size", a[1]); break;
 	case GL_MSG_UNRECOVERABLE: U64("mcg-status", a[0]); U64("rip", a[1]); break;
 	case GL_MSG_EXCEPTION: U64("vector", a[0]); U64("error-code", a[1]); U64("rip", a[2]); break;
-	case GL_MSG_DONE: U64("passes", a[0]); U64("verified", a[1]); U64("corrupted", a[2]); break;
+	case GL_MSG_DONE: U64("passes", a[0]); U64("verified", a[1]); U64("corrupted", a[2]); U64("machine-checks", a[3]); U64("polled-errors", a[4]); break;
+	case GL_MSG_CPUID: {
+		struct report_cpuid c;
+		json_object *o;
+
+		report_cpuid_decode(m, &c);
+		o = vmm_cpuid_json(&c);
+		json_object_object_foreach(o, k, val)
+			json_object_object_add(d, k, json_object_get(val));
+		json_object_put(o);
+		break;
+	}
 	}
 #undef U64
 	return d;

@@ -13,9 +13,41 @@ static const char *const msg_names[] = {
 	[GL_MSG_UNRECOVERABLE] = "unrecoverable",
 	[GL_MSG_EXCEPTION] = "exception",
 	[GL_MSG_DONE] = "done",
+	[GL_MSG_POLLED] = "polled-error",
+	[GL_MSG_CPUID] = "cpuid",
 };
 _Static_assert(sizeof(msg_names) / sizeof(msg_names[0]) == GL_MSG_TYPE_COUNT,
 	       "one name per message type");
+
+void report_cpuid_decode(const struct gl_msg *m, struct report_cpuid *c)
+{
+	const uint64_t *a = m->a;
+
+	c->valid = true;
+	memcpy(c->vendor, &a[1], 8);	/* EBX, EDX (little endian) */
+	memcpy(c->vendor + 8, &a[2], 4);	/* ECX */
+	c->vendor[12] = 0;
+	for (int i = 0; i < 12; i++)
+		if (c->vendor[i] < 0x20 || c->vendor[i] > 0x7e)
+			c->vendor[i] = '?';
+	c->max_leaf = (uint32_t)a[0];
+	c->signature = (uint32_t)a[3];
+	c->max_ext_leaf = (uint32_t)a[4];
+	c->ext_80000007_ebx = (uint32_t)a[5];
+}
+
+void report_cpu_model(uint32_t signature, uint32_t *family, uint32_t *model, uint32_t *stepping)
+{
+	uint32_t f = (signature >> 8) & 0xf, m = (signature >> 4) & 0xf;
+
+	if (f == 0xf)
+		f += (signature >> 20) & 0xff;
+	if (f == 6 || f >= 0xf)
+		m |= ((signature >> 16) & 0xf) << 4;
+	*family = f;
+	*model = m;
+	*stepping = signature & 0xf;
+}
 
 const char *report_msg_name(uint32_t type)
 {
@@ -61,13 +93,23 @@ int report_apply(struct guest_report *r, unsigned int from, const struct gl_msg 
 		r->corrupt_total++;
 		break;
 	case GL_MSG_MCE:
+	case GL_MSG_POLLED:
 		if (r->nmce < REPORT_MAX_ITEMS)
 			r->mce[r->nmce++] = (struct report_mce){
 				.vcpu = from, .bank = (uint32_t)a[0], .status = a[1],
 				.addr = a[2], .misc = a[3], .mcg_status = a[4], .rip = a[5],
+				.polled = m->type == GL_MSG_POLLED,
 			};
-		r->mce_total++;
-		v->machine_checks++;
+		if (m->type == GL_MSG_POLLED) {
+			r->polled_total++;
+			v->polled++;
+		} else {
+			r->mce_total++;
+			v->machine_checks++;
+		}
+		break;
+	case GL_MSG_CPUID:
+		report_cpuid_decode(m, &v->cpuid);
 		break;
 	case GL_MSG_RETIRED:
 		if (r->nretired < REPORT_MAX_ITEMS)

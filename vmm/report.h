@@ -22,6 +22,14 @@ struct report_corruption {
 struct report_mce {
 	uint32_t vcpu, bank;
 	uint64_t status, addr, misc, mcg_status, rip;
+	bool polled;		/* found by polling the banks (GL_MSG_POLLED), no #MC */
+};
+
+/* The guest's CPUID as it read it (GL_MSG_CPUID). */
+struct report_cpuid {
+	bool valid;
+	char vendor[13];
+	uint32_t max_leaf, signature, max_ext_leaf, ext_80000007_ebx;
 };
 
 struct report_range {
@@ -38,6 +46,8 @@ struct report_vcpu {
 	uint32_t passes;	/* completed */
 	uint64_t verified, corrupted, skipped;
 	uint64_t machine_checks, retired;
+	uint64_t polled;	/* errors found by polling the banks */
+	struct report_cpuid cpuid;
 };
 
 struct guest_report {
@@ -45,8 +55,9 @@ struct guest_report {
 	struct report_vcpu vcpu[GL_MAX_VCPUS];
 	unsigned int ncorrupt, nmce, nretired;
 	uint64_t corrupt_total, mce_total, retired_total, retired_bytes;
+	uint64_t polled_total;	/* GL_MSG_POLLED (not in mce_total) */
 	struct report_corruption corrupt[REPORT_MAX_ITEMS];
-	struct report_mce mce[REPORT_MAX_ITEMS];
+	struct report_mce mce[REPORT_MAX_ITEMS];	/* #MC and polled, in order */
 	struct report_range retired[REPORT_MAX_ITEMS];
 	uint64_t bad_messages;	/* malformed messages from the guest */
 };
@@ -59,6 +70,11 @@ void report_init(struct guest_report *r, unsigned int nr_vcpus);
  * bad_messages and otherwise ignored.
  */
 int report_apply(struct guest_report *r, unsigned int from, const struct gl_msg *m);
+
+/* A GL_MSG_CPUID message's contents. */
+void report_cpuid_decode(const struct gl_msg *m, struct report_cpuid *c);
+/* CPUID leaf 1 EAX: display family and model (extended fields folded in), stepping. */
+void report_cpu_model(uint32_t signature, uint32_t *family, uint32_t *model, uint32_t *stepping);
 
 /* "started", "pass-done", ...; "unknown" for others. */
 const char *report_msg_name(uint32_t type);

@@ -23,12 +23,14 @@ static json_object *vcpu_json(struct vmm *vm, unsigned int i)
 	ADD("corrupted", json_object_new_uint64(rv->corrupted));
 	ADD("skipped", json_object_new_uint64(rv->skipped));
 	ADD("machine-checks", json_object_new_uint64(rv->machine_checks));
+	ADD("polled-errors", json_object_new_uint64(rv->polled));
 	ADD("retired", json_object_new_uint64(rv->retired));
 	ADD("unrecoverable", json_object_new_boolean(rv->unrecoverable));
 	ADD("exception", rv->exception ? json_object_new_uint64(rv->exc_vector) : NULL);
 	ADD("failure", v->failure[0] ? json_object_new_string(v->failure) : NULL);
 	ADD("ram-mmio-exits", json_object_new_uint64(
 		__atomic_load_n(&v->ram_mmio_exits, __ATOMIC_RELAXED)));
+	ADD("cpuid", rv->cpuid.valid ? vmm_cpuid_json(&rv->cpuid) : NULL);
 #undef ADD
 	return o;
 }
@@ -61,6 +63,7 @@ static json_object *report_json_locked(struct vmm *vm)
 	json_object_object_add(o, "pages-verified", json_object_new_uint64(verified));
 	json_object_object_add(o, "pages-corrupted", json_object_new_uint64(r->corrupt_total));
 	json_object_object_add(o, "machine-checks", json_object_new_uint64(r->mce_total));
+	json_object_object_add(o, "polled-errors", json_object_new_uint64(r->polled_total));
 	json_object_object_add(o, "pages-retired", json_object_new_uint64(r->retired_total));
 	json_object_object_add(o, "bytes-retired", json_object_new_uint64(r->retired_bytes));
 	json_object_object_add(o, "bad-messages", json_object_new_uint64(r->bad_messages));
@@ -94,6 +97,7 @@ static json_object *report_json_locked(struct vmm *vm)
 		json_object_object_add(c, "addr", json_object_new_uint64(r->mce[i].addr));
 		json_object_object_add(c, "misc", json_object_new_uint64(r->mce[i].misc));
 		json_object_object_add(c, "mcg-status", json_object_new_uint64(r->mce[i].mcg_status));
+		json_object_object_add(c, "polled", json_object_new_boolean(r->mce[i].polled));
 		json_object_array_add(a, c);
 	}
 	json_object_object_add(o, "machine-check-log", a);
@@ -148,6 +152,8 @@ json_object *vmm_summary_json(struct vmm *vm)
 	json_object_object_add(o, "mem", json_object_new_uint64(vm->ram.size));
 	json_object_object_add(o, "page-size", json_object_new_uint64(vm->ram.page_size));
 	json_object_object_add(o, "vcpus", json_object_new_int((int)vm->cfg.nr_vcpus));
+	json_object_object_add(o, "cpu-vendor", json_object_new_string(x86_vendor_name(vm->x86.vendor)));
+	json_object_object_add(o, "cpu-vendor-id", json_object_new_string(vm->x86.vendor_id));
 	json_object_object_add(o, "passes", json_object_new_int((int)vm->cfg.passes));
 	json_object_object_add(o, "ram-mmio-exits", json_object_new_uint64(ram_mmio));
 	json_object_object_add(o, "guest", report_json_locked(vm));

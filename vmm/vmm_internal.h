@@ -95,6 +95,8 @@ void vmm_guest_boot_info(struct vmm *vm);
 void vmm_guest_message(struct vmm *vm, struct vcpu *v, uint64_t gpa);
 /* After the guest finished: check every data page from the host side. */
 void vmm_guest_host_check(struct vmm *vm);
+/* The guest's CPUID as JSON {vendor, signature, family, model, stepping, ...}. */
+json_object *vmm_cpuid_json(const struct report_cpuid *c);
 
 /* ras.c */
 int vmm_ras_init(struct vmm *vm, struct vmm_error *e);
