@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,9 +46,17 @@ static void on_resume(void *o)
 	pause_ns = now_ns() - paused_at;
 }
 
+static void on_blocked(void *o, unsigned int vcpu, bool blocked)
+{
+	(void)o;
+	(void)vcpu;
+	(void)blocked; /* no vCPUs here */
+}
+
 static int bench_size(uint64_t size, unsigned int mfd_flag, const char *name)
 {
-	struct vmras_config cfg = { .ops = { .pause_vcpus = on_pause, .resume_vcpus = on_resume } };
+	struct vmras_config cfg = { .ops = { .pause_vcpus = on_pause, .resume_vcpus = on_resume,
+					     .vcpu_blocked = on_blocked } };
 	struct vmras_x86_config x86 = { .mcg_cap = 10 };
 	struct vmras_region r = { .gpa = 0x100000000ULL, .size = size,
 				  .backing = VMRAS_BACKING_HUGETLB, .page_size = size };

@@ -408,11 +408,13 @@ static int reset_execute(struct vmras *v)
 	for (size_t i = 0; i < n; i++) {
 		const struct vmras_region *r = vmras_memmap_find_gpa(v->map, list[i].gpa);
 		uint64_t base;
+		int e;
 
 		if (!r || vmras_registry_contains(v->registry, list[i].gpa))
 			continue;
 		base = list[i].gpa & ~(r->page_size - 1);
-		err = err ?: vr_backing(r)->restore(v, r, base, r->page_size);
+		e = vr_backing(r)->restore(v, r, base, r->page_size);
+		err = err ?: e;
 	}
 	free(list);
 	vmras_registry_clear(v->registry);
@@ -458,13 +460,9 @@ static void *engine_thread(void *arg)
 	int timeout = -1, retry_ms = RETRY_MS_MIN;
 	sigset_t bus;
 
-	v->engine_tid = vr_gettid();
-	/*
-	 * This thread takes the kernel's early-kill AO reports (PF_MCE_EARLY);
-	 * without CONFIG_MEMORY_FAILURE the prctl fails (EINVAL) and there are
-	 * none to take.
-	 */
-	(void)prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY, 0, 0);
+	__atomic_store_n(&v->engine_tid, vr_gettid(), __ATOMIC_RELAXED);
+	/* This thread takes the kernel's early-kill AO reports (PF_MCE_EARLY). */
+	v->early_kill_err = prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY, 0, 0) ? -errno : 0;
 	/* ...which a mask inherited from the VMM must not hold back. */
 	sigemptyset(&bus);
 	sigaddset(&bus, SIGBUS);
@@ -515,6 +513,9 @@ int vr_engine_submit(struct vmras *v, struct vr_work *w, bool wait)
 	struct vr_work *q = w;
 	int vcpu = -1, result;
 
+	/* A hook (they run on the engine) waiting for the engine would wait forever. */
+	if (wait && vr_gettid() == __atomic_load_n(&v->engine_tid, __ATOMIC_RELAXED))
+		return -EDEADLK;
 	if (!wait) {
 		q = malloc(sizeof(*q));
 		if (!q)

@@ -89,8 +89,16 @@ struct vr_hw_bad {		/* the injector's stand-in for the kernel's knowledge */
 	size_t n, cap;
 };
 
+#define VR_MAX_SUPERSEDED 64
+
 struct vmras {
 	struct vmras_config cfg;
+	struct {		/* the engine thread's scratch (too big for a stack) */
+		struct vr_notice notices[VR_MAX_VCPUS];
+		unsigned int vcpu_of[VR_MAX_VCPUS];
+		bool online[VR_MAX_VCPUS];
+		struct vmras_failure superseded[VR_MAX_SUPERSEDED];
+	} scratch;
 	struct vmras_memmap *map;
 	struct vr_vma_attrs region_attrs[VMRAS_MEMMAP_MAX_REGIONS];	/* by memmap index */
 	struct vmras_registry *registry;
@@ -106,6 +114,7 @@ struct vmras {
 	pthread_t engine;
 	bool engine_started;
 	int32_t engine_tid;	/* the early-kill thread */
+	int early_kill_err;	/* its PR_MCE_KILL_EARLY: 0 or -errno (see vmras_get_caps) */
 	uint64_t seq;		/* arrival order (atomic) */
 	pthread_rwlock_t map_lock;
 

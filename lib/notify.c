@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -81,9 +82,10 @@ static unsigned int drop_pending_ao(struct vmras *v, uint64_t page, uint64_t siz
 			bool same = !p->f.action_required &&
 				    (p->f.ev.gpa & ~(size - 1)) == page;
 
+			/* One beyond max stays queued (and is delivered): never lost. */
 			if (same && !p->bystander && n < max)
 				out[n++] = p->f;
-			else if (!same)
+			else if (!same || !p->bystander)
 				s->pending[k++] = *p;
 		}
 		s->npending = k;
@@ -93,10 +95,11 @@ static unsigned int drop_pending_ao(struct vmras *v, uint64_t page, uint64_t siz
 
 void vr_notify(struct vmras *v, struct vmras_failure *f, int target, uint32_t arch_state)
 {
-	struct vr_notice notices[VR_MAX_VCPUS];
-	unsigned int vcpu_of[VR_MAX_VCPUS], nvcpus, nsuperseded = 0;
-	struct vmras_failure superseded[8];
-	bool online[VR_MAX_VCPUS], kicked[VR_MAX_VCPUS] = { false };
+	/* Engine thread only: its scratch lives in the context, not on the stack. */
+	struct vr_notice *notices = v->scratch.notices;
+	unsigned int *vcpu_of = v->scratch.vcpu_of, nvcpus, nsuperseded = 0;
+	struct vmras_failure *superseded = v->scratch.superseded;
+	bool *online = v->scratch.online, kicked[VR_MAX_VCPUS] = { false };
 	char why[128];
 	int n;
 
@@ -115,6 +118,13 @@ void vr_notify(struct vmras *v, struct vmras_failure *f, int target, uint32_t ar
 		return;
 	}
 	pthread_mutex_lock(&v->lock);
+	if (v->vcpus[target].offline) {
+		/* It stopped since the plan was made: as vmras_vcpu_online would have. */
+		pthread_mutex_unlock(&v->lock);
+		snprintf(why, sizeof(why), "vCPU %d stopped before it could be told", target);
+		undeliverable(v, f, VMRAS_ACTION_IGNORE, why);
+		return;
+	}
 	if (v->vcpus[target].npending == VR_VCPU_MAX_PENDING) {
 		pthread_mutex_unlock(&v->lock);
 		snprintf(why, sizeof(why), "vCPU %d has %d notices waiting already", target,
@@ -124,11 +134,13 @@ void vr_notify(struct vmras *v, struct vmras_failure *f, int target, uint32_t ar
 	}
 	if (f->action_required)
 		nsuperseded = drop_pending_ao(v, f->ev.gpa & ~(f->size - 1), f->size, superseded,
-					      8);
+					      VR_MAX_SUPERSEDED);
 	for (int i = 0; i < n; i++) {
 		struct vr_vcpu *s = &v->vcpus[vcpu_of[i]];
 
 		notices[i].group = f->ev.seq;
+		if (i > 0 && s->offline)
+			continue; /* a bystander that stopped: it has nothing to take part in */
 		if (s->npending == VR_VCPU_MAX_PENDING) {
 			/* A bystander with no room: counted; its primary still goes. */
 			v->stats.notice_undeliverable++;
@@ -304,7 +316,7 @@ static bool bystanders_pending(struct vmras *v, uint64_t group)
  * A guest's monarch waits a bounded time for every CPU to enter its
  * handler: the copies go in before the consuming vCPU re-enters.
  */
-static void wait_for_bystanders(struct vmras *v, uint64_t group)
+static void wait_for_bystanders(struct vmras *v, unsigned int vcpu, uint64_t group)
 {
 	uint64_t deadline = vr_mono_ns() + BYSTANDER_WAIT_NS;
 	struct timespec ts;
@@ -316,10 +328,13 @@ static void wait_for_bystanders(struct vmras *v, uint64_t group)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;
 	}
+	/* Waiting here, it is as good as parked: a pause need not wait for it. */
+	v->cfg.ops.vcpu_blocked(v->cfg.ops.opaque, vcpu, true);
 	pthread_mutex_lock(&v->lock);
 	while (bystanders_pending(v, group) && vr_mono_ns() < deadline)
 		pthread_cond_timedwait(&v->cond, &v->lock, &ts);
 	pthread_mutex_unlock(&v->lock);
+	v->cfg.ops.vcpu_blocked(v->cfg.ops.opaque, vcpu, false);
 }
 
 /* Deliver one notice; false if it must wait (guest busy with an AO's predecessor). */
@@ -334,8 +349,8 @@ static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struc
 		pthread_mutex_lock(&v->lock);
 		bool wait = bystanders_pending(v, p->group);
 		pthread_mutex_unlock(&v->lock);
-		if (wait)
-			wait_for_bystanders(v, p->group);
+		if (wait && v->cfg.ops.vcpu_blocked)
+			wait_for_bystanders(v, vcpu, p->group);
 	}
 	r = v->arch->deliver(v->arch_data, s->fd, p);
 	if (r == VR_DELIVERED) {
@@ -355,6 +370,11 @@ static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struc
 			vmras_registry_set_state(v->registry, f->ev.gpa, VMRAS_PS_NOTIFIED);
 			vr_report(v, f);
 		}
+		return true;
+	}
+	if (r == VR_NOT_READY && p->bystander) {
+		/* A CPU its OS has not brought up yet (an AP before SIPI) takes no part. */
+		VR_STAT_ADD(v, notice_undeliverable, 1);
 		return true;
 	}
 	if (r == VR_BUSY && !f->action_required) {
@@ -406,7 +426,7 @@ static int rank(const struct vr_notice *p)
 
 int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 {
-	struct vr_notice todo[VR_VCPU_MAX_PENDING];
+	struct vr_notice *todo, *over;
 	struct vr_vcpu *s;
 	unsigned int n = 0, i;
 	int r;
@@ -417,8 +437,19 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 	r = raise_injected_ar(v, vcpu, s);
 	if (r)
 		return r;
-
 	pthread_mutex_lock(&v->lock);
+	/* The common case, before every KVM_RUN: nothing to deliver. */
+	if (!s->npending) {
+		pthread_mutex_unlock(&v->lock);
+		return 0;
+	}
+	/* Off the stack: a VMM's vCPU thread may have a small one. */
+	todo = malloc(2 * VR_VCPU_MAX_PENDING * sizeof(*todo));
+	if (!todo) {
+		pthread_mutex_unlock(&v->lock);
+		return -ENOMEM; /* they stay queued */
+	}
+	over = todo + VR_VCPU_MAX_PENDING;
 	for (int pass = 0; pass < 3; pass++)
 		for (i = 0; i < s->npending; i++)
 			if (rank(&s->pending[i]) == pass)
@@ -431,7 +462,6 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 			break;
 	if (i < n) {
 		/* Put the rest back in front, in order, for the next try. */
-		struct vr_notice over[VR_VCPU_MAX_PENDING];
 		unsigned int rest = n - i, keep, nover = 0;
 
 		pthread_mutex_lock(&v->lock);
@@ -459,5 +489,6 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 		}
 		vr_engine_wake(v); /* it retries shortly */
 	}
+	free(todo);
 	return 0;
 }

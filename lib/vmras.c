@@ -171,6 +171,10 @@ int vmras_start(struct vmras *v)
 		return -EINVAL;
 	if (v->engine_started)
 		return -EBUSY;
+	/* Pausing needs to know which vCPUs wait inside the library (or it deadlocks). */
+	if (!v->cfg.ops.pause_vcpus != !v->cfg.ops.resume_vcpus ||
+	    (v->cfg.ops.pause_vcpus && !v->cfg.ops.vcpu_blocked))
+		return -EINVAL;
 	switch (v->cfg.ram_mmio) {
 	case VMRAS_RAM_MMIO_DETECT:
 		err = vr_detect_ram_mmio(&v->ram_mmio);
@@ -230,6 +234,7 @@ void vmras_get_caps(struct vmras *v, struct vmras_caps *c)
 		snprintf(c->contain_why, sizeof(c->contain_why),
 			 "no userfaultfd with UFFD_FEATURE_POISON");
 	c->kernel_faults = v->router && vr_router_kernel_faults(v->router);
+	c->early_kill = v->engine_started && !v->early_kill_err;
 	c->ram_mmio = v->ram_mmio;
 	for (unsigned int i = 0; i < vmras_memmap_count(v->map) && !huge; i++)
 		if (vmras_memmap_region(v->map, i)->page_size > SMALL_PAGE)

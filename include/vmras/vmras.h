@@ -22,7 +22,9 @@
  * Threads: the library runs an engine thread (decides; the only caller of
  * pause_vcpus/resume_vcpus/remap) and a fault-router thread (serves
  * userfaultfd faults: huge-page fill, the VMM's own routes). No library
- * lock is held while a hook runs, so hooks may call back into the library.
+ * lock is held while a hook runs, so hooks may call back into the library,
+ * but for vmras_inject and vmras_guest_reset, which wait for the engine:
+ * from a hook the engine runs they return -EDEADLK.
  */
 #ifndef VMRAS_VMRAS_H
 #define VMRAS_VMRAS_H
@@ -136,13 +138,16 @@ void vmras_free(struct vmras *v);
 int vmras_add_region(struct vmras *v, const struct vmras_region *r);
 int vmras_add_vcpu(struct vmras *v, unsigned int index, int vcpu_fd);
 /*
- * Use this userfaultfd (UFFDIO_API done, with UFFD_FEATURE_POISON) instead
- * of opening one; the library owns it from now on. Before vmras_start.
+ * Use this userfaultfd instead of opening one; the library owns it from
+ * now on (and makes it non-blocking). It must take kernel faults (not
+ * UFFD_USER_MODE_ONLY) and have done UFFDIO_API with UFFD_FEATURE_POISON,
+ * MISSING_SHMEM/HUGETLBFS and MINOR_SHMEM/HUGETLBFS. Before vmras_start.
  */
 int vmras_set_userfaultfd(struct vmras *v, int uffd);
 /*
  * Install the SIGBUS handler, start the engine and the fault router.
- * -EINVAL: no architecture was set up.
+ * -EINVAL: no architecture was set up, or pause_vcpus without
+ * resume_vcpus and vcpu_blocked.
  */
 int vmras_start(struct vmras *v);
 
@@ -156,6 +161,7 @@ void vmras_get_stats(struct vmras *v, struct vmras_stats *s);
  */
 struct vmras_caps {
 	bool contain, split, kernel_faults, ram_mmio;
+	bool early_kill;	/* the engine gets the kernel's AO reports (PR_MCE_KILL_EARLY) */
 	char contain_why[96], split_why[96];
 };
 void vmras_get_caps(struct vmras *v, struct vmras_caps *c);

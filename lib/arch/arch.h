@@ -21,6 +21,7 @@ struct vmras_failure;
 enum {
 	VR_DELIVERED = 0,
 	VR_BUSY = 1,		/* the guest is still handling the last one */
+	VR_NOT_READY = 2,	/* the vCPU takes none at all yet (its OS never enabled them) */
 };
 
 struct vr_arch_ops {

@@ -56,7 +56,7 @@ static int route_range(struct vmras *v, uint64_t hva, uint64_t size)
  */
 static bool contained_already(struct vmras *v, uint64_t hva, uint64_t size, int *err)
 {
-	if (!vr_router_covers(v->router, hva, size))
+	if (!vr_router_covers(v->router, hva, size, &contained_ops))
 		return false;
 	*err = vr_uffd_poison(v->router, hva, size);
 	if (*err == -EEXIST)
@@ -95,12 +95,19 @@ static int contain_common(struct vmras *v, const struct vmras_region *r, uint64_
 	if (err)
 		return err;
 	err = empty_range(r, gpa, size, punch_file);
-	if (!err)
-		err = vr_uffd_poison(v->router, hva, size);
+	if (err) {
+		vr_router_remove(v->router, hva, size, true);
+		return err;
+	}
+	err = vr_uffd_poison(v->router, hva, size);
 	/* EEXIST: a marker is already there (contained before, or by the kernel). */
 	if (!err || err == -EEXIST)
 		return 0;
-	vr_router_remove(v->router, hva, size, true);
+	/*
+	 * Emptied but no marker: never let it read as zeros. No access at all
+	 * is the next best thing (the error is still reported as not contained).
+	 */
+	mprotect((void *)(uintptr_t)hva, size, PROT_NONE);
 	return err;
 }
 

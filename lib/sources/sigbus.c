@@ -13,6 +13,7 @@
  * an acquire/release pair would not be on weakly ordered CPUs.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -56,6 +57,8 @@ struct thread_facts {
 static struct vmras *g_vmras;		/* one per process: it owns SIGBUS */
 static int g_in_handler;		/* handlers using g_vmras now */
 static struct sigaction g_old_action;
+static int g_pagemap_fd = -1;		/* to tell a poison marker from other BUS_ADRERR */
+static bool g_mf_kernel;		/* CONFIG_MEMORY_FAILURE: poison is BUS_MCEERR_*, never ADRERR */
 static struct thread_facts g_threads[THREADS];
 
 /* ---- the ring ------------------------------------------------------ */
@@ -235,10 +238,37 @@ static void chain(int sig, siginfo_t *si, void *uc)
  * is blocked until then), so the default disposition lasts only as long
  * as the process does.
  */
-static void die_by_default(int sig)
+static void die_by_default(int sig, siginfo_t *si, void *uc)
 {
+	if ((g_old_action.sa_flags & SA_SIGINFO) ||
+	    (g_old_action.sa_handler != SIG_DFL && g_old_action.sa_handler != SIG_IGN)) {
+		chain(sig, si, uc); /* the VMM's own handler decides */
+		return;
+	}
 	signal(sig, SIG_DFL);
 	syscall(SYS_tgkill, getpid(), vr_gettid(), sig);
+}
+
+/*
+ * A BUS_ADRERR in guest RAM is consumed poison only on a kernel without
+ * memory failure (there a poison marker reads as BUS_ADRERR), and only if
+ * the page holds a marker: a hugetlb pool that ran dry or a truncated file
+ * is the VMM's business. The page tables of hugetlb show no marker: there
+ * any BUS_ADRERR counts (a limit, documented).
+ */
+static bool adrerr_is_poison(const struct vmras_region *r, uint64_t addr)
+{
+	uint64_t e = 0;
+
+	if (g_mf_kernel || !r)
+		return false;
+	if (r->backing == VMRAS_BACKING_HUGETLB)
+		return true;
+	/* pread(2) is async-signal-safe; a marker is a non-present swap entry. */
+	return g_pagemap_fd >= 0 &&
+	       pread(g_pagemap_fd, &e, sizeof(e), (off_t)(addr / 4096 * sizeof(e))) ==
+		       (ssize_t)sizeof(e) &&
+	       (e & (1ULL << 62)) && !(e & (1ULL << 63));
 }
 
 static void push(struct vmras *v, struct vr_capture *c)
@@ -251,13 +281,14 @@ static void push(struct vmras *v, struct vr_capture *c)
 }
 
 /* Returns false when the signal is not ours (chain it). */
-static bool handle(struct vmras *v, int sig, siginfo_t *si)
+static bool handle(struct vmras *v, int sig, siginfo_t *si, void *uc)
 {
 	uint64_t addr = (uint64_t)(uintptr_t)si->si_addr;
 	bool ao = si->si_code == BUS_MCEERR_AO;
-	bool in_ram = vmras_memmap_find_hva(v->map, (uintptr_t)addr);
-	/* Without CONFIG_MEMORY_FAILURE a poison marker reads as BUS_ADRERR. */
-	bool consumed = si->si_code == BUS_MCEERR_AR || (si->si_code == BUS_ADRERR && in_ram);
+	const struct vmras_region *r = vmras_memmap_find_hva(v->map, (uintptr_t)addr);
+	bool in_ram = r != NULL;
+	bool consumed = si->si_code == BUS_MCEERR_AR ||
+			(si->si_code == BUS_ADRERR && adrerr_is_poison(r, addr));
 	struct vr_capture c = {
 		.si_code = si->si_code,
 		.tid = vr_gettid(),
@@ -295,7 +326,7 @@ static bool handle(struct vmras *v, int sig, siginfo_t *si)
 		 * cannot keep track of). This thread cannot go on.
 		 */
 		push(v, &c);
-		die_by_default(sig);
+		die_by_default(sig, si, uc);
 		return true;
 	}
 	t->last_consumed = addr;
@@ -330,7 +361,7 @@ static void sigbus_handler(int sig, siginfo_t *si, void *uc)
 	__atomic_fetch_add(&g_in_handler, 1, __ATOMIC_SEQ_CST);
 	v = __atomic_load_n(&g_vmras, __ATOMIC_SEQ_CST);
 	if (v)
-		mine = handle(v, sig, si);
+		mine = handle(v, sig, si, uc);
 	/* Out before chaining: a chained handler may longjmp away. */
 	__atomic_fetch_sub(&g_in_handler, 1, __ATOMIC_SEQ_CST);
 	if (!mine)
@@ -348,7 +379,11 @@ int vr_sigbus_install(struct vmras *v)
 	if (!__atomic_compare_exchange_n(&g_vmras, &expected, v, false, __ATOMIC_SEQ_CST,
 					 __ATOMIC_SEQ_CST))
 		return -EBUSY;
-	if (sigaction(SIGBUS, &sa, &g_old_action)) {
+	g_mf_kernel = access("/proc/sys/vm/memory_failure_recovery", F_OK) == 0;
+	if (g_pagemap_fd < 0)
+		g_pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	/* The old action first: a handler running meanwhile must see it whole. */
+	if (sigaction(SIGBUS, NULL, &g_old_action) || sigaction(SIGBUS, &sa, NULL)) {
 		int err = -errno;
 
 		__atomic_store_n(&g_vmras, NULL, __ATOMIC_SEQ_CST);

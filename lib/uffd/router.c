@@ -129,6 +129,13 @@ int vr_router_new(struct vmras *v, int given_uffd, struct vr_router **out)
 	}
 	if (given_uffd >= 0) {
 		/* The VMM did the handshake (vmras_set_userfaultfd says what it must offer). */
+		int fl = fcntl(given_uffd, F_GETFL);
+
+		/* The router must never block in read(): it has other work. */
+		if (fl < 0 || fcntl(given_uffd, F_SETFL, fl | O_NONBLOCK)) {
+			err = -errno;
+			goto fail;
+		}
 		rt->uffd = given_uffd;
 		rt->kernel_faults = true;
 		rt->features = UFFD_FEATURE_POISON;
@@ -307,7 +314,9 @@ void vr_router_remove(struct vr_router *rt, uint64_t start, uint64_t len, bool u
 		for (i = lower_bound(rt, start), k = i; i < rt->n; i++) {
 			struct route *r = rt->routes[i];
 
-			if (r->start >= start + len || ngone == 64) {
+			/* Only routes wholly inside: a VMM's wider route stays its own. */
+			if (r->start >= start + len || r->start < start ||
+			    r->start + r->len > start + len || ngone == 64) {
 				rt->routes[k++] = r;
 				continue;
 			}
@@ -326,16 +335,28 @@ void vr_router_remove(struct vr_router *rt, uint64_t start, uint64_t len, bool u
 		uffd_unregister(rt->uffd, start, len);
 }
 
-bool vr_router_covers(struct vr_router *rt, uint64_t start, uint64_t len)
+bool vr_router_covers(struct vr_router *rt, uint64_t start, uint64_t len,
+		      const struct vr_route_ops *ops)
 {
 	struct route *r;
 	bool covers;
 
 	pthread_mutex_lock(&rt->lock);
 	r = find(rt, start);
-	covers = r && !r->dead && start + len <= r->start + r->len;
+	covers = r && !r->dead && start + len <= r->start + r->len && r->ops == ops;
 	pthread_mutex_unlock(&rt->lock);
 	return covers;
+}
+
+bool vr_router_vmm_owned(struct vr_router *rt, uint64_t start, uint64_t len)
+{
+	bool owned = false;
+
+	pthread_mutex_lock(&rt->lock);
+	for (size_t i = lower_bound(rt, start); i < rt->n && rt->routes[i]->start < start + len; i++)
+		owned |= rt->routes[i]->fn != NULL;
+	pthread_mutex_unlock(&rt->lock);
+	return owned;
 }
 
 void vr_router_kick(struct vr_router *rt)
@@ -470,8 +491,12 @@ static void *router_thread(void *arg)
 
 		int timeout = more == VR_IDLE_MORE ? 0 : more == VR_IDLE_STALLED ? STALL_RETRY_MS : -1;
 
-		if (poll(pfd, 2, timeout) < 0 && errno != EINTR)
-			break;
+		if (poll(pfd, 2, timeout) < 0) {
+			/* Not expected on two good fds; never stop serving faults over it. */
+			if (errno != EINTR)
+				usleep(1000);
+			continue;
+		}
 		if (pfd[1].revents & POLLIN) {
 			(void)!read(rt->wake_fd, &n, sizeof(n));
 			more = VR_IDLE_MORE;

@@ -47,12 +47,16 @@ uint64_t vr_router_features(const struct vr_router *rt);
 int vr_router_add(struct vr_router *rt, uint64_t start, uint64_t len, uint64_t mode,
 		  bool do_register, const struct vr_route_ops *ops, void *opaque);
 /*
- * Remove every route inside [start, start + len) and wait until none of
- * their callbacks runs; with unregister, UFFDIO_UNREGISTER the range too.
+ * Remove every route wholly inside [start, start + len) and wait until
+ * none of their callbacks runs; with unregister, UFFDIO_UNREGISTER the
+ * range too.
  */
 void vr_router_remove(struct vr_router *rt, uint64_t start, uint64_t len, bool unregister);
-/* Does one route cover all of [start, start + len)? */
-bool vr_router_covers(struct vr_router *rt, uint64_t start, uint64_t len);
+/* Does one route of these ops cover all of [start, start + len)? */
+bool vr_router_covers(struct vr_router *rt, uint64_t start, uint64_t len,
+		      const struct vr_route_ops *ops);
+/* Does the VMM route any of [start, start + len) to a handler of its own? */
+bool vr_router_vmm_owned(struct vr_router *rt, uint64_t start, uint64_t len);
 /* Routes have new background work (none runs before the first kick). */
 void vr_router_kick(struct vr_router *rt);
 

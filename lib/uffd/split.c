@@ -127,8 +127,8 @@ bool vr_split_possible(struct vmras *v, const struct vmras_region *r, char *why,
 	else if (!vr_router_kernel_faults(v->router))
 		no = "the userfaultfd serves only user-mode faults, not KVM's (no /dev/userfaultfd "
 		     "access, no CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=0)";
-	else if (!v->cfg.ops.pause_vcpus || !v->cfg.ops.resume_vcpus)
-		no = "the VMM gave no pause_vcpus/resume_vcpus hooks";
+	else if (!v->cfg.ops.pause_vcpus || !v->cfg.ops.resume_vcpus || !v->cfg.ops.vcpu_blocked)
+		no = "the VMM gave no pause_vcpus/resume_vcpus/vcpu_blocked hooks";
 	if (no && why)
 		snprintf(why, len, "%s", no);
 	return !no;
@@ -667,12 +667,14 @@ fail:
 static int begin_top(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
 		     uint64_t bad_gpa, struct vr_split_loss *loss)
 {
-	struct vr_split *s, *child = NULL;
+	struct vr_split *s = NULL, *child = NULL;
 	uint64_t t_paused, t_resumed;
-	int err;
+	int err = -EBUSY;
 
 	*loss = (struct vr_split_loss){ .gpa = gpa & ~(r->page_size - 1), .size = r->page_size };
-	s = top_new(v, r, gpa, &err);
+	/* A range the VMM serves itself (post-copy, say) is not ours to remap. */
+	if (!vr_router_vmm_owned(v->router, (uintptr_t)r->hva + (loss->gpa - r->gpa), loss->size))
+		s = top_new(v, r, gpa, &err);
 	if (s && s->sub == MID && bad_gpa != VR_SPLIT_NO_BAD) {
 		child = nest_prepare(v, s, index_of(s, bad_gpa));
 		if (!child) {
@@ -688,9 +690,12 @@ static int begin_top(struct vmras *v, const struct vmras_region *r, uint64_t gpa
 	}
 	v->cfg.ops.pause_vcpus(v->cfg.ops.opaque);
 	t_paused = vr_mono_ns();
-	pthread_rwlock_wrlock(&v->map_lock);
-	/* The stand-in's marker over the whole huge page goes with its mapping. */
+	/*
+	 * The stand-in's marker over the whole huge page goes with its
+	 * mapping. (Not under map_lock: removal waits for callbacks.)
+	 */
 	vr_router_remove(v->router, s->hva, s->size, false);
+	pthread_rwlock_wrlock(&v->map_lock);
 	err = map_replacement(v, s, true);
 	if (!err && bad_gpa != VR_SPLIT_NO_BAD) {
 		if (child) {
@@ -710,8 +715,8 @@ static int begin_top(struct vmras *v, const struct vmras_region *r, uint64_t gpa
 		VR_STAT_ADD(v, splits_refused, 1);
 	}
 	if (err) {
-		pthread_rwlock_wrlock(&v->map_lock);
 		vr_router_remove(v->router, s->hva, s->size, true);
+		pthread_rwlock_wrlock(&v->map_lock);
 		loss->err = swap_back(v, s);
 		if (!loss->err)
 			loss->err = vr_backing(r)->contain(v, r, loss->gpa, loss->size, false);

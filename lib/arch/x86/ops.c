@@ -18,23 +18,32 @@
 #define X86_STATE_LMCE (1u << 0)
 
 _Static_assert(sizeof(struct vmras_x86_mce) <= VR_NOTICE_ARCH_BYTES, "MCE fits a notice");
-
-static unsigned int log2_u64(uint64_t x)
-{
-	return 63u - (unsigned int)__builtin_clzll(x);
-}
+_Static_assert((int)VMRAS_MCE_DELIVERED == (int)VR_DELIVERED &&
+		       (int)VMRAS_MCE_BUSY == (int)VR_BUSY &&
+		       (int)VMRAS_MCE_NO_CR4_MCE == (int)VR_NOT_READY,
+	       "x86 delivery results are the arch results");
 
 static int x86_prepare(void *data, const struct vmras_failure *f, unsigned int target,
 		       uint32_t arch_state, unsigned int nvcpus, const bool *online,
 		       struct vr_notice *out, unsigned int *vcpu_of, unsigned int max)
 {
 	const struct vmras_x86_config *c = data;
-	/* A VMM thread's safe copy consumed it: the guest learns of it as found, not consumed. */
-	bool srar = f->ev.kind == VMRAS_AR && f->ev.source != VMRAS_SRC_MC_COPY;
+	/*
+	 * Consumed by a vCPU: action required on it. Consumed by a VMM thread
+	 * (the safe copy, say): the guest learns of it as found, not consumed.
+	 */
+	bool srar = f->ev.kind == VMRAS_AR && f->ev.source != VMRAS_SRC_MC_COPY &&
+		    (f->ev.valid & VMRAS_EV_VCPU);
 	struct vmras_x86_error e = {
 		.type = srar ? VMRAS_MCE_SRAR : VMRAS_MCE_SRAO,
+		/*
+		 * Always the 4 KiB page reported, even when a whole huge page was
+		 * lost: Linux rounds MCi_ADDR down by MISC's LSB and acts on that
+		 * one pfn, so LSB 21 would make it retire the wrong page. Each
+		 * other page of it tells the guest itself when touched.
+		 */
 		.gpa = f->ev.gpa,
-		.lsb = log2_u64(f->size),
+		.lsb = 12,
 		.target = target,
 		.guest_lmce = arch_state & X86_STATE_LMCE,
 	};
