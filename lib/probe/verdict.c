@@ -82,16 +82,30 @@ static void decide_madv_hwpoison(struct vmras_probe *p)
 		    "CONFIG_MEMORY_FAILURE and CAP_SYS_ADMIN present");
 }
 
+/* A userfaultfd that serves KVM's faults: the full syscall, or /dev/userfaultfd. */
+static bool uffd_kernel_faults(const struct vmras_probe *p)
+{
+	return uffd_usable(p) && (!p->uffd.user_mode_only || p->uffd.dev_err == 0);
+}
+
 static void decide_split(struct vmras_probe *p)
 {
-	const uint64_t need = UFFD_FEATURE_POISON | UFFD_FEATURE_MISSING_SHMEM;
+	const uint64_t need = UFFD_FEATURE_POISON | UFFD_FEATURE_MISSING_SHMEM |
+			      UFFD_FEATURE_MISSING_HUGETLBFS | UFFD_FEATURE_MINOR_SHMEM |
+			      UFFD_FEATURE_MINOR_HUGETLBFS;
 
 	if (p->hugepages.nsizes == 0)
 		set(p, VMRAS_STRATEGY_SPLIT_HUGEPAGES, VMRAS_UNAVAILABLE,
 		    "no hugetlb page sizes (no /sys/kernel/mm/hugepages)");
 	else if (!uffd_usable(p) || (p->uffd.features & need) != need)
 		set(p, VMRAS_STRATEGY_SPLIT_HUGEPAGES, VMRAS_UNAVAILABLE,
-		    "needs userfaultfd with POISON and MISSING_SHMEM to poison 4 KiB and fill the rest lazily");
+		    "needs userfaultfd with POISON, MISSING_SHMEM/HUGETLBFS and MINOR_SHMEM/HUGETLBFS "
+		    "to poison 4 KiB and fill the rest lazily");
+	else if (!uffd_kernel_faults(p))
+		set(p, VMRAS_STRATEGY_SPLIT_HUGEPAGES, VMRAS_UNAVAILABLE,
+		    "userfaultfd only in user-mode-only mode (no access to /dev/userfaultfd, "
+		    "vm.unprivileged_userfaultfd=0, no CAP_SYS_PTRACE): KVM's faults on the 4 KiB "
+		    "pages could not be served; a huge page with an error is lost whole");
 	else
 		set(p, VMRAS_STRATEGY_SPLIT_HUGEPAGES, VMRAS_AVAILABLE,
 		    "hugetlb pages can be replaced by 4 KiB shared pages, bad one poisoned, rest filled on demand");
@@ -104,9 +118,9 @@ static void decide_lazy(struct vmras_probe *p)
 	if (!uffd_usable(p))
 		set(p, VMRAS_STRATEGY_LAZY_MEMORY, VMRAS_UNAVAILABLE, "%s",
 		    p->uffd.probed ? "userfaultfd cannot be opened" : "userfaultfd not probed");
-	else if (p->uffd.user_mode_only)
+	else if (!uffd_kernel_faults(p))
 		set(p, VMRAS_STRATEGY_LAZY_MEMORY, VMRAS_UNAVAILABLE,
-		    "userfaultfd only in user-mode-only mode (vm.unprivileged_userfaultfd=0, no CAP_SYS_PTRACE): KVM's faults would not be caught");
+		    "userfaultfd only in user-mode-only mode (no access to /dev/userfaultfd, vm.unprivileged_userfaultfd=0, no CAP_SYS_PTRACE): KVM's faults would not be caught");
 	else if ((p->uffd.features & want) != want)
 		set(p, VMRAS_STRATEGY_LAZY_MEMORY, VMRAS_AVAILABLE,
 		    "anonymous memory only (MISSING_SHMEM/MISSING_HUGETLBFS not offered)");

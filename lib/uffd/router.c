@@ -138,7 +138,7 @@ int vr_router_new(struct vmras *v, int given_uffd, struct vr_router **out)
 		}
 		rt->uffd = given_uffd;
 		rt->kernel_faults = true;
-		rt->features = UFFD_FEATURE_POISON;
+		rt->features = WANTED_FEATURES; /* what vmras_set_userfaultfd asks for */
 		*out = rt;
 		return 0;
 	}

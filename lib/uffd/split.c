@@ -124,6 +124,10 @@ bool vr_split_possible(struct vmras *v, const struct vmras_region *r, char *why,
 		no = "not a huge page";
 	else if (!v->router)
 		no = "no userfaultfd";
+	else if ((vr_router_features(v->router) & (UFFD_FEATURE_MINOR_SHMEM |
+						   UFFD_FEATURE_MINOR_HUGETLBFS)) !=
+		 (UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_MINOR_HUGETLBFS))
+		no = "the userfaultfd offers no minor faults on shmem and hugetlb (Linux 5.14)";
 	else if (!vr_router_kernel_faults(v->router))
 		no = "the userfaultfd serves only user-mode faults, not KVM's (no /dev/userfaultfd "
 		     "access, no CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=0)";
