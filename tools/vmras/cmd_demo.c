@@ -17,12 +17,33 @@
 
 #define AO_GPA 0x600000ULL	/* in vCPU 0's slice */
 #define AR_GPA 0x1300000ULL	/* in vCPU 1's slice */
+#define MCI_STATUS_UC (1ULL << 61)
+#define MCI_STATUS_ADDRV (1ULL << 58)
+#define MCI_STATUS_AR (1ULL << 55)
+#define MCI_STATUS_DEFERRED (1ULL << 44)
 
 static uint64_t u64(json_object *o, const char *k)
 {
 	json_object *v;
 
 	return json_object_object_get_ex(o, k, &v) ? json_object_get_uint64(v) : 0;
+}
+
+static bool boolean(json_object *o, const char *k)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(o, k, &v) && json_object_get_boolean(v);
+}
+
+/* What the guest was told, in its vendor's terms. */
+static const char *mce_kind(uint64_t st, bool amd)
+{
+	if (amd)
+		return st & MCI_STATUS_DEFERRED ? "a deferred error (action optional)"
+		       : st & MCI_STATUS_UC ? "an uncorrected error with poison (action required)"
+					    : "a corrected error";
+	return st & MCI_STATUS_AR ? "SRAR (action required)" : "SRAO (action optional)";
 }
 
 static const char *str(json_object *o, const char *k)
@@ -62,6 +83,7 @@ int demo_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "backend", required_argument, NULL, 'b' },
+		{ "cpu-vendor", required_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -79,6 +101,7 @@ int demo_main(int argc, char **argv)
 	struct vmm *vm;
 	int c, fd, code;
 	uint64_t lost, mem;
+	bool amd;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -91,9 +114,23 @@ int demo_main(int argc, char **argv)
 			if (cfg.backend == RAM_HUGETLB_1G)
 				cfg.mem_size = 1ULL << 30;
 			break;
+		case 'V':
+			if (!strcmp(optarg, "host"))
+				cfg.cpu_vendor = X86_CPU_HOST;
+			else if (!strcmp(optarg, "intel"))
+				cfg.cpu_vendor = X86_CPU_INTEL;
+			else if (!strcmp(optarg, "amd"))
+				cfg.cpu_vendor = X86_CPU_AMD;
+			else {
+				tool_error("demo", "--cpu-vendor: unknown vendor '%s' (host, intel, amd)",
+					   optarg);
+				return 2;
+			}
+			break;
 		case 'h':
 			printf("Usage: %s demo [--backend hugetlb-2m|anon|shmem|...] (default hugetlb-2m,\n"
-			       "anon if no huge pages are free)\n", prog);
+			       "anon if no huge pages are free) [--cpu-vendor host|intel|amd] (default host)\n",
+			       prog);
 			return 0;
 		default: return 2;
 		}
@@ -138,18 +175,23 @@ int demo_main(int argc, char **argv)
 	code = vmm_exit_code(vm);
 	s = vmm_summary_json(vm);
 	json_object_object_get_ex(s, "guest", &g);
+	amd = !strcmp(str(s, "cpu-vendor"), "amd");
+	printf("  guest: CPU vendor %s: told of memory errors by %s's rules\n",
+	       str(s, "cpu-vendor-id"), amd ? "AMD" : "Intel");
 	say_events(log);
 	json_object_object_get_ex(g, "machine-check-log", &a);
 	for (size_t i = 0; i < json_object_array_length(a); i++) {
 		json_object *m = json_object_array_get_idx(a, i);
 		uint64_t st = u64(m, "status");
 
-		if (!(st & (1ULL << 58)))
+		if (!(st & MCI_STATUS_ADDRV))
 			continue; /* a bystander's view of a broadcast */
-		printf("  guest: vCPU %" PRIu64 " took a machine check: %s, MCi_ADDR 0x%" PRIx64
+		printf("  guest: vCPU %" PRIu64 " %s: %s, MCi_ADDR 0x%" PRIx64
 		       ", %llu KiB (MCi_MISC LSB %" PRIu64 ")\n",
-		       u64(m, "vcpu"), st & (1ULL << 55) ? "SRAR (action required)" : "SRAO (action optional)",
-		       u64(m, "addr"), (1ULL << (u64(m, "misc") & 0x3f)) >> 10, u64(m, "misc") & 0x3f);
+		       u64(m, "vcpu"), boolean(m, "polled") ? "found polling its banks"
+							    : "took a machine check",
+		       mce_kind(st, amd), u64(m, "addr"), (1ULL << (u64(m, "misc") & 0x3f)) >> 10,
+		       u64(m, "misc") & 0x3f);
 	}
 	json_object_object_get_ex(g, "retired", &a);
 	for (size_t i = 0; i < json_object_array_length(a); i++)
