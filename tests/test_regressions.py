@@ -9,6 +9,7 @@ import socket
 import struct
 import subprocess
 import sys
+import traceback
 
 import tap
 import vmtest
@@ -60,6 +61,9 @@ def vm_trouble(vm, e):
         what = "hung: %s" % (str(e) or type(e).__name__)
     else:
         what = "%s: %s" % (type(e).__name__, e)
+    at = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == __file__]
+    if at:
+        what += " (at line %d: %s)" % (at[-1].lineno, at[-1].line)
     return what, "\n".join(err.strip().splitlines()[-10:])
 
 
