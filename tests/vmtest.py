@@ -10,6 +10,9 @@ import tempfile
 import time
 
 VMRAS = None
+# Options every `vmras run` of a test module gets (e.g. the guest's CPU
+# vendor, for a module that asserts one vendor's machine-check values).
+RUN_ARGS = ()
 
 
 def pattern(page_gpa, gen, seed=1):
@@ -199,7 +202,7 @@ class VM:
     def __init__(self, *args, control=True, summary=True):
         self.dir = tempfile.mkdtemp(prefix="vmras-test-")
         self.sock = os.path.join(self.dir, "qmp.sock") if control else None
-        cmd = [VMRAS, "run", *args]
+        cmd = [VMRAS, "run", *RUN_ARGS, *args]
         if control:
             cmd += ["--control", self.sock]
         if summary:
@@ -245,7 +248,7 @@ class VM:
 
 def run(*args, timeout=300):
     """Run `vmras run ARGS --summary json` to the end: (code, summary, stderr)."""
-    p = subprocess.run([VMRAS, "run", *args, "--summary", "json"],
+    p = subprocess.run([VMRAS, "run", *RUN_ARGS, *args, "--summary", "json"],
                        capture_output=True, text=True, timeout=timeout)
     summary = None
     lines = [l for l in p.stdout.splitlines() if l.strip()]
