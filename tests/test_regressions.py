@@ -9,6 +9,8 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
+import time
 import traceback
 
 import tap
@@ -20,10 +22,13 @@ PAGE = 4096
 HUGE = 2 << 20
 DATA_START = vmtest.layout("GL_DATA_START")
 # A 64 MiB guest's 3 passes take about 20 s here (KVM's instruction
-# emulator); a run that has not ended after this long has hung.
-RUN_LIMIT = 120
+# emulator), minutes on a loaded machine. A run hangs when its process has
+# used no CPU for STALL seconds (a deadlocked VMM sleeps; a running guest
+# keeps its vCPU threads busy), and may take RUN_CAP seconds at most.
+STALL = 30
+RUN_CAP = 900
 # A repeated case stops after this many bad runs: enough to show it, and a
-# hung run costs RUN_LIMIT each.
+# hung run costs STALL seconds each.
 MAX_BAD_RUNS = 2
 HANGS = (subprocess.TimeoutExpired, TimeoutError, socket.timeout)
 
@@ -90,15 +95,57 @@ def run_problems(code, s, err, retired):
     return bad
 
 
+def cpu_ticks(pid):
+    """User + system CPU time a process has used, in clock ticks."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def run_watched(*args):
+    """`vmras run ARGS --summary json` to the end, like vmtest.run, but a
+    run that stops using CPU for STALL seconds is killed: (code, summary,
+    stderr), or None when it hung."""
+    with tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen([vmtest.VMRAS, "run", *args, "--summary", "json"],
+                             stdout=subprocess.PIPE, stderr=err, text=True)
+        start = last_busy = time.time()
+        ticks = -1
+        while p.poll() is None:
+            now = time.time()
+            try:
+                t = cpu_ticks(p.pid)
+            except OSError:
+                t = ticks
+            if t != ticks:
+                ticks, last_busy = t, now
+            if now - last_busy > STALL or now - start > RUN_CAP:
+                p.kill()
+                p.wait()
+                return None
+            try:
+                p.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+        out = p.stdout.read()
+        err.seek(0)
+        lines = [l for l in out.splitlines() if l.strip()]
+        try:
+            summary = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            summary = None
+        return p.returncode, summary, err.read()
+
+
 def repeat_run(label, runs, args, retired, splits):
     """`vmras run ARGS` runs times, one TAP line per run."""
     bad_runs = 0
     for i in range(1, runs + 1):
-        try:
-            code, s, err = vmtest.run(*args, timeout=RUN_LIMIT)
-        except subprocess.TimeoutExpired:
-            bad = ["hung: no exit within %d s" % RUN_LIMIT]
+        r = run_watched(*args)
+        if r is None:
+            bad = ["hung: no CPU used for %d s" % STALL]
         else:
+            code, s, err = r
             bad = run_problems(code, s, err, retired)
             c = s["memory-errors"]["counters"] if s else {}
             if s and c.get("huge-pages-split") != splits:
