@@ -4,12 +4,18 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 VMRAS = None
+
+# meson's timeout sends SIGTERM: unwind, so that `finally` kills the VMs and
+# gives the reserved huge pages back.
+signal.signal(signal.SIGTERM, lambda sig, frame: sys.exit(128 + sig))
 # Options every `vmras run` of a test module gets (e.g. the guest's CPU
 # vendor, for a module that asserts one vendor's machine-check values).
 RUN_ARGS = ()
