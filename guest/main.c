@@ -193,10 +193,12 @@ static void retire(struct cpu_state *cs, int slot, uint64_t gpa, uint64_t size)
 	bool added;
 
 	if (__atomic_load_n(&retired_lock, __ATOMIC_ACQUIRE) == me) {
-		if (cs->npending < MAX_PENDING) {
-			cs->pending[cs->npending].gpa = gpa;
-			cs->pending[cs->npending].size = size;
-			cs->npending++;
+		uint32_t n = cs->npending;
+
+		if (n < MAX_PENDING) {
+			cs->pending[n].gpa = gpa;
+			cs->pending[n].size = size;
+			__atomic_store_n(&cs->npending, n + 1, __ATOMIC_SEQ_CST);
 		}
 		return;
 	}
@@ -204,14 +206,16 @@ static void retire(struct cpu_state *cs, int slot, uint64_t gpa, uint64_t size)
 					    __ATOMIC_RELAXED))
 		free_ = 0;
 	added = retire_locked(gpa, size);
-	__atomic_store_n(&retired_lock, 0, __ATOMIC_RELEASE);
+	/* (sequentially consistent: the pending list is read after this) */
+	__atomic_store_n(&retired_lock, 0, __ATOMIC_SEQ_CST);
 	if (added)
 		report(cs, slot, GL_MSG_RETIRED, gpa, size, 0, 0, 0, 0);
 	/* The lock is free again: no #MC handler adds to the list now. */
-	while (cs->npending) {
-		uint32_t n = --cs->npending;
+	for (uint32_t n; (n = __atomic_load_n(&cs->npending, __ATOMIC_SEQ_CST)) != 0;) {
+		uint64_t g = cs->pending[n - 1].gpa, sz = cs->pending[n - 1].size;
 
-		retire(cs, slot, cs->pending[n].gpa, cs->pending[n].size);
+		__atomic_store_n(&cs->npending, n - 1, __ATOMIC_SEQ_CST);
+		retire(cs, slot, g, sz);
 	}
 }
 
@@ -377,6 +381,20 @@ static uint64_t next_page(const struct gl_boot_info *bi, uint64_t start, uint64_
 }
 
 /*
+ * Poll once every POLL_PAGES pages of the slice the guest has gone
+ * through, checked or (when sampling) stepped over: a sampling guest,
+ * which checks few pages, still polls before it has gone far.
+ */
+static void poll_progress(struct cpu_state *cs, uint64_t *since, uint64_t pages)
+{
+	*since += pages;
+	if (*since >= POLL_PAGES) {
+		*since = 0;
+		poll_banks(cs);
+	}
+}
+
+/*
  * What CPUID says: the vendor (whose machine-check rules apply), and for
  * the VMM's record the signature and AMD's RAS bits (0x80000007 EBX:
  * OverflowRecov, SUCCOR).
@@ -435,10 +453,7 @@ void guest_main(uint32_t cpu, const struct gl_boot_info *bi)
 
 	if (!(bi->flags & GL_BOOT_HOST_FILLED))
 		for (uint64_t p = start; p < end; p += PAGE_SIZE) {
-			if (++since_poll == POLL_PAGES) {
-				since_poll = 0;
-				poll_banks(cs);
-			}
+			poll_progress(cs, &since_poll, 1);
 			fill_words((void *)p, WORDS_PER_PAGE, gl_pattern(p, gen, bi->seed));
 		}
 
@@ -446,14 +461,11 @@ void guest_main(uint32_t cpu, const struct gl_boot_info *bi)
 		uint64_t verified = 0, corrupted = 0, skipped = 0;
 
 		/* The first page is always checked: start is a stride boundary. */
-		for (uint64_t p = start; p < end; p = next_page(bi, start, p)) {
+		for (uint64_t p = start, prev = start; p < end; prev = p, p = next_page(bi, start, p)) {
 			uint64_t want = gl_pattern(p, gen, bi->seed);
 			long r;
 
-			if (++since_poll == POLL_PAGES) {
-				since_poll = 0;
-				poll_banks(cs);
-			}
+			poll_progress(cs, &since_poll, p == start ? 1 : (p - prev) / PAGE_SIZE);
 			if (is_retired(p)) {
 				skipped++;
 				continue;
