@@ -12,7 +12,7 @@
 
 #include "guest/layout.h"
 
-#define REPORT_MAX_ITEMS 64	/* per list; beyond that only counted */
+#define REPORT_MAX_ITEMS 256	/* per list; beyond that only counted */
 
 struct report_corruption {
 	uint32_t vcpu, pass;
