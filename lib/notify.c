@@ -127,9 +127,12 @@ void vr_notify(struct vmras *v, struct vmras_failure *f, int target, uint32_t ar
 	}
 	if (v->vcpus[target].npending == VR_VCPU_MAX_PENDING) {
 		pthread_mutex_unlock(&v->lock);
-		snprintf(why, sizeof(why), "vCPU %d has %d notices waiting already", target,
-			 VR_VCPU_MAX_PENDING);
-		undeliverable(v, f, v->cfg.policy.undeliverable, why);
+		snprintf(why, sizeof(why), "vCPU %d has %d notices waiting already%s", target,
+			 VR_VCPU_MAX_PENDING,
+			 f->action_required ? "" : "; the page stays contained");
+		/* An AO can wait for the guest's own access; an AR cannot. */
+		undeliverable(v, f, f->action_required ? v->cfg.policy.undeliverable
+						       : VMRAS_ACTION_IGNORE, why);
 		return;
 	}
 	if (f->action_required)
@@ -485,7 +488,9 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 			}
 			snprintf(why, sizeof(why), "vCPU %u has %d notices waiting already", vcpu,
 				 VR_VCPU_MAX_PENDING);
-			undeliverable(v, &over[k].f, v->cfg.policy.undeliverable, why);
+			undeliverable(v, &over[k].f,
+				      over[k].f.action_required ? v->cfg.policy.undeliverable
+								: VMRAS_ACTION_IGNORE, why);
 		}
 		vr_engine_wake(v); /* it retries shortly */
 	}

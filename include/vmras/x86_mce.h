@@ -98,7 +98,10 @@ enum vmras_mce_delivery {
 /*
  * Deliver to one vCPU (call on the vCPU's own thread, outside KVM_RUN).
  * Returns a vmras_mce_delivery, or -errno when an ioctl failed. Nothing is
- * injected unless the result is VMRAS_MCE_DELIVERED.
+ * injected unless the result is VMRAS_MCE_DELIVERED. An error without UC
+ * (AMD's deferred AO) raises no #MC and waits in a bank for the guest's
+ * poller: it goes to m->bank or, if that one still holds an error, the
+ * next free bank below (VMRAS_MCE_BUSY when none is free).
  */
 int vmras_x86_mce_deliver(int vcpu_fd, uint64_t mcg_cap, const struct vmras_x86_mce *m);
 

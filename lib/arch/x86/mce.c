@@ -118,6 +118,7 @@ static int get_msrs(int fd, const uint32_t *idx, uint64_t *val, unsigned int n)
 int vmras_x86_mce_deliver(int vcpu_fd, uint64_t mcg_cap, const struct vmras_x86_mce *m)
 {
 	uint32_t idx[3] = { MSR_IA32_MCG_STATUS, MSR_IA32_MCx_CTL(m->bank), MSR_IA32_MCG_CTL };
+	uint8_t bank = m->bank;
 	uint64_t val[3];
 	struct kvm_x86_mce k;
 	struct kvm_sregs sregs;
@@ -126,16 +127,21 @@ int vmras_x86_mce_deliver(int vcpu_fd, uint64_t mcg_cap, const struct vmras_x86_
 	if (!(m->status & MCI_STATUS_UC)) {
 		/*
 		 * KVM only fills the bank (no #MC): the guest finds it when it
-		 * polls. One still there, not yet polled, would be overwritten.
+		 * polls, in any bank. One still there, not yet polled, would be
+		 * overwritten: use the planned bank, or the next free one below.
 		 */
-		uint32_t st_idx = MSR_IA32_MCx_STATUS(m->bank);
+		for (int b = m->bank; b >= 0; b--) {
+			uint32_t st_idx = MSR_IA32_MCx_STATUS((unsigned int)b);
 
-		r = get_msrs(vcpu_fd, &st_idx, val, 1);
-		if (r < 0)
-			return (int)r;
-		if (val[0] & MCI_STATUS_VAL)
-			return VMRAS_MCE_BUSY;
-		goto inject;
+			r = get_msrs(vcpu_fd, &st_idx, val, 1);
+			if (r < 0)
+				return (int)r;
+			if (!(val[0] & MCI_STATUS_VAL)) {
+				bank = (uint8_t)b;
+				goto inject;
+			}
+		}
+		return VMRAS_MCE_BUSY;
 	}
 	r = kabi_ioctl(vcpu_fd, KVM_GET_SREGS, &sregs);
 	if (r < 0)
@@ -155,7 +161,7 @@ inject:
 	k.addr = m->addr;
 	k.misc = m->misc;
 	k.mcg_status = m->mcg_status;
-	k.bank = m->bank;
+	k.bank = bank;
 	r = kabi_ioctl(vcpu_fd, KVM_X86_SET_MCE, &k);
 	return r < 0 ? (int)r : VMRAS_MCE_DELIVERED;
 }
