@@ -2,8 +2,101 @@
 /* The machine-check encoder, bit for bit. */
 #include <errno.h>
 
+#include <stdbool.h>
+
 #include "tap.h"
 #include "vmras/x86_mce.h"
+
+/*
+ * AMD, as Linux 6.1's mce_severity_amd and amd_mce_usable_address grade it
+ * (and QEMU's kvm_mce_inject sends it): an AO is a deferred error with
+ * POISON (no UC: no #MC, found by the poller; POISON makes the address
+ * usable, so early kill works); an AR is UC with POISON, which Linux
+ * recovers from in user context only with SUCCOR (the VMM offers it).
+ */
+static void test_amd(void)
+{
+	struct vmras_mce_params p = { .type = VMRAS_MCE_SRAO, .gpa = 0x600123, .lsb = 12,
+				      .bank = 9, .amd = true };
+	struct vmras_x86_mce m;
+
+	vmras_x86_mce_encode(&p, &m);
+	is_u64(m.status, 0x9c00180000000000ULL,
+	       "AMD AO: VAL|EN|MISCV|ADDRV|DEFERRED|POISON, no UC (no #MC: polled)");
+	ok(!(m.status & (1ULL << 61)) && (m.status & (1ULL << 44)) && (m.status & (1ULL << 43)),
+	   "AMD AO: Linux grades it MCE_DEFERRED_SEVERITY, its address usable (POISON)");
+	is_u64(m.mcg_status, 0x5, "AMD AO MCG_STATUS RIPV|MCIP");
+	is_u64(m.addr, 0x600000, "AMD AO addr: the page");
+	is_u64(m.misc, 0x8c, "AMD AO misc: LSB 12");
+	p.type = VMRAS_MCE_SRAR;
+	p.eipv = true;
+	vmras_x86_mce_encode(&p, &m);
+	is_u64(m.status, 0xbc00080000000000ULL, "AMD AR: VAL|UC|EN|MISCV|ADDRV|POISON");
+	ok(!(m.status & ((1ULL << 57) | (1ULL << 62) | (1ULL << 44))),
+	   "AMD AR: no PCC, no OVER, not deferred (else Linux panics or only logs it)");
+	is_u64(m.mcg_status, 0x7, "AMD AR MCG_STATUS RIPV|EIPV|MCIP");
+}
+
+/* The delivery plans, bit for bit: who gets what, in which order. */
+static void test_plans(void)
+{
+	struct vmras_x86_config intel = { .mcg_cap = (1ULL << 24) | (1ULL << 8) | 10 };
+	struct vmras_x86_config amd = intel;
+	struct vmras_x86_error e = { .type = VMRAS_MCE_SRAR, .gpa = 0x1234567, .lsb = 12,
+				     .target = 1 };
+	struct vmras_x86_plan_step s[8];
+	bool online[3] = { true, true, true };
+	int n;
+
+	amd.vendor = VMRAS_X86_AMD;
+	n = vmras_x86_plan(&intel, &e, 3, online, s, 8);
+	is_int(n, 3, "Intel SRAR, 3 vCPUs: 3 machine checks");
+	ok(n == 3 && s[0].vcpu == 0 && s[0].bystander && s[1].vcpu == 2 && s[1].bystander &&
+	   s[2].vcpu == 1 && !s[2].bystander, "bystanders first (vCPU 0, 2), then the target");
+	is_u64(s[0].mce.status, 0xa000000000000000ULL, "bystander: VAL|UC");
+	is_u64(s[0].mce.mcg_status, 0x5, "bystander: RIPV|MCIP");
+	is_int(s[0].mce.bank, 1, "bystander: bank 1");
+	is_u64(s[2].mce.status, 0xbd80000000000134ULL, "target: SRAR");
+	is_u64(s[2].mce.mcg_status, 0x7, "target: RIPV|EIPV|MCIP (EIPV always)");
+	is_u64(s[2].mce.addr, 0x1234000, "target: the page");
+	is_int(s[2].mce.bank, 9, "target: the last bank");
+
+	online[0] = false;
+	n = vmras_x86_plan(&intel, &e, 3, online, s, 8);
+	ok(n == 2 && s[0].vcpu == 2 && s[1].vcpu == 1, "a stopped vCPU gets no copy");
+	online[0] = true;
+
+	e.type = VMRAS_MCE_SRAO;
+	n = vmras_x86_plan(&intel, &e, 3, online, s, 8);
+	ok(n == 3 && s[2].mce.status == 0xbd000000000000c0ULL && s[2].mce.mcg_status == 0x5,
+	   "Intel SRAO: broadcast too, target RIPV|MCIP");
+
+	e.type = VMRAS_MCE_SRAR;
+	e.guest_lmce = true;
+	n = vmras_x86_plan(&intel, &e, 3, online, s, 8);
+	is_int(n, 3, "guest LMCE without MCG_LMCE_P offered: still broadcast");
+	intel.mcg_cap |= 1ULL << 27;
+	n = vmras_x86_plan(&intel, &e, 3, online, s, 8);
+	ok(n == 1 && s[0].vcpu == 1 && s[0].mce.mcg_status == 0xf,
+	   "LMCE enabled and offered: local, MCG_STATUS RIPV|EIPV|MCIP|LMCES");
+	e.guest_lmce = false;
+
+	n = vmras_x86_plan(&amd, &e, 3, online, s, 8);
+	ok(n == 1 && s[0].vcpu == 1 && s[0].mce.status == 0xbc00080000000000ULL &&
+	   s[0].mce.mcg_status == 0x7, "AMD SRAR: the target only (AMD machine checks are local)");
+	e.type = VMRAS_MCE_SRAO;
+	n = vmras_x86_plan(&amd, &e, 3, online, s, 8);
+	ok(n == 1 && s[0].mce.status == 0x9c00180000000000ULL, "AMD SRAO: one deferred error");
+
+	intel.no_broadcast = true;
+	n = vmras_x86_plan(&intel, &e, 3, online, s, 8);
+	is_int(n, 1, "no_broadcast: the target only");
+	e.target = 3;
+	is_int(vmras_x86_plan(&intel, &e, 3, online, s, 8), -EINVAL, "a target past the vCPUs: -EINVAL");
+	e.target = 0;
+	intel.mcg_cap &= ~0xffULL;
+	is_int(vmras_x86_plan(&intel, &e, 3, online, s, 8), -EINVAL, "no banks: -EINVAL");
+}
 
 int main(void)
 {
@@ -25,12 +118,9 @@ int main(void)
 	is_u64(m.mcg_status, 0x7, "SRAR MCG_STATUS RIPV|EIPV|MCIP");
 	is_u64(m.misc, 0x8c, "SRAR misc LSB 12");
 
-	p.eipv = false;
-	vmras_x86_mce_encode(&p, &m);
-	is_u64(m.mcg_status, 0x5, "SRAR after an emulated load: EIPV clear");
 	p.lmce = true;
 	vmras_x86_mce_encode(&p, &m);
-	is_u64(m.mcg_status, 0xd, "SRAR local: LMCES set");
+	is_u64(m.mcg_status, 0xf, "SRAR local: LMCES set");
 
 	p = (struct vmras_mce_params){ .type = VMRAS_MCE_SRAO, .gpa = 0x40345678, .lsb = 21, .bank = 9 };
 	vmras_x86_mce_encode(&p, &m);
@@ -57,5 +147,8 @@ int main(void)
 	p.bank = 0;
 	p.type = (enum vmras_mce_type)7;
 	is_int(vmras_x86_mce_encode(&p, &m), -EINVAL, "unknown type refused");
+
+	test_amd();
+	test_plans();
 	return tap_done();
 }
