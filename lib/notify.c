@@ -87,6 +87,8 @@ static unsigned int drop_pending_ao(struct vmras *v, uint64_t page, uint64_t siz
 				out[n++] = p->f;
 			else if (!same || !p->bystander)
 				s->pending[k++] = *p;
+			else
+				v->stats.notice_undeliverable++; /* a copy of a superseded AO */
 		}
 		s->npending = k;
 	}
@@ -378,6 +380,15 @@ static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struc
 	if (r == VR_NOT_READY && p->bystander) {
 		/* A CPU its OS has not brought up yet (an AP before SIPI) takes no part. */
 		VR_STAT_ADD(v, notice_undeliverable, 1);
+		return true;
+	}
+	if (r == VR_BUSY && p->bystander) {
+		/*
+		 * Already in its handler (its own error, at the same moment): it
+		 * has joined the guest's rendezvous, which is what the copy is
+		 * for. Sending it would be a machine check inside a machine check.
+		 */
+		VR_STAT_ADD(v, notice_broadcast_joined, 1);
 		return true;
 	}
 	if (r == VR_BUSY && !f->action_required) {

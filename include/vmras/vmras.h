@@ -110,6 +110,7 @@ struct vmras_stats {
 	uint64_t duplicates;	/* reports of a range already handled */
 	uint64_t contained, contain_failed;
 	uint64_t notice_delivered, notice_deferred, notice_undeliverable, notice_broadcast;
+	uint64_t notice_broadcast_joined;	/* a bystander already in its handler: no copy needed */
 	uint64_t not_guest_ram;
 	uint64_t bytes_lost;
 	uint64_t log_errors;	/* event log writes that failed */
