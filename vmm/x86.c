@@ -95,6 +95,20 @@ const char *x86_vendor_name(enum vmras_x86_vendor v)
 	return v == VMRAS_X86_AMD ? "amd" : "intel";
 }
 
+int x86_cpu_vendor_parse(const char *s, enum x86_cpu_vendor *out)
+{
+	static const char *const names[] = {
+		[X86_CPU_HOST] = "host", [X86_CPU_INTEL] = "intel", [X86_CPU_AMD] = "amd",
+	};
+
+	for (unsigned int i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(s, names[i])) {
+			*out = (enum x86_cpu_vendor)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
 /*
  * Show the guest the chosen vendor. The rest of KVM's supported CPUID
  * stays the host's: the test guest and the machine-check path need only

@@ -45,6 +45,8 @@ void x86_machine_destroy(struct x86_machine *m);
  */
 enum vmras_x86_vendor x86_cpuid_vendor(const struct kvm_cpuid2 *c);
 const char *x86_vendor_name(enum vmras_x86_vendor v);	/* "intel", "amd" */
+/* "host", "intel", "amd" (--cpu-vendor): 0, or -EINVAL. */
+int x86_cpu_vendor_parse(const char *s, enum x86_cpu_vendor *out);
 
 /* Write the GDT and identity page tables into guest RAM. */
 int x86_setup_memory(const struct guest_ram *ram, struct vmm_error *e);

@@ -115,13 +115,7 @@ int demo_main(int argc, char **argv)
 				cfg.mem_size = 1ULL << 30;
 			break;
 		case 'V':
-			if (!strcmp(optarg, "host"))
-				cfg.cpu_vendor = X86_CPU_HOST;
-			else if (!strcmp(optarg, "intel"))
-				cfg.cpu_vendor = X86_CPU_INTEL;
-			else if (!strcmp(optarg, "amd"))
-				cfg.cpu_vendor = X86_CPU_AMD;
-			else {
+			if (x86_cpu_vendor_parse(optarg, &cfg.cpu_vendor)) {
 				tool_error("demo", "--cpu-vendor: unknown vendor '%s' (host, intel, amd)",
 					   optarg);
 				return 2;
