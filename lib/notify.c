@@ -321,10 +321,11 @@ static bool bystanders_pending(struct vmras *v, uint64_t group)
  * A guest's monarch waits a bounded time for every CPU to enter its
  * handler: the copies go in before the consuming vCPU re-enters.
  */
-static void wait_for_bystanders(struct vmras *v, unsigned int vcpu, uint64_t group)
+static bool wait_for_bystanders(struct vmras *v, unsigned int vcpu, uint64_t group)
 {
 	uint64_t deadline = vr_mono_ns() + BYSTANDER_WAIT_NS;
 	struct timespec ts;
+	bool late;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec += (time_t)(BYSTANDER_WAIT_NS / 1000000000ULL);
@@ -338,8 +339,12 @@ static void wait_for_bystanders(struct vmras *v, unsigned int vcpu, uint64_t gro
 	pthread_mutex_lock(&v->lock);
 	while (bystanders_pending(v, group) && vr_mono_ns() < deadline)
 		pthread_cond_timedwait(&v->cond, &v->lock, &ts);
+	late = bystanders_pending(v, group);
+	if (late)
+		v->stats.notice_broadcast_late++;
 	pthread_mutex_unlock(&v->lock);
 	v->cfg.ops.vcpu_blocked(v->cfg.ops.opaque, vcpu, false);
+	return !late;
 }
 
 /* Deliver one notice; false if it must wait (guest busy with an AO's predecessor). */
@@ -354,8 +359,12 @@ static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struc
 		pthread_mutex_lock(&v->lock);
 		bool wait = bystanders_pending(v, p->group);
 		pthread_mutex_unlock(&v->lock);
-		if (wait && v->cfg.ops.vcpu_blocked)
-			wait_for_bystanders(v, vcpu, p->group);
+		/* Late copies still go in when their vCPU next stops; the record says so. */
+		if (wait && v->cfg.ops.vcpu_blocked && !wait_for_bystanders(v, vcpu, p->group))
+			snprintf(f->detail, sizeof(f->detail),
+				 "bystander copies not taken within %llu ms (a vCPU not kicked "
+				 "out of KVM_RUN?): the guest may time out its rendezvous",
+				 (unsigned long long)(BYSTANDER_WAIT_NS / 1000000));
 	}
 	r = v->arch->deliver(v->arch_data, s->fd, p);
 	if (r == VR_DELIVERED) {

@@ -285,6 +285,7 @@ json_object *vmm_memory_errors_json(struct vmm *vm)
 	C("mce-undeliverable", st.notice_undeliverable);
 	C("mce-broadcast", st.notice_broadcast);
 	C("mce-broadcast-joined", st.notice_broadcast_joined);
+	C("mce-broadcast-late", st.notice_broadcast_late);
 	C("not-guest-ram", st.not_guest_ram);
 	C("bytes-lost", st.bytes_lost);
 	C("log-errors", st.log_errors);

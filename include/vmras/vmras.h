@@ -61,7 +61,11 @@ struct vmras_remap {
 /* The VMM's side. Hooks are called from library threads and vCPU threads. */
 struct vmras_ops {
 	void *opaque;
-	/* Make vCPU leave KVM_RUN soon and call vmras_vcpu_pre_run. Must not block. */
+	/*
+	 * Make vCPU leave KVM_RUN soon and call vmras_vcpu_pre_run. Must not
+	 * block. A vCPU halted inside KVM_RUN (in-kernel HLT) wakes only for a
+	 * signal: set kvm_run.immediate_exit and send one (QEMU's kvm_cpu_kick).
+	 */
 	void (*kick_vcpu)(void *opaque, unsigned int vcpu);
 	/* Policy reset / fatal: ask for it; must not wait for vCPUs. */
 	void (*request_reset)(void *opaque, const char *why);
@@ -111,6 +115,7 @@ struct vmras_stats {
 	uint64_t contained, contain_failed;
 	uint64_t notice_delivered, notice_deferred, notice_undeliverable, notice_broadcast;
 	uint64_t notice_broadcast_joined;	/* a bystander already in its handler: no copy needed */
+	uint64_t notice_broadcast_late;	/* copies not taken before the consuming vCPU went on */
 	uint64_t not_guest_ram;
 	uint64_t bytes_lost;
 	uint64_t log_errors;	/* event log writes that failed */
