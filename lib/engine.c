@@ -108,12 +108,15 @@ enum plan {
 };
 
 static enum plan plan_for(struct vmras *v, const struct vmras_region *r,
-			  const struct vmras_failure *f, bool *named_bad)
+			  const struct vmras_failure *f, bool *named_bad, char *why, size_t why_len)
 {
 	struct vr_split *s;
 	enum vr_sub st;
 
 	*named_bad = true;
+	if (r->page_size > SMALL_PAGE && vr_backing(r)->can_split &&
+	    !vr_split_possible(v, r, why, why_len))
+		return PLAN_WHOLE;
 	if (!vr_split_possible(v, r, NULL, 0))
 		return PLAN_WHOLE;
 	s = vr_split_find(v, f->ev.gpa);
@@ -130,7 +133,7 @@ static enum plan plan_for(struct vmras *v, const struct vmras_region *r,
 	if (st == VR_SUB_POISONED)
 		return PLAN_SUBPAGE; /* the registry knows it: a duplicate */
 	/* A report from before the new mapping was in place is about the old page. */
-	if (f->ev.seq < vr_split_live_seq(s))
+	if (f->ev.seq <= vr_split_live_seq(s))
 		*named_bad = !vr_split_read_back(s, f->ev.gpa);
 	if (vr_split_sub_size(s) > SMALL_PAGE)
 		return PLAN_SPLIT; /* a 2 MiB page of a split 1 GiB page */
@@ -166,7 +169,8 @@ static int contain(struct vmras *v, const struct vmras_region *r, struct vmras_f
 	}
 }
 
-static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch_state)
+static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch_state,
+		    uint32_t gen)
 {
 	struct vmras_failure f = { .ev = *ev, .action_required = ev->kind == VMRAS_AR };
 	const struct vmras_region *r = NULL;
@@ -174,6 +178,7 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 	enum vmras_action action;
 	bool merged = false, named_bad;
 	int err, target, contained_err = 1; /* 1: not contained yet */
+	char why[160] = "";
 	enum plan how;
 
 	if ((f.ev.valid & VMRAS_EV_HVA) && !(f.ev.valid & VMRAS_EV_GPA) &&
@@ -190,6 +195,11 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 	if (f.ev.valid & VMRAS_EV_GPA)
 		r = vmras_memmap_find_gpa(v->map, f.ev.gpa);
 	VR_STAT_ADD(v, received[ev->source], 1);
+	if (gen != __atomic_load_n(&v->generation, __ATOMIC_RELAXED)) {
+		/* Observed before a guest reset gave that memory back fresh: moot. */
+		report_ignored(v, &f, "about memory a guest reset has since replaced");
+		return;
+	}
 
 	if (!r) {
 		VR_STAT_ADD(v, not_guest_ram, 1);
@@ -201,7 +211,9 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 		return;
 	}
 
-	how = plan_for(v, r, &f, &named_bad);
+	how = plan_for(v, r, &f, &named_bad, why, sizeof(why));
+	if (how == PLAN_WHOLE && why[0])
+		snprintf(f.detail, sizeof(f.detail), "huge page lost whole: %s", why);
 	/* The backing's page size is what the host lost, unless it is split. */
 	f.size = how == PLAN_WHOLE ? r->page_size : SMALL_PAGE;
 	if (how == PLAN_INTACT) {
@@ -246,9 +258,12 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 			       err ? "not contained" : "contained");
 		return;
 	}
-	/* An AO for a range already handled adds nothing; an AR still must reach the guest. */
+	/*
+	 * An AO for a range already handled adds nothing, nor does the VMM's
+	 * own read of it; a guest's access (AR) still must reach the guest.
+	 */
 	if (merged && (entry.state & (VMRAS_PS_CONTAINED | VMRAS_PS_NOTIFIED)) &&
-	    ev->kind == VMRAS_AO) {
+	    (ev->kind == VMRAS_AO || ev->source == VMRAS_SRC_MC_COPY)) {
 		VR_STAT_ADD(v, duplicates, 1);
 		f.contained = entry.state & VMRAS_PS_CONTAINED;
 		report_ignored(v, &f, "already handled (%" PRIu32 " reports)", entry.reports);
@@ -335,7 +350,7 @@ static bool ring_next(struct vmras *v, uint64_t before)
 		return false;
 	vr_ring_drop_head(v->ring);
 	ev = capture_event(v, &c);
-	process(v, &ev, 0);
+	process(v, &ev, 0, c.gen);
 	return true;
 }
 
@@ -420,6 +435,7 @@ static int reset_execute(struct vmras *v)
 	vmras_registry_clear(v->registry);
 	vr_hw_forget(v);
 	vr_notify_drop_all(v, "the guest was reset before it could be told");
+	__atomic_add_fetch(&v->generation, 1, __ATOMIC_SEQ_CST);
 	return err;
 }
 
@@ -429,7 +445,7 @@ static void run_work(struct vmras *v, struct vr_work *w)
 {
 	switch (w->kind) {
 	case VR_WORK_EVENT:
-		process(v, &w->ev, w->arch_state);
+		process(v, &w->ev, w->arch_state, w->gen);
 		w->result = 0;
 		break;
 	case VR_WORK_INJECT:
@@ -462,7 +478,9 @@ static void *engine_thread(void *arg)
 
 	__atomic_store_n(&v->engine_tid, vr_gettid(), __ATOMIC_RELAXED);
 	/* This thread takes the kernel's early-kill AO reports (PF_MCE_EARLY). */
-	v->early_kill_err = prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY, 0, 0) ? -errno : 0;
+	__atomic_store_n(&v->early_kill_err,
+			 prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY, 0, 0) ? -errno : 0,
+			 __ATOMIC_RELAXED);
 	/* ...which a mask inherited from the VMM must not hold back. */
 	sigemptyset(&bus);
 	sigaddset(&bus, SIGBUS);
@@ -562,7 +580,8 @@ int vr_engine_submit(struct vmras *v, struct vr_work *w, bool wait)
 int vr_submit_event(struct vmras *v, const struct vmras_event *ev, uint32_t arch_state,
 		    bool wait)
 {
-	struct vr_work w = { .kind = VR_WORK_EVENT, .ev = *ev, .arch_state = arch_state };
+	struct vr_work w = { .kind = VR_WORK_EVENT, .ev = *ev, .arch_state = arch_state,
+			     .gen = __atomic_load_n(&v->generation, __ATOMIC_SEQ_CST) };
 
 	return vr_engine_submit(v, &w, wait);
 }

@@ -79,6 +79,7 @@ struct vr_work {
 	enum vr_work_kind kind;
 	struct vmras_event ev;	/* EVENT; INJECT: gpa, kind, vcpu */
 	uint32_t arch_state;	/* EVENT from a vCPU: its guest state (arch ops) */
+	uint32_t gen;		/* EVENT: guest resets when it was observed */
 	bool signal;		/* INJECT */
 	int result;
 	bool done, waiting;	/* under v->lock */
@@ -114,8 +115,9 @@ struct vmras {
 	pthread_t engine;
 	bool engine_started;
 	int32_t engine_tid;	/* the early-kill thread */
-	int early_kill_err;	/* its PR_MCE_KILL_EARLY: 0 or -errno (see vmras_get_caps) */
+	int early_kill_err;	/* its PR_MCE_KILL_EARLY: 0 or -errno (atomic; vmras_get_caps) */
 	uint64_t seq;		/* arrival order (atomic) */
+	uint32_t generation;	/* guest resets so far (atomic; written by the engine) */
 	pthread_rwlock_t map_lock;
 
 	pthread_mutex_t lock;	/* everything below */

@@ -234,7 +234,7 @@ void vmras_get_caps(struct vmras *v, struct vmras_caps *c)
 		snprintf(c->contain_why, sizeof(c->contain_why),
 			 "no userfaultfd with UFFD_FEATURE_POISON");
 	c->kernel_faults = v->router && vr_router_kernel_faults(v->router);
-	c->early_kill = v->engine_started && !v->early_kill_err;
+	c->early_kill = v->engine_started && !__atomic_load_n(&v->early_kill_err, __ATOMIC_RELAXED);
 	c->ram_mmio = v->ram_mmio;
 	for (unsigned int i = 0; i < vmras_memmap_count(v->map) && !huge; i++)
 		if (vmras_memmap_region(v->map, i)->page_size > SMALL_PAGE)

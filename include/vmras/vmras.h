@@ -168,7 +168,7 @@ void vmras_get_stats(struct vmras *v, struct vmras_stats *s);
 struct vmras_caps {
 	bool contain, split, kernel_faults, ram_mmio;
 	bool early_kill;	/* the engine gets the kernel's AO reports (PR_MCE_KILL_EARLY) */
-	char contain_why[96], split_why[96];
+	char contain_why[160], split_why[192];
 };
 void vmras_get_caps(struct vmras *v, struct vmras_caps *c);
 

@@ -276,6 +276,7 @@ static void push(struct vmras *v, struct vr_capture *c)
 	uint64_t one = 1;
 
 	c->seq = vr_next_seq(v);
+	c->gen = __atomic_load_n(&v->generation, __ATOMIC_SEQ_CST);
 	ring_push(v->ring, c);
 	(void)!write(v->wake_fd, &one, sizeof(one));
 }

@@ -18,6 +18,7 @@ struct vmras;
 /* One SIGBUS as the handler saw it. */
 struct vr_capture {
 	uint64_t seq;		/* arrival order (the context's counter) */
+	uint32_t gen;		/* guest resets so far: a report about memory since replaced is moot */
 	int si_code;
 	int32_t tid;
 	unsigned int lsb;

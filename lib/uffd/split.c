@@ -829,9 +829,13 @@ static int restore_one(struct vmras *v, struct vr_split *s)
 {
 	int err = 0, e;
 
-	/* No fill runs after this; faults meanwhile are woken (unrouted). */
-	vr_router_remove(v->router, s->hva, s->size, false);
+	/*
+	 * No safe copy first (one waiting on an unfilled subpage would spin
+	 * once the route is gone), then no fill: the fill never takes
+	 * map_lock, so waiting for it under the lock is safe.
+	 */
 	pthread_rwlock_wrlock(&v->map_lock);
+	vr_router_remove(v->router, s->hva, s->size, false);
 	/* A fresh huge page: the old one (bad hardware) out of the file. */
 	if (fallocate(s->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)(s->r->fd_offset + (s->gpa - s->r->gpa)), (off_t)s->size))
