@@ -5,6 +5,7 @@ deadlocked, raced a reset, ran out of splits or destroyed a good page on
 53701f8. Every run and every wait has its own time limit, so a hang fails
 its case instead of blocking the suite."""
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -31,6 +32,13 @@ RUN_CAP = 900
 # hung run costs STALL seconds each.
 MAX_BAD_RUNS = 2
 HANGS = (subprocess.TimeoutExpired, TimeoutError, socket.timeout)
+# Under the sanitizers (CI sets VMRAS_TEST_QUICK=1) the races run fewer
+# times: the full counts run once, in the plain build.
+QUICK = os.environ.get("VMRAS_TEST_QUICK") == "1"
+
+
+def times(n):
+    return max(2, n // 5) if QUICK else n
 
 
 def huge_pages_for(mem_mib):
@@ -164,7 +172,7 @@ def test_two_errors_in_one_huge_page():
     thread, which injects the second --inject of the pass, waited for that
     lock without being parked. Issue 5's acceptance shape; hung about 1 run
     in 5 on 53701f8."""
-    repeat_run("two errors in one huge page", 20,
+    repeat_run("two errors in one huge page", times(20),
                ("--backend", "hugetlb-2m", "--vcpus", "2", "--mem", "64M", "--passes", "3",
                 "--inject", "ao:0x1a45000", "--inject", "ar:0x1bf3000"),
                [0x1a45000, 0x1bf3000], 1)
@@ -175,7 +183,7 @@ def test_two_injections_two_huge_pages():
     vCPU thread injects the second while the first split pauses the vCPUs."""
     # Both in vCPU 0's slice (0x400000-0xa00000 of 16 MiB), so vCPU 0's
     # thread makes both injections, back to back.
-    repeat_run("two injections in one pass, two huge pages", 10,
+    repeat_run("two injections in one pass, two huge pages", times(10),
                ("--backend", "hugetlb-2m", "--vcpus", "2", "--mem", "16M", "--passes", "2",
                 "--inject", "ao:0x603000", "--inject", "ar:0x805000"),
                [0x603000, 0x805000], 2)
@@ -256,7 +264,7 @@ def test_split_races_reset():
     and an AR, so that the reset lands before the vCPU raised it (its poison
     marker outlived the reset). Afterwards: nothing poisoned, the rebooted
     guest verifies every page, and the VMM neither crashes nor hangs."""
-    vms = 5
+    vms = times(5)
     for rep in range(vms):
         vm = VM("--vcpus", "2", "--mem", "%dM" % RESET_MEM_MIB, "--backend", "hugetlb-2m",
                 "--passes", "100000", "--paused")
