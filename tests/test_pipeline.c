@@ -29,6 +29,8 @@ static struct vmras *ras;
 static char *ram;
 static atomic_int failures, kicks, resets, foreign_sigbus;
 static struct vmras_failure last;
+static uint64_t watch_gpa;
+static atomic_int watch_told;	/* delivered notices (not bystanders') about watch_gpa */
 static pthread_mutex_t last_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_failure(void *o, const struct vmras_failure *f)
@@ -37,6 +39,8 @@ static void on_failure(void *o, const struct vmras_failure *f)
 	pthread_mutex_lock(&last_lock);
 	last = *f;
 	pthread_mutex_unlock(&last_lock);
+	if (watch_gpa && (f->ev.gpa & ~4095ULL) == watch_gpa && f->action == VMRAS_ACTION_INJECT)
+		atomic_fetch_add(&watch_told, 1);
 	atomic_fetch_add(&failures, 1);
 }
 
@@ -299,6 +303,36 @@ static void test_bad_config(void)
 	is_int(vmras_new(&cfg, &v2), -EINVAL, "undeliverable=inject is refused");
 }
 
+/* Defect 6: an AR whose vCPU stops is not moved to another vCPU. */
+static void test_offline_ar(void)
+{
+	uint64_t page = GPA_BASE + RAM_SIZE - 96 * 4096;
+	struct kvm_run *run = run_with(KVM_EXIT_MEMORY_FAULT);
+	bool reported;
+
+	vmras_add_vcpu(ras, 1, open("/dev/null", O_RDWR | O_CLOEXEC));
+	vmras_inject(ras, page, VMRAS_AO, -1, false);
+	kabi_kvm_run_memory_fault(run)->gpa = page;
+	kabi_kvm_run_memory_fault(run)->size = 4096;
+	/* vCPU 0's AR is queued for vCPU 0 (it never runs pre_run here). */
+	is_int(vmras_vcpu_exit(ras, 0, run, -EHWPOISON), VMRAS_EXIT_HANDLED, "AR of vCPU 0 queued");
+	free(run);
+	atomic_store(&failures, 0);
+	is_int(vmras_vcpu_online(ras, 0, false), 0, "vCPU 0 stops with its AR undelivered");
+	pthread_mutex_lock(&last_lock);
+	reported = atomic_load(&failures) >= 1 && last.action == VMRAS_ACTION_IGNORE &&
+		   last.action_required && strstr(last.detail, "of its own access");
+	pthread_mutex_unlock(&last_lock);
+	ok(reported, "the AR is reported as not told (not moved to vCPU 1): %s", last.detail);
+	/* vCPU 1 holds only bystander copies (a fake vCPU: their delivery fails). */
+	watch_gpa = page;
+	is_int(vmras_vcpu_pre_run(ras, 1), 0, "vCPU 1 runs pre_run");
+	is_int(atomic_load(&watch_told), 0, "and is not told of vCPU 0's access as its own");
+	watch_gpa = 0;
+	vmras_vcpu_online(ras, 0, true);
+	vmras_vcpu_online(ras, 1, false); /* as before: vCPU 0 alone runs */
+}
+
 static void test_offline(void)
 {
 	bool seen = false;
@@ -366,6 +400,7 @@ int main(void)
 	test_classify();
 	test_madv_hwpoison();
 	test_copy_to_guest();
+	test_offline_ar();
 	test_offline();
 	test_bad_config();
 
