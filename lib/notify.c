@@ -87,8 +87,7 @@ static unsigned int drop_pending_ao(struct vmras *v, uint64_t page, uint64_t siz
 				out[n++] = p->f;
 			else if (!same || !p->bystander)
 				s->pending[k++] = *p;
-			else
-				v->stats.notice_undeliverable++; /* a copy of a superseded AO */
+			/* else: a copy of that AO, reported with it (superseded) */
 		}
 		s->npending = k;
 	}
