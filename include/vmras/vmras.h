@@ -189,6 +189,7 @@ typedef void (*vmras_fault_fn)(void *opaque, uint64_t addr, uint64_t flags);
  */
 int vmras_uffd_route(struct vmras *v, void *hva, uint64_t len, uint64_t mode,
 		     vmras_fault_fn fn, void *opaque);
+/* Waits until no handler of the range runs: -EDEADLK from a fault handler. */
 int vmras_uffd_unroute(struct vmras *v, void *hva, uint64_t len);
 int vmras_userfaultfd(struct vmras *v);
 

@@ -555,6 +555,9 @@ int vmras_uffd_unroute(struct vmras *v, void *hva, uint64_t len)
 {
 	if (!v->router)
 		return -EOPNOTSUPP;
+	/* From its own fault handler it would wait for itself. */
+	if (v->router->started && pthread_equal(pthread_self(), v->router->thread))
+		return -EDEADLK;
 	vr_router_remove(v->router, (uintptr_t)hva, len, true);
 	return 0;
 }

@@ -251,13 +251,25 @@ static void bad_found(struct vr_split *s, uint32_t idx, uint64_t bad_gpa)
 
 static int uffd_continue(struct vr_split *s, uint32_t i, uint32_t n, uint32_t *mapped)
 {
-	struct uffdio_continue c = { .range = { .start = s->hva + (uint64_t)i * s->sub,
-						.len = (uint64_t)n * s->sub } };
-	long r = kabi_ioctl(vr_router_fd(s->v->router), UFFDIO_CONTINUE, &c);
+	*mapped = 0;
+	while (*mapped < n) {
+		uint32_t k = i + *mapped;
+		struct uffdio_continue c = { .range = { .start = s->hva + (uint64_t)k * s->sub,
+							.len = (uint64_t)(n - *mapped) * s->sub } };
+		long r = kabi_ioctl(vr_router_fd(s->v->router), UFFDIO_CONTINUE, &c);
 
-	/* EEXIST: mapped already (it maps our page cache page: the same data). */
-	*mapped = r == 0 || r == -EEXIST ? n : c.mapped > 0 ? (uint32_t)(c.mapped / (int64_t)s->sub) : 0;
-	return r == -EEXIST ? 0 : (int)r;
+		if (!r) {
+			*mapped = n;
+			break;
+		}
+		if (c.mapped > 0)
+			*mapped += (uint32_t)(c.mapped / (int64_t)s->sub);
+		else if (r == -EEXIST)
+			*mapped += 1; /* that page was mapped already: our page cache page */
+		else
+			return (int)r;
+	}
+	return 0;
 }
 
 /*
@@ -508,13 +520,15 @@ static int map_replacement(struct vmras *v, struct vr_split *s, bool route)
 
 	if (mmap(p, s->size, prot, MAP_SHARED | MAP_FIXED, s->memfd, 0) == MAP_FAILED)
 		return -errno;
-	err = route ? vr_router_add(v->router, s->hva, s->size, FILL_MODE, true, &split_ops, s)
-		    : uffd_register(v, s->hva, s->size);
+	err = uffd_register(v, s->hva, s->size);
 	if (err)
 		return err;
 	if (s->sub == SUB ? ftruncate(s->memfd, (off_t)s->size)
 			  : mprotect(p, s->size, PROT_READ | PROT_WRITE))
 		err = -errno;
+	/* Routed only once open: the fill must not write past the file's end. */
+	if (!err && route)
+		err = vr_router_add(v->router, s->hva, s->size, FILL_MODE, false, &split_ops, s);
 	if (!err)
 		err = vr_vma_attrs_apply(s->hva, s->size, &s->attrs);
 	/* Whoever waited on the old mapping tries again on this one. */
@@ -713,8 +727,10 @@ static int begin_top(struct vmras *v, const struct vmras_region *r, uint64_t gpa
 	}
 	s->live_seq = __atomic_load_n(&v->seq, __ATOMIC_SEQ_CST);
 	pthread_rwlock_unlock(&v->map_lock);
-	/* Still paused: sharers of guest memory switch now, or refuse. */
-	if (!err && tell_vmm(v, s, false)) {
+	/* Still paused: sharers of guest memory switch now (the nested chunk too), or refuse. */
+	if (!err && (tell_vmm(v, s, false) ||
+		     (s->sub == MID && bad_gpa != VR_SPLIT_NO_BAD &&
+		      tell_vmm(v, s->child[index_of(s, bad_gpa)], false)))) {
 		err = -ECANCELED;
 		VR_STAT_ADD(v, splits_refused, 1);
 	}
@@ -767,7 +783,7 @@ static int begin_nested(struct vmras *v, struct vr_split *p, uint64_t gpa, uint6
 		if (tell_vmm(v, c, false)) {
 			err = -ECANCELED;
 			VR_STAT_ADD(v, splits_refused, 1);
-			/* The router may run it: take it out under the router's eyes. */
+			/* No callback may run on the child while it goes. */
 			vr_router_remove(v->router, p->hva, p->size, false);
 			pthread_mutex_lock(&p->lock);
 			p->child[idx] = NULL;
@@ -777,8 +793,6 @@ static int begin_nested(struct vmras *v, struct vr_split *p, uint64_t gpa, uint6
 				p->ndone--;
 			pthread_mutex_unlock(&p->lock);
 			split_free(c);
-			vr_router_add(v->router, p->hva, p->size, UFFDIO_REGISTER_MODE_MISSING, false,
-				      &split_ops, p);
 		}
 	}
 	if (err) {
@@ -787,6 +801,11 @@ static int begin_nested(struct vmras *v, struct vr_split *p, uint64_t gpa, uint6
 		pthread_rwlock_unlock(&v->map_lock);
 	} else {
 		VR_STAT_ADD(v, splits, 1);
+	}
+	if (err == -ECANCELED &&
+	    vr_router_add(v->router, p->hva, p->size, FILL_MODE, false, &split_ops, p)) {
+		/* Unfilled chunks would fault unrouted: keep retrying is all that is left. */
+		VR_STAT_ADD(v, fill_errors, 1);
 	}
 	v->cfg.ops.resume_vcpus(v->cfg.ops.opaque);
 	vr_router_kick(v->router);
@@ -807,8 +826,8 @@ int vr_split_poison(struct vmras *v, struct vr_split *s, uint64_t gpa)
 {
 	int err;
 
-	if (s->sub != SUB)
-		return -EINVAL;
+	if (s->sub != SUB) /* a 2 MiB chunk poisoned whole has nothing more to poison */
+		return vr_split_state(s, gpa) == VR_SUB_POISONED ? 0 : -EINVAL;
 	pthread_mutex_lock(&s->lock);
 	err = poison_locked(v, s, gpa);
 	pthread_mutex_unlock(&s->lock);

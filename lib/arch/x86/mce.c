@@ -131,12 +131,14 @@ int vmras_x86_mce_deliver(int vcpu_fd, uint64_t mcg_cap, const struct vmras_x86_
 		 * overwritten: use the planned bank, or the next free one below.
 		 */
 		for (int b = m->bank; b >= 0; b--) {
-			uint32_t st_idx = MSR_IA32_MCx_STATUS((unsigned int)b);
+			/* Linux's poller skips a bank whose MCi_CTL is 0: not that one. */
+			uint32_t bidx[2] = { MSR_IA32_MCx_STATUS((unsigned int)b),
+					     MSR_IA32_MCx_CTL((unsigned int)b) };
 
-			r = get_msrs(vcpu_fd, &st_idx, val, 1);
+			r = get_msrs(vcpu_fd, bidx, val, 2);
 			if (r < 0)
 				return (int)r;
-			if (!(val[0] & MCI_STATUS_VAL)) {
+			if (!(val[0] & MCI_STATUS_VAL) && val[1]) {
 				bank = (uint8_t)b;
 				goto inject;
 			}
