@@ -728,6 +728,20 @@ def group(run, name, cpu, smp, setup, cases):
                 g = run.boot(name if n == 1 else "%s.%d" % (name, n), cpu, smp)
                 setup(g, ctx)
             o = action(g, ctx)
+            # QEMU's monitor injects when it likes, not at the reader's load:
+            # an SRAR that landed while the guest was in its kernel (a timer)
+            # is graded as a kernel error. That is the harness's timing, not
+            # the values under test: boot again and retry, at most twice.
+            tries = 1
+            while (not expect(o) and tries < 3 and "SRAR" in title and o.kind() == "panic"
+                   and "kernel" in (o.mc_reason or "")):
+                tap.diag("%s: SRAR landed in the guest's kernel (%s); retrying" % (title, o.mc_reason))
+                g.stop()
+                n += 1
+                g = run.boot("%s.%d" % (name, n), cpu, smp)
+                setup(g, ctx)
+                o = action(g, ctx)
+                tries += 1
             report(o, expect(o), title)
     finally:
         if g is not None:
