@@ -51,6 +51,22 @@ static int complete_mmio(struct vmras *v, const struct vmras_region *r, struct k
 	return n == (ssize_t)len ? 0 : -EFAULT;
 }
 
+/*
+ * Complete an access to RAM that is good, retrying while a mapping change
+ * makes it briefly unreachable; never drop a write or invent a read
+ * silently: if it cannot be done, the exit goes back to the VMM as MMIO.
+ */
+static int complete_good(struct vmras *v, const struct vmras_region *r, struct kvm_run *run)
+{
+	for (int tries = 0; tries < 100; tries++) {
+		if (!complete_mmio(v, r, run))
+			return VMRAS_EXIT_HANDLED;
+		usleep(100);
+	}
+	VR_STAT_ADD(v, fill_errors, 1);
+	return VMRAS_EXIT_NOT_MINE;
+}
+
 static int submit_access(struct vmras *v, unsigned int vcpu, struct vmras_event *ev)
 {
 	uint32_t arch_state = 0;
@@ -122,9 +138,9 @@ int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int
 			return err;
 		/* A huge page split meanwhile may have made it good again: use it. */
 		if (!page_is_bad(v, r, run->mmio.phys_addr))
-			complete_mmio(v, r, run);
+			return complete_good(v, r, run);
 		return VMRAS_EXIT_HANDLED;
 	}
 	/* Good RAM the emulator could not map just then (a fill racing it). */
-	return complete_mmio(v, r, run) == 0 ? VMRAS_EXIT_HANDLED : VMRAS_EXIT_NOT_MINE;
+	return complete_good(v, r, run);
 }
