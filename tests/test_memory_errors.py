@@ -114,17 +114,7 @@ HUGE = 2 << 20
 HUGE_64M = 64 // 2 + 1
 
 
-def with_hugepages(kb, n, name, test):
-    """Run test with n free huge pages of kb KiB, reserved by the test when
-    it runs as root; skip with the reason when they cannot be had."""
-    def run():
-        with vmtest.hugepages(kb, n) as why:
-            if why:
-                tap.skip(name, why)
-            else:
-                test()
-    run.__name__ = test.__name__
-    return run
+with_hugepages = vmtest.with_hugepages
 
 
 def test_hugetlb_split():

@@ -48,16 +48,8 @@ def huge_pages_for(mem_mib):
 
 
 def hugetlb_case(mem_mib, name, test):
-    """Run test with the huge pages a mem_mib guest needs, reserved by the
-    test when it runs as root; skip with the reason when they cannot be had."""
-    def run():
-        with vmtest.hugepages(2048, huge_pages_for(mem_mib)) as why:
-            if why:
-                tap.skip(name, why)
-            else:
-                test()
-    run.__name__ = test.__name__
-    return run
+    """Run test with the huge pages a mem_mib guest needs (vmtest.with_hugepages)."""
+    return vmtest.with_hugepages(2048, huge_pages_for(mem_mib), name, test)
 
 
 def vm_trouble(vm, e):

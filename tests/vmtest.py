@@ -192,6 +192,21 @@ class QMP:
         self.sock.close()
 
 
+def with_hugepages(kb, n, name, test):
+    """test, wrapped: run it with n free huge pages of kb KiB (reserved by the
+    test when it runs as root); skip with the reason when they cannot be had."""
+    import tap
+
+    def run():
+        with hugepages(kb, n) as why:
+            if why:
+                tap.skip(name, why)
+            else:
+                test()
+    run.__name__ = test.__name__
+    return run
+
+
 def guest_report(kind, vcpu=None, **fields):
     def pred(e):
         if e["event"] != "VMRAS_GUEST_REPORT" or e["data"]["kind"] != kind:
