@@ -58,7 +58,7 @@ extern const uint64_t exc_stubs[32];
 extern char mc_scan_insn[], mc_scan_insn_end[], mc_scan_fixup[];
 extern char fill_insn[], fill_insn_end[], fill_fixup[];
 long mc_scan(const void *p, unsigned long nwords, uint64_t value);
-void fill_words(void *p, unsigned long nwords, uint64_t value);
+long fill_words(void *p, unsigned long nwords, uint64_t value);
 void guest_main(uint32_t cpu, const struct gl_boot_info *bi);
 void exception_dispatch(struct exc_frame *f);
 
@@ -454,7 +454,9 @@ void guest_main(uint32_t cpu, const struct gl_boot_info *bi)
 	if (!(bi->flags & GL_BOOT_HOST_FILLED))
 		for (uint64_t p = start; p < end; p += PAGE_SIZE) {
 			poll_progress(cs, &since_poll, 1);
-			fill_words((void *)p, WORDS_PER_PAGE, gl_pattern(p, gen, bi->seed));
+			while (fill_words((void *)p, WORDS_PER_PAGE, gl_pattern(p, gen, bi->seed)) == -2 &&
+			       !is_retired(p))
+				;
 		}
 
 	for (uint32_t pass = 1; pass <= bi->passes; pass++) {
@@ -490,7 +492,15 @@ void guest_main(uint32_t cpu, const struct gl_boot_info *bi)
 			} else {
 				verified++;
 			}
-			fill_words((void *)p, WORDS_PER_PAGE, gl_pattern(p, gen + 1, bi->seed));
+			/*
+			 * Cut short by a machine check about another page (an
+			 * injected AR names any page, whatever this vCPU was
+			 * doing): fill it again, or the rest keeps the old pattern.
+			 */
+			while (fill_words((void *)p, WORDS_PER_PAGE, gl_pattern(p, gen + 1, bi->seed)) ==
+				       -2 &&
+			       !is_retired(p))
+				;
 		}
 		gen++;
 		poll_banks(cs);

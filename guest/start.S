@@ -106,8 +106,9 @@ mc_scan_fixup:
 	ret
 
 /*
- * void fill_words(void *p, unsigned long nwords, uint64_t value): the same
- * fixup, for stores (KVM cannot map a poisoned page for writing either).
+ * long fill_words(void *p, unsigned long nwords, uint64_t value): 0 once
+ * all nwords words hold value; -2 if a machine check cut the stores short
+ * (the same fixup: KVM cannot map a poisoned page for writing either).
  */
 	.globl	fill_words, fill_insn, fill_insn_end, fill_fixup
 fill_words:
@@ -117,5 +118,8 @@ fill_words:
 fill_insn:
 	rep stosq
 fill_insn_end:
+	xor	%eax, %eax
+	ret
 fill_fixup:
+	mov	$-2, %rax
 	ret

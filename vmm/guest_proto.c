@@ -132,7 +132,11 @@ static json_object *message_event(const struct gl_msg *m)
 	case GL_MSG_PASS_DONE: U64("pass", a[0]); U64("verified", a[1]); U64("corrupted", a[2]); U64("skipped", a[3]); break;
 	case GL_MSG_CORRUPTED: U64("gpa", a[0]); U64("offset", a[1]); U64("expected", a[2]); U64("found", a[3]); break;
 	case GL_MSG_MCE:
-	case GL_MSG_POLLED: U64("bank", a[0]); U64("status", a[1]); U64("addr", a[2]); U64("misc", a[3]); U64("mcg-status", a[4]); break;
+	case GL_MSG_POLLED:
+		U64("bank", a[0]); U64("status", a[1]); U64("addr", a[2]); U64("misc", a[3]); U64("mcg-status", a[4]);
+		if (m->type == GL_MSG_MCE)
+			U64("rip", a[5]); /* where the guest was: which access it interrupted */
+		break;
 	case GL_MSG_RETIRED: U64("gpa", a[0]); U64("size", a[1]); break;
 	case GL_MSG_UNRECOVERABLE: U64("mcg-status", a[0]); U64("rip", a[1]); break;
 	case GL_MSG_EXCEPTION: U64("vector", a[0]); U64("error-code", a[1]); U64("rip", a[2]); break;
