@@ -271,8 +271,9 @@ static void poll_banks(struct cpu_state *cs)
  * record each valid entry, retire the memory MCi_ADDR names with the
  * granularity MCi_MISC gives, clear the banks and MCIP, and resume only if
  * RIPV says the interrupted context can continue. If the interrupted
- * instruction was the machine-check-safe scan, resume at its fixup so the
- * poisoned data is never used.
+ * instruction was the machine-check-safe scan or the page fill, resume at
+ * its fixup so the poisoned data is never used (the caller looks again,
+ * or fills again, unless the page was retired).
  */
 static void machine_check(struct exc_frame *f, struct cpu_state *cs)
 {

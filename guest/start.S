@@ -107,8 +107,9 @@ mc_scan_fixup:
 
 /*
  * long fill_words(void *p, unsigned long nwords, uint64_t value): 0 once
- * all nwords words hold value; -2 if a machine check cut the stores short
- * (the same fixup: KVM cannot map a poisoned page for writing either).
+ * all nwords words hold value; -2 if an action-required machine check
+ * arrived during or just after the stores: the page may or may not be
+ * whole (the same fixup: KVM cannot map a poisoned page for writing either).
  */
 	.globl	fill_words, fill_insn, fill_insn_end, fill_fixup
 fill_words:

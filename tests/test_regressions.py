@@ -22,7 +22,7 @@ vmtest.VMRAS = sys.argv[1]
 PAGE = 4096
 HUGE = 2 << 20
 DATA_START = vmtest.layout("GL_DATA_START")
-# A 64 MiB guest's 3 passes take about 20 s here (KVM's instruction
+# A 16 MiB guest's 3 passes take about 5 s here (KVM's instruction
 # emulator), minutes on a loaded machine. A run hangs when its process has
 # used no CPU for STALL seconds (a deadlocked VMM sleeps; a running guest
 # keeps its vCPU threads busy), and may take RUN_CAP seconds at most.
@@ -164,7 +164,7 @@ def test_two_errors_in_one_huge_page():
     thread, which injects the second --inject of the pass, waited for that
     lock without being parked. Issue 5's acceptance shape; hung about 1 run
     in 5 on 53701f8. (Issue 5 gave it a 64 MiB guest; the size plays no part
-    in the race, and 16 MiB runs four times as many passes in the time.)"""
+    in the race, and 16 MiB takes about a quarter of the time.)"""
     # Both in vCPU 0's slice (0x400000-0xa00000 of 16 MiB), in one huge page.
     repeat_run("two errors in one huge page", times(20),
                ("--backend", "hugetlb-2m", "--vcpus", "2", "--mem", "16M", "--passes", "3",
@@ -449,7 +449,7 @@ CASES = [
     hugetlb_case(RESET_MEM_MIB, "split racing system_reset", test_split_races_reset),
     hugetlb_case(16, "two injections in one pass", test_two_injections_two_huge_pages),
     hugetlb_case(MANY_MEM_MIB, "%d splits" % MANY_SPLITS, test_many_splits),
-    hugetlb_case(64, "two errors in one huge page", test_two_errors_in_one_huge_page),
+    hugetlb_case(16, "two errors in one huge page", test_two_errors_in_one_huge_page),
 ]
 # test_regressions.py VMRAS [WORD...]: only the cases whose names contain a WORD.
 for case in CASES:
