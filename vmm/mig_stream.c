@@ -950,9 +950,13 @@ static int rd_fail(struct mig_stream *s, int r, struct vmm_error *e)
 			s->in_off, strerror(-r));
 }
 
-/* sec must be the section mig_read_header opened last. */
+/* The stream is readable and sec is the section mig_read_header opened last. */
 static int rd_section(struct mig_stream *s, const struct mig_section *sec, struct vmm_error *e)
 {
+	int r = rd_usable(s, e);
+
+	if (r)
+		return r;
 	if (!s->r_open || sec->offset != s->r_sec.offset || sec->type != s->r_sec.type)
 		return sec_fail(s, e, -EINVAL, sec->type, sec->offset,
 				"is not the section being read");
@@ -1018,9 +1022,7 @@ int mig_read_data(struct mig_stream *s, const struct mig_section *sec, void *buf
 	size_t got;
 	int r;
 
-	r = rd_usable(s, e);
-	if (!r)
-		r = rd_section(s, sec, e);
+	r = rd_section(s, sec, e);
 	if (r)
 		return r;
 	if (len > s->r_left)
@@ -1042,9 +1044,7 @@ int mig_read_end(struct mig_stream *s, const struct mig_section *sec, struct vmm
 	size_t got;
 	int r;
 
-	r = rd_usable(s, e);
-	if (!r)
-		r = rd_section(s, sec, e);
+	r = rd_section(s, sec, e);
 	if (r)
 		return r;
 	if (s->r_left)
@@ -1070,9 +1070,7 @@ int mig_read_payload(struct mig_stream *s, const struct mig_section *sec, void *
 	void *p = NULL;
 	int r;
 
-	r = rd_usable(s, e);
-	if (!r)
-		r = rd_section(s, sec, e);
+	r = rd_section(s, sec, e);
 	if (r)
 		return r;
 	if (s->r_left != sec->len)
