@@ -169,8 +169,13 @@ static int contain(struct vmras *v, const struct vmras_region *r, struct vmras_f
 	}
 }
 
+/*
+ * carried: for a bad page that arrived by migration, its registry state on
+ * the source (it is contained and recorded here, never notified again: the
+ * notices still due came with it).
+ */
 static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch_state,
-		    uint32_t gen)
+		    uint32_t gen, uint32_t carried)
 {
 	struct vmras_failure f = { .ev = *ev, .action_required = ev->kind == VMRAS_AR };
 	const struct vmras_region *r = NULL;
@@ -212,6 +217,15 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 	}
 
 	how = plan_for(v, r, &f, &named_bad, why, sizeof(why));
+	if (ev->source == VMRAS_SRC_MIGRATION) {
+		/* The source lost it: it reads back fine here only because it is new. */
+		named_bad = true;
+		if (how == PLAN_INTACT)
+			how = PLAN_SUBPAGE;
+		/* A whole page lost on the source: whole here too. */
+		if (1ULL << ev->addr_lsb >= r->page_size)
+			how = PLAN_WHOLE;
+	}
 	if (how == PLAN_WHOLE && why[0])
 		snprintf(f.detail, sizeof(f.detail), "huge page lost whole: %s", why);
 	/* The backing's page size is what the host lost, unless it is split. */
@@ -288,6 +302,14 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 		f.contained = true;
 	}
 
+	if (ev->source == VMRAS_SRC_MIGRATION) {
+		vmras_registry_set_state(v->registry, p.gpa,
+					 carried & (VMRAS_PS_NOTIFIED | VMRAS_PS_IGNORED));
+		report_ignored(v, &f, "arrived by migration, poisoned here; %s",
+			       carried & VMRAS_PS_NOTIFIED ? "the guest was told on the source"
+							   : "not told on the source");
+		return;
+	}
 	action = ev->kind == VMRAS_AO || ev->source == VMRAS_SRC_MC_COPY ? v->cfg.policy.ao
 									: v->cfg.policy.ar;
 	f.action = action;
@@ -350,7 +372,7 @@ static bool ring_next(struct vmras *v, uint64_t before)
 		return false;
 	vr_ring_drop_head(v->ring);
 	ev = capture_event(v, &c);
-	process(v, &ev, 0, c.gen);
+	process(v, &ev, 0, c.gen, 0);
 	return true;
 }
 
@@ -445,7 +467,10 @@ static void run_work(struct vmras *v, struct vr_work *w)
 {
 	switch (w->kind) {
 	case VR_WORK_EVENT:
-		process(v, &w->ev, w->arch_state, w->gen);
+		process(v, &w->ev, w->arch_state, w->gen, w->carried_state);
+		w->result = 0;
+		break;
+	case VR_WORK_SYNC:
 		w->result = 0;
 		break;
 	case VR_WORK_INJECT:

@@ -72,7 +72,12 @@ struct vr_vcpu {			/* under v->lock */
 };
 
 /* Engine work: an event, or a command carried out in arrival order. */
-enum vr_work_kind { VR_WORK_EVENT, VR_WORK_INJECT, VR_WORK_RESET };
+enum vr_work_kind {
+	VR_WORK_EVENT,
+	VR_WORK_INJECT,
+	VR_WORK_RESET,
+	VR_WORK_SYNC,		/* nothing: done once everything before it is */
+};
 
 struct vr_work {
 	struct vr_work *next;
@@ -81,6 +86,7 @@ struct vr_work {
 	uint32_t arch_state;	/* EVENT from a vCPU: its guest state (arch ops) */
 	uint32_t gen;		/* EVENT: guest resets when it was observed */
 	bool signal;		/* INJECT */
+	uint32_t carried_state;	/* EVENT from migration: registry state on the source */
 	int result;
 	bool done, waiting;	/* under v->lock */
 };

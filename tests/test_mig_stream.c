@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/util/crc32c.h"
 #include "mig_stream.h"
 #include "tap.h"
 
@@ -108,18 +109,18 @@ static void test_crc(void)
 	static unsigned char buf[4096 + 8];
 	bool same = true, chained = true;
 
-	is_u64(mig_crc32c(0, "123456789", 9), 0xE3069283, "crc32c(\"123456789\") is the check value");
-	is_u64(mig_crc32c(0, NULL, 0), 0, "crc32c of nothing is 0");
+	is_u64(vr_crc32c(0, "123456789", 9), 0xE3069283, "crc32c(\"123456789\") is the check value");
+	is_u64(vr_crc32c(0, NULL, 0), 0, "crc32c of nothing is 0");
 	for (size_t i = 0; i < sizeof(buf); i++)
 		buf[i] = (unsigned char)(i * 7919 >> 3);
 	for (size_t off = 0; off < 8; off++)
 		for (size_t len = 0; len <= 200; len++)
-			same &= mig_crc32c(0, buf + off, len) == crc_bitwise(buf + off, len);
-	same &= mig_crc32c(0, buf, 4096) == crc_bitwise(buf, 4096);
+			same &= vr_crc32c(0, buf + off, len) == crc_bitwise(buf + off, len);
+	same &= vr_crc32c(0, buf, 4096) == crc_bitwise(buf, 4096);
 	ok(same, "crc32c matches a bitwise reference at every alignment and length 0-200");
 	for (size_t cut = 0; cut <= 100; cut++)
-		chained &= mig_crc32c(mig_crc32c(0, buf, cut), buf + cut, 100 - cut) ==
-			   mig_crc32c(0, buf, 100);
+		chained &= vr_crc32c(vr_crc32c(0, buf, cut), buf + cut, 100 - cut) ==
+			   vr_crc32c(0, buf, 100);
 	ok(chained, "crc32c chains at every split point");
 }
 
@@ -531,7 +532,7 @@ static size_t craft(unsigned char *b, const char *magic, uint32_t version, uint3
 	}
 	for (int i = 0; i < 8; i++)
 		h[8 + i] = (unsigned char)(len >> (8 * i));
-	uint32_t crc = mig_crc32c(0, h, 16);
+	uint32_t crc = vr_crc32c(0, h, 16);
 	for (int i = 0; i < 4; i++)
 		h[16 + i] = (unsigned char)(crc >> (8 * i));
 	return PREAMBLE + HEADER;

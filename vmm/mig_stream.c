@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "mig_stream.h"
+#include "util/crc32c.h"
 
 #define PREAMBLE_SIZE 16
 #define HEADER_SIZE 24
@@ -69,11 +70,7 @@ struct mig_stream {
 	uint32_t r_crc;
 };
 
-/* ---- crc32c -------------------------------------------------------- */
-
-/* Slicing by 8 (~2 GB/s): the stream checksums every page it carries. */
-static uint32_t crc_table[8][256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+/* ---- little-endian fields ------------------------------------------ */
 
 static uint32_t get_le32(const unsigned char *p)
 {
@@ -95,40 +92,6 @@ static void put_le64(unsigned char *p, uint64_t v)
 {
 	put_le32(p, (uint32_t)v);
 	put_le32(p + 4, (uint32_t)(v >> 32));
-}
-
-static void crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-		crc_table[0][i] = c;
-	}
-	for (int t = 1; t < 8; t++)
-		for (uint32_t i = 0; i < 256; i++)
-			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^
-					  crc_table[0][crc_table[t - 1][i] & 0xff];
-}
-
-uint32_t mig_crc32c(uint32_t crc, const void *buf, size_t len)
-{
-	const unsigned char *p = buf;
-
-	pthread_once(&crc_once, crc_init);
-	crc = ~crc;
-	for (; len >= 8; len -= 8, p += 8) {
-		uint32_t lo = get_le32(p) ^ crc, hi = get_le32(p + 4);
-
-		crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
-		      crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
-		      crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
-		      crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
-	}
-	while (len--)
-		crc = crc_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
 }
 
 /* ---- messages ------------------------------------------------------ */
@@ -839,7 +802,7 @@ int mig_section_begin(struct mig_stream *s, uint32_t type, uint32_t id, uint64_t
 	put_le32(h, type);
 	put_le32(h + 4, id);
 	put_le64(h + 8, len);
-	put_le32(h + 16, mig_crc32c(0, h, 16));
+	put_le32(h + 16, vr_crc32c(0, h, 16));
 	put_le32(h + 20, 0);
 	s->w_sec = (struct mig_section){ .type = type, .id = id, .len = len, .offset = s->out_off };
 	s->w_open = true;
@@ -863,7 +826,7 @@ int mig_section_data(struct mig_stream *s, const void *buf, size_t len, struct v
 				"%zu bytes more than its length (%" PRIu64 " left)", len, s->w_left);
 	if (!len)
 		return 0;
-	s->w_crc = mig_crc32c(s->w_crc, buf, len);
+	s->w_crc = vr_crc32c(s->w_crc, buf, len);
 	s->w_left -= len;
 	r = out_put(s, buf, len);
 	return r ? wr_fail(s, r, e) : 0;
@@ -994,10 +957,10 @@ int mig_read_header(struct mig_stream *s, mig_max_len_fn max_len, struct mig_sec
 	crc = get_le32(h + 16);
 	pad = get_le32(h + 20);
 	s->err = -EPROTO;	/* until the header passes */
-	if (mig_crc32c(0, h, 16) != crc)
+	if (vr_crc32c(0, h, 16) != crc)
 		return sec_fail(s, e, -EPROTO, type, off,
 				"header checksum mismatch (stored 0x%08" PRIx32 ", computed 0x%08" PRIx32 ")",
-				crc, mig_crc32c(0, h, 16));
+				crc, vr_crc32c(0, h, 16));
 	if (pad)
 		return sec_fail(s, e, -EPROTO, type, off, "header pad 0x%08" PRIx32 ", want 0", pad);
 	max = max_len(type);
@@ -1032,7 +995,7 @@ int mig_read_data(struct mig_stream *s, const struct mig_section *sec, void *buf
 	if (r || got < len)
 		return rd_fail(s, r, e);
 	if (len)
-		s->r_crc = mig_crc32c(s->r_crc, buf, len);
+		s->r_crc = vr_crc32c(s->r_crc, buf, len);
 	s->r_left -= len;
 	return 0;
 }

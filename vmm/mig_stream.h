@@ -80,8 +80,6 @@ int mig_section_begin(struct mig_stream *s, uint32_t type, uint32_t id, uint64_t
 		      struct vmm_error *e);
 int mig_section_data(struct mig_stream *s, const void *buf, size_t len, struct vmm_error *e);
 int mig_section_end(struct mig_stream *s, struct vmm_error *e);
-/* Send what is buffered now (before waiting on something other than the stream). */
-int mig_flush(struct mig_stream *s, struct vmm_error *e);
 /* Send what is buffered now (a file: written); errors as for the writes. */
 int mig_flush(struct mig_stream *s, struct vmm_error *e);
 /* Where the next byte written lands (from the start of the stream). */
@@ -115,8 +113,5 @@ int mig_read_data(struct mig_stream *s, const struct mig_section *sec, void *buf
 int mig_read_end(struct mig_stream *s, const struct mig_section *sec, struct vmm_error *e);
 /* Where the next byte read comes from. */
 uint64_t mig_in_offset(const struct mig_stream *s);
-
-/* crc32c (Castagnoli), software; chainable: crc = mig_crc32c(crc, buf, len), start 0. */
-uint32_t mig_crc32c(uint32_t crc, const void *buf, size_t len);
 
 #endif
