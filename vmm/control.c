@@ -44,7 +44,71 @@ static int cmd_cont(void *ctx, json_object *args, json_object **ret, struct qmp_
 	(void)ret;
 	if (qmp_args_only(args, allowed, err))
 		return -1;
+	if (migration_handed_over(ctx)) {
+		qmp_errorf(err, "GenericError", "the guest has migrated away: it runs on the "
+			   "destination");
+		return -1;
+	}
 	vmm_cont(ctx);
+	return 0;
+}
+
+/* migrate {uri}: tcp:HOST:PORT, unix:PATH, file:PATH (docs/migration.md). */
+static int cmd_migrate(void *ctx, json_object *args, json_object **ret, struct qmp_error *err)
+{
+	static const char *const allowed[] = { "uri", NULL };
+	struct vmm_error e;
+	const char *uri;
+
+	(void)ret;
+	if (qmp_args_only(args, allowed, err) || qmp_arg_str(args, "uri", true, &uri, err))
+		return -1;
+	if (migration_start(ctx, uri, &e)) {
+		qmp_errorf(err, "GenericError", "%s", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_migrate_cancel(void *ctx, json_object *args, json_object **ret,
+			      struct qmp_error *err)
+{
+	static const char *const allowed[] = { NULL };
+
+	(void)ret;
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	migration_cancel(ctx);
+	return 0;
+}
+
+static int cmd_query_migrate(void *ctx, json_object *args, json_object **ret,
+			     struct qmp_error *err)
+{
+	static const char *const allowed[] = { NULL };
+
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	*ret = migration_query(ctx);
+	return 0;
+}
+
+/* migrate-set-parameters {downtime-limit: ms} */
+static int cmd_migrate_set_parameters(void *ctx, json_object *args, json_object **ret,
+				      struct qmp_error *err)
+{
+	static const char *const allowed[] = { "downtime-limit", NULL };
+	struct vmm_error e;
+	uint64_t ms;
+
+	(void)ret;
+	if (qmp_args_only(args, allowed, err) ||
+	    qmp_arg_u64(args, "downtime-limit", true, &ms, err))
+		return -1;
+	if (migration_set_downtime(ctx, ms, &e)) {
+		qmp_errorf(err, "GenericError", "%s", e.msg);
+		return -1;
+	}
 	return 0;
 }
 
@@ -288,5 +352,9 @@ const struct qmp_command vmm_qmp_commands[] = {
 	{ "x-protect-guest-memory", cmd_protect_guest_memory },
 	{ "inject-memory-error", cmd_inject_memory_error },
 	{ "query-memory-errors", cmd_query_memory_errors },
+	{ "migrate", cmd_migrate },
+	{ "migrate_cancel", cmd_migrate_cancel },
+	{ "query-migrate", cmd_query_migrate },
+	{ "migrate-set-parameters", cmd_migrate_set_parameters },
 };
 const size_t vmm_qmp_ncommands = sizeof(vmm_qmp_commands) / sizeof(vmm_qmp_commands[0]);

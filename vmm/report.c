@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "report.h"
@@ -158,4 +159,132 @@ bool report_all_done(const struct guest_report *r)
 bool report_passed(const struct guest_report *r)
 {
 	return report_all_done(r) && !report_failed(r);
+}
+
+/* ---- migration ------------------------------------------------------ */
+
+struct rcur {
+	unsigned char *w;
+	const unsigned char *r;
+	size_t n, left;
+	bool bad;
+};
+
+static void put_u(struct rcur *c, uint64_t v, unsigned int bytes)
+{
+	for (unsigned int i = 0; i < bytes; i++, c->n++)
+		if (c->w)
+			c->w[c->n] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_u(struct rcur *c, unsigned int bytes)
+{
+	uint64_t v = 0;
+
+	if (c->left < bytes) {
+		c->bad = true;
+		return 0;
+	}
+	for (unsigned int i = 0; i < bytes; i++)
+		v |= (uint64_t)c->r[c->n++] << (8 * i);
+	c->left -= bytes;
+	return v;
+}
+
+static bool get_bool(struct rcur *c)
+{
+	uint64_t v = get_u(c, 1);
+
+	c->bad |= v > 1;
+	return v == 1;
+}
+
+/* One walk for both directions: save writes each field, load reads it. */
+#define F(field, bytes)                                                  \
+	do {                                                             \
+		if (load)                                                \
+			(field) = (__typeof__(field))get_u(c, (bytes));  \
+		else                                                     \
+			put_u(c, (uint64_t)(field), (bytes));            \
+	} while (0)
+#define B(field)                                  \
+	do {                                      \
+		if (load)                         \
+			(field) = get_bool(c);    \
+		else                              \
+			put_u(c, (field), 1);     \
+	} while (0)
+
+static void walk(struct guest_report *r, struct rcur *c, bool load)
+{
+	F(r->nr_vcpus, 4);
+	if (load && r->nr_vcpus > GL_MAX_VCPUS)
+		c->bad = true;
+	for (unsigned int i = 0; i < r->nr_vcpus && !c->bad; i++) {
+		struct report_vcpu *v = &r->vcpu[i];
+
+		B(v->started); B(v->done); B(v->unrecoverable); B(v->exception);
+		F(v->exc_vector, 8); F(v->exc_rip, 8);
+		F(v->slice_start, 8); F(v->slice_end, 8); F(v->pages, 8);
+		F(v->passes, 4);
+		F(v->verified, 8); F(v->corrupted, 8); F(v->skipped, 8);
+		F(v->machine_checks, 8); F(v->retired, 8); F(v->polled, 8);
+		B(v->cpuid.valid);
+		for (unsigned int k = 0; k < sizeof(v->cpuid.vendor); k++)
+			F(v->cpuid.vendor[k], 1);
+		F(v->cpuid.max_leaf, 4); F(v->cpuid.signature, 4);
+		F(v->cpuid.max_ext_leaf, 4); F(v->cpuid.ext_80000007_ebx, 4);
+		if (load && v->cpuid.vendor[sizeof(v->cpuid.vendor) - 1])
+			c->bad = true;
+	}
+	F(r->ncorrupt, 4); F(r->nmce, 4); F(r->nretired, 4);
+	if (load && (r->ncorrupt > REPORT_MAX_ITEMS || r->nmce > REPORT_MAX_ITEMS ||
+		     r->nretired > REPORT_MAX_ITEMS))
+		c->bad = true;
+	F(r->corrupt_total, 8); F(r->mce_total, 8); F(r->retired_total, 8);
+	F(r->retired_bytes, 8); F(r->polled_total, 8); F(r->bad_messages, 8);
+	for (unsigned int i = 0; i < r->ncorrupt && !c->bad; i++) {
+		struct report_corruption *x = &r->corrupt[i];
+
+		F(x->vcpu, 4); F(x->pass, 4); F(x->gpa, 8); F(x->offset, 8); F(x->want, 8);
+		F(x->got, 8);
+	}
+	for (unsigned int i = 0; i < r->nmce && !c->bad; i++) {
+		struct report_mce *x = &r->mce[i];
+
+		F(x->vcpu, 4); F(x->bank, 4); F(x->status, 8); F(x->addr, 8); F(x->misc, 8);
+		F(x->mcg_status, 8); F(x->rip, 8); B(x->polled);
+	}
+	for (unsigned int i = 0; i < r->nretired && !c->bad; i++) {
+		struct report_range *x = &r->retired[i];
+
+		F(x->vcpu, 4); F(x->gpa, 8); F(x->size, 8);
+	}
+}
+#undef F
+#undef B
+
+size_t report_save(const struct guest_report *r, void *buf)
+{
+	struct rcur c = { .w = buf };
+
+	walk((struct guest_report *)r, &c, false);
+	return c.n;
+}
+
+int report_load(struct guest_report *r, unsigned int nr_vcpus, const void *buf, size_t len)
+{
+	struct guest_report *tmp = calloc(1, sizeof(*tmp));
+	struct rcur c = { .r = buf, .left = len };
+
+	if (!tmp)
+		return -ENOMEM;
+	walk(tmp, &c, true);
+	if (c.bad || c.left || tmp->nr_vcpus != nr_vcpus) {
+		free(tmp);
+		return -EPROTO;
+	}
+	*r = *tmp;
+	free(tmp);
+	return 0;
 }

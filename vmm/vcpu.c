@@ -182,21 +182,34 @@ static bool handle_exit(struct vcpu *v)
 	}
 }
 
-/* Wait while paused or stopped; false when the VM quits. */
-static bool wait_runnable(struct vcpu *v)
+/*
+ * Wait while paused or stopped; false when the VM quits. A vCPU parks only
+ * with its last I/O or MMIO exit completed (KVM finishes it at the next
+ * KVM_RUN, which immediate_exit then ends at once): its state is whole,
+ * as migration needs (Documentation/virt/kvm/api.rst, KVM_EXIT_IO).
+ * *complete: run once more for that first.
+ */
+static bool wait_runnable(struct vcpu *v, bool *complete)
 {
 	struct vmm *vm = v->vm;
 	bool go;
 
+	*complete = false;
 	pthread_mutex_lock(&vm->lock);
+	if (!vm->quit && (vm->pause_depth || v->state != VCPU_RUNNING) && v->exit_pending) {
+		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		*complete = true;
+		pthread_mutex_unlock(&vm->lock);
+		return true;
+	}
 	while (!vm->quit && (vm->pause_depth || v->state != VCPU_RUNNING)) {
-		if (!v->parked) {
-			v->parked = true;
+		if (!v->parked || !v->idle) {
+			v->parked = v->idle = true;
 			pthread_cond_broadcast(&vm->cond);
 		}
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	}
-	v->parked = false;
+	v->parked = v->idle = false;
 	go = !vm->quit;
 	/* Cleared under the lock: a pauser sets it under the same lock. */
 	if (go)
@@ -208,6 +221,7 @@ static bool wait_runnable(struct vcpu *v)
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
+	bool complete;
 	sigset_t set;
 
 	sigemptyset(&set);
@@ -215,21 +229,27 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	vmras_vcpu_thread_start(v->vm->ras, v->index);
-	while (wait_runnable(v)) {
+	while (wait_runnable(v, &complete)) {
 		long r;
 		int h;
 
 		/* Machine checks libvmras queued for this vCPU go in first. */
-		h = vmras_vcpu_pre_run(v->vm->ras, v->index);
+		h = complete ? 0 : vmras_vcpu_pre_run(v->vm->ras, v->index);
 		if (h < 0) {
 			stop_vcpu(v, VCPU_FAILED, "libvmras pre-run: %s", strerror(-h));
 			continue;
 		}
 		r = kabi_ioctl_val(v->fd, KVM_RUN, 0);
+		v->exit_pending = !r && (v->run->exit_reason == KVM_EXIT_IO ||
+					 v->run->exit_reason == KVM_EXIT_MMIO);
 		/* Memory errors first: a poisoned page is not MMIO, nor a KVM failure. */
 		h = vmras_vcpu_exit(v->vm->ras, v->index, v->run, (int)r);
-		if (h == VMRAS_EXIT_HANDLED)
+		if (h == VMRAS_EXIT_HANDLED) {
+			/* libvmras wrote guest RAM itself: KVM's dirty log did not see it. */
+			if (!r && v->run->exit_reason == KVM_EXIT_MMIO && v->run->mmio.is_write)
+				migration_dirty(v->vm, v->run->mmio.phys_addr, v->run->mmio.len);
 			continue;
+		}
 		if (h < 0) {
 			stop_vcpu(v, VCPU_FAILED, "libvmras exit handling: %s", strerror(-h));
 			continue;

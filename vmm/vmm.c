@@ -190,6 +190,9 @@ int vmm_create(const struct vmm_config *cfg, struct vmm **out, struct vmm_error 
 	r = load_machine_memory(vm, e);
 	if (r)
 		goto err;
+	r = migration_init(vm, e);
+	if (r)
+		goto err;
 
 	vm->vcpus = calloc(cfg->nr_vcpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus) {
@@ -226,6 +229,9 @@ void vmm_destroy(struct vmm *vm)
 {
 	if (!vm)
 		return;
+	/* The migration thread emits events: it goes before QMP does. */
+	if (vm->mig.vmm_dirty)
+		migration_destroy(vm);
 	qmp_server_stop(vm->qmp);
 	vm->qmp = NULL;
 	vmras_free(vm->ras);
@@ -312,6 +318,9 @@ void vmm_cont(struct vmm *vm)
 {
 	bool changed = false;
 
+	/* The guest runs on the destination now: never here again. */
+	if (migration_handed_over(vm))
+		return;
 	pthread_mutex_lock(&vm->lock);
 	if (vm->user_stopped) {
 		vm->user_stopped = false;
@@ -355,6 +364,8 @@ static int system_reset(struct vmm *vm, const char *reason, struct vmm_error *e)
 		vmm_fail(e, r, "give poisoned guest memory back");
 	if (!r)
 		r = load_machine_memory(vm, e);
+	/* Fresh pages and a new image: all of it goes again. */
+	migration_dirty(vm, 0, vm->ram.size);
 	for (unsigned int i = 0; !r && i < vm->cfg.nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 
@@ -406,6 +417,7 @@ int vmm_write_guest(struct vmm *vm, uint64_t gpa, const void *buf, size_t len,
 	if (r)
 		return r;
 	r = vmras_copy_to_guest(vm->ras, gpa, buf, len);
+	migration_dirty(vm, gpa, len);
 	if (r)
 		return vmm_fail(e, r, "write guest memory at GPA 0x%" PRIx64, gpa);
 	return 0;
@@ -458,6 +470,12 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 	int sfd = vm->signal_fd, r = 0;
 	bool done = false;
 
+	/* A migrated guest: everything loaded before any vCPU runs, or nothing runs. */
+	if (vm->cfg.incoming) {
+		r = migration_incoming(vm, vm->cfg.incoming, e);
+		if (r)
+			return r;
+	}
 	/* Under the lock: pausers read thread_started. */
 	pthread_mutex_lock(&vm->lock);
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus && !r; i++)
@@ -517,6 +535,7 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
 		if (vm->vcpus[i].thread_started)
 			pthread_join(vm->vcpus[i].thread, NULL);
+	migration_stop(vm);
 	pthread_mutex_lock(&vm->lock);
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
 		vm->vcpus[i].thread_started = false;

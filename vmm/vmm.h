@@ -44,6 +44,7 @@ struct vmm_config {
 	bool no_broadcast;		/* machine checks to the consuming vCPU only */
 	enum x86_cpu_vendor cpu_vendor;	/* what CPUID tells the guest (default: the host's) */
 	const char *event_log;		/* MEMORY_FAILURE events as JSON lines */
+	const char *incoming;		/* load a migration stream first (tcp:/unix:/file:) */
 	unsigned int ninject;
 	struct vmm_inject inject[VMM_MAX_INJECT];
 };

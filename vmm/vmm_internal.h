@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "qmp.h"
+#include "migration.h"
 #include "ram.h"
 #include "report.h"
 #include "vmm.h"
@@ -32,6 +33,8 @@ struct vcpu {
 	bool thread_started;
 	enum vcpu_state state;	/* under vm->lock */
 	bool parked;		/* under vm->lock */
+	bool idle;		/* under vm->lock: parked by the VMM, last exit completed */
+	bool exit_pending;	/* vCPU thread: KVM completes the last I/O exit at the next KVM_RUN */
 	char failure[160];	/* why it stopped, if it did */
 	uint64_t ram_mmio_exits;	/* guest RAM accesses KVM gave as MMIO */
 	uint64_t mmio_exits, pio_exits;	/* to nothing: all-ones / ignored */
@@ -74,6 +77,7 @@ struct vmm {
 	int signal_fd;		/* SIGINT, SIGTERM, SIGHUP */
 	sigset_t quit_signals, saved_sigmask;
 	struct qmp_server *qmp;
+	struct vmm_migration mig;
 };
 
 /* vcpu.c */

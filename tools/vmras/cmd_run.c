@@ -24,6 +24,8 @@ static void run_usage(FILE *f)
 		"  --control PATH     QMP control socket (mode 0600)\n"
 		"  --no-shutdown      stay up after the guest finishes (until quit)\n"
 		"  --paused           start with the vCPUs stopped (QMP cont starts them)\n"
+		"  --incoming URI     first load a migration stream or snapshot: tcp:HOST:PORT,\n"
+		"                     unix:PATH or file:PATH (the same --mem, --vcpus, --seed)\n"
 		"  --summary json     print one JSON summary line on stdout at the end\n"
 		"  --seed N           pattern seed (default 1)\n"
 		"  --inject ao:GPA[@PASS] | ar:GPA[@PASS]\n"
@@ -145,6 +147,7 @@ int run_main(int argc, char **argv)
 		{ "control", required_argument, NULL, 'C' },
 		{ "no-shutdown", no_argument, NULL, 'N' },
 		{ "paused", no_argument, NULL, 'P' },
+		{ "incoming", required_argument, NULL, 'I' },
 		{ "summary", required_argument, NULL, 's' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "inject", required_argument, NULL, 'i' },
@@ -201,6 +204,7 @@ int run_main(int argc, char **argv)
 		case 'C': cfg.control_path = optarg; break;
 		case 'N': cfg.no_shutdown = true; break;
 		case 'P': cfg.start_paused = true; break;
+		case 'I': cfg.incoming = optarg; break;
 		case 's':
 			if (strcmp(optarg, "json")) {
 				tool_error("run", "--summary: only 'json' is supported");

@@ -1,0 +1,916 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* Live migration and snapshots (see migration.h, docs/migration.md). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kabi/ioctl.h"
+#include "kabi/kvm.h"
+#include "mig_stream.h"
+#include "migration.h"
+#include "vmm_internal.h"
+#include "vmras/migrate.h"
+#include "x86_state.h"
+
+#define PAGE 4096ULL
+#define BATCH 256		/* pages per RAM section */
+#define MAX_ITERATIONS 30	/* then stop and send the rest whatever its size */
+#define DOWNTIME_DEFAULT_MS 300
+#define ACK_TIMEOUT_MS 60000
+
+enum section {
+	SEC_HEADER = 1,		/* the machine: must match the destination's */
+	SEC_RAM = 2,		/* a batch of pages: data, zero or poisoned */
+	SEC_RAM_IMAGE = 3,	/* file: every page at a fixed offset */
+	SEC_RAS = 4,		/* libvmras's state (vmras_migration_save) */
+	SEC_VCPU = 5,		/* id = index: x86_state blob */
+	SEC_GUEST = 6,		/* the test guest's report, boot count */
+	SEC_END = 7,
+	SEC_RESULT = 8,		/* destination -> source: i32 status, message */
+	SEC_COUNT
+};
+
+static const char *const section_names[SEC_COUNT] = {
+	[SEC_HEADER] = "header", [SEC_RAM] = "ram", [SEC_RAM_IMAGE] = "ram-image",
+	[SEC_RAS] = "ras", [SEC_VCPU] = "vcpu", [SEC_GUEST] = "guest", [SEC_END] = "end",
+	[SEC_RESULT] = "result",
+};
+
+/* Page kinds in RAM sections and the image's map. */
+enum { PG_DATA = 0, PG_ZERO = 1, PG_POISONED = 2 };
+
+#define HEADER_BYTES 64
+
+static const char *const status_names[] = {
+	[MIG_NONE] = "none", [MIG_SETUP] = "setup", [MIG_ACTIVE] = "active",
+	[MIG_DEVICE] = "device", [MIG_COMPLETED] = "completed", [MIG_FAILED] = "failed",
+	[MIG_CANCELLED] = "cancelled",
+};
+
+static uint64_t section_max(uint32_t type)
+{
+	switch (type) {
+	case SEC_HEADER: return HEADER_BYTES;
+	case SEC_RAM: return 8 + BATCH * (8 + PAGE);
+	case SEC_RAM_IMAGE: return 1ULL << 40;	/* read in pieces, checked against the header */
+	case SEC_RAS: return 64ULL << 20;
+	case SEC_VCPU: return 1 << 20;
+	case SEC_GUEST: return 1 << 20;
+	case SEC_END: return 0 + 1;	/* empty; 1 so that the type is known */
+	case SEC_RESULT: return 4 + 320;
+	default: return 0;
+	}
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void put(unsigned char *p, uint64_t v, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get(const unsigned char *p, unsigned int n)
+{
+	uint64_t v = 0;
+
+	for (unsigned int i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+/* ---- status ------------------------------------------------------------ */
+
+static void set_status(struct vmm *vm, enum mig_status st)
+{
+	struct vmm_migration *m = &vm->mig;
+	json_object *d = json_object_new_object();
+
+	pthread_mutex_lock(&m->lock);
+	m->status = st;
+	pthread_mutex_unlock(&m->lock);
+	json_object_object_add(d, "status", json_object_new_string(status_names[st]));
+	vmm_emit(vm, "MIGRATION", d);
+}
+
+static void add(struct vmm *vm, uint64_t *field, uint64_t n)
+{
+	pthread_mutex_lock(&vm->mig.lock);
+	*field += n;
+	pthread_mutex_unlock(&vm->mig.lock);
+}
+
+int migration_init(struct vmm *vm, struct vmm_error *e)
+{
+	struct vmm_migration *m = &vm->mig;
+
+	pthread_mutex_init(&m->lock, NULL);
+	m->downtime_limit_ms = DOWNTIME_DEFAULT_MS;
+	m->npages = vm->ram.size / PAGE;
+	m->vmm_dirty = calloc((m->npages + 63) / 64, sizeof(uint64_t));
+	if (!m->vmm_dirty)
+		return vmm_fail(e, -ENOMEM, "allocate the migration dirty bitmap");
+	return 0;
+}
+
+void migration_destroy(struct vmm *vm)
+{
+	migration_stop(vm);
+	free(vm->mig.vmm_dirty);
+	vm->mig.vmm_dirty = NULL;
+	pthread_mutex_destroy(&vm->mig.lock);
+}
+
+void migration_dirty(struct vmm *vm, uint64_t gpa, uint64_t len)
+{
+	struct vmm_migration *m = &vm->mig;
+
+	if (!m->vmm_dirty || !len)
+		return;
+	for (uint64_t p = gpa / PAGE; p <= (gpa + len - 1) / PAGE && p < m->npages; p++)
+		__atomic_fetch_or(&m->vmm_dirty[p / 64], 1ULL << (p % 64), __ATOMIC_SEQ_CST);
+}
+
+bool migration_handed_over(struct vmm *vm)
+{
+	bool h;
+
+	pthread_mutex_lock(&vm->mig.lock);
+	h = vm->mig.handed_over;
+	pthread_mutex_unlock(&vm->mig.lock);
+	return h;
+}
+
+json_object *migration_query(struct vmm *vm)
+{
+	struct vmm_migration *m = &vm->mig;
+	json_object *o = json_object_new_object(), *ram = json_object_new_object();
+
+	pthread_mutex_lock(&m->lock);
+	if (m->status == MIG_NONE) {
+		pthread_mutex_unlock(&m->lock);
+		json_object_put(ram);
+		return o;
+	}
+	json_object_object_add(o, "status", json_object_new_string(status_names[m->status]));
+	json_object_object_add(ram, "total", json_object_new_uint64(m->ram_total));
+	json_object_object_add(ram, "transferred", json_object_new_uint64(m->transferred));
+	json_object_object_add(ram, "remaining", json_object_new_uint64(m->remaining));
+	json_object_object_add(ram, "pages", json_object_new_uint64(m->pages));
+	json_object_object_add(ram, "poisoned-pages", json_object_new_uint64(m->poisoned));
+	json_object_object_add(ram, "zero-pages", json_object_new_uint64(m->zero_pages));
+	json_object_object_add(ram, "dirty-sync-count", json_object_new_uint64(m->dirty_syncs));
+	json_object_object_add(o, "ram", ram);
+	json_object_object_add(o, "setup-time", json_object_new_uint64(m->setup_ms));
+	if (m->status == MIG_COMPLETED) {
+		json_object_object_add(o, "downtime", json_object_new_uint64(m->downtime_ms));
+		json_object_object_add(o, "total-time", json_object_new_uint64(m->total_ms));
+	} else {
+		json_object_object_add(o, "total-time",
+				       json_object_new_uint64((now_ns() - m->start_ns) / 1000000));
+	}
+	if (m->error[0])
+		json_object_object_add(o, "error-desc", json_object_new_string(m->error));
+	pthread_mutex_unlock(&m->lock);
+	return o;
+}
+
+int migration_set_downtime(struct vmm *vm, uint64_t ms, struct vmm_error *e)
+{
+	if (ms > 2000000)
+		return vmm_failf(e, -EINVAL, "downtime-limit must be at most 2000000 ms");
+	pthread_mutex_lock(&vm->mig.lock);
+	vm->mig.downtime_limit_ms = ms;
+	pthread_mutex_unlock(&vm->mig.lock);
+	return 0;
+}
+
+/* ---- the machine header ------------------------------------------------ */
+
+static void header_make(struct vmm *vm, unsigned char *h)
+{
+	memset(h, 0, HEADER_BYTES);
+	put(h, vm->ram.size, 8);
+	put(h + 8, vm->cfg.nr_vcpus, 4);
+	put(h + 12, vm->ram.page_size, 8);
+	put(h + 20, vm->x86.mcg_cap, 8);
+	memcpy(h + 28, vm->x86.vendor_id, 12);
+	put(h + 40, vm->cfg.seed, 8);
+	put(h + 48, vm->cfg.passes, 4);
+	put(h + 52, vm->cfg.sample, 4);
+}
+
+static int header_check(struct vmm *vm, const unsigned char *h, uint64_t len,
+			struct vmm_error *e)
+{
+	uint64_t mem = get(h, 8), mcg = get(h + 20, 8);
+	char vendor[13] = { 0 };
+
+	if (len != HEADER_BYTES)
+		return vmm_failf(e, -EPROTO, "stream header is %" PRIu64 " bytes, not %d", len,
+				 HEADER_BYTES);
+	memcpy(vendor, h + 28, 12);
+	if (mem != vm->ram.size)
+		return vmm_failf(e, -EINVAL, "the stream's guest has %" PRIu64 " MiB of RAM, "
+				 "this VM %" PRIu64 " MiB (give --mem %" PRIu64 "M)",
+				 mem >> 20, vm->ram.size >> 20, mem >> 20);
+	if (get(h + 8, 4) != vm->cfg.nr_vcpus)
+		return vmm_failf(e, -EINVAL, "the stream's guest has %u vCPUs, this VM %u",
+				 (unsigned int)get(h + 8, 4), vm->cfg.nr_vcpus);
+	if (strcmp(vendor, vm->x86.vendor_id))
+		return vmm_failf(e, -EINVAL, "the stream's guest is a %s CPU, this VM's a %s one "
+				 "(--cpu-vendor)", vendor, vm->x86.vendor_id);
+	if (mcg != vm->x86.mcg_cap)
+		return vmm_failf(e, -EINVAL, "the stream's MCG_CAP is 0x%" PRIx64 ", this VM's "
+				 "0x%" PRIx64, mcg, vm->x86.mcg_cap);
+	if (get(h + 40, 8) != vm->cfg.seed || get(h + 48, 4) != vm->cfg.passes ||
+	    get(h + 52, 4) != vm->cfg.sample)
+		return vmm_failf(e, -EINVAL, "the stream's test guest has another --seed, "
+				 "--passes or --sample");
+	return 0;
+}
+
+/* ---- source ------------------------------------------------------------ */
+
+static int dirty_log(struct vmm *vm, bool on, struct vmm_error *e)
+{
+	struct kvm_userspace_memory_region region = {
+		.slot = 0, .memory_size = vm->ram.size, .userspace_addr = (uintptr_t)vm->ram.hva,
+		.flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+	};
+	long r = kabi_ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region);
+
+	if (r < 0)
+		return vmm_fail(e, (int)r, "%s KVM's dirty log", on ? "start" : "stop");
+	vm->mig.logging = on;
+	return 0;
+}
+
+/* OR KVM's dirty log (which it clears) and the VMM's own writes into bm. */
+static int dirty_collect(struct vmm *vm, uint64_t *bm, struct vmm_error *e)
+{
+	struct vmm_migration *m = &vm->mig;
+	size_t words = (m->npages + 63) / 64;
+	uint64_t *kvm = calloc(words, sizeof(*kvm));
+	struct kvm_dirty_log log = { .slot = 0 };
+	long r;
+
+	if (!kvm)
+		return vmm_fail(e, -ENOMEM, "allocate a dirty bitmap");
+	log.dirty_bitmap = kvm;
+	r = kabi_ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log);
+	if (r < 0) {
+		free(kvm);
+		return vmm_fail(e, (int)r, "KVM_GET_DIRTY_LOG");
+	}
+	for (size_t i = 0; i < words; i++)
+		bm[i] |= kvm[i] | __atomic_exchange_n(&m->vmm_dirty[i], 0, __ATOMIC_SEQ_CST);
+	free(kvm);
+	add(vm, &m->dirty_syncs, 1);
+	return 0;
+}
+
+static uint64_t count_bits(const uint64_t *bm, uint64_t npages)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < (npages + 63) / 64; i++)
+		n += (uint64_t)__builtin_popcountll(bm[i]);
+	return n;
+}
+
+static bool all_zero(const unsigned char *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	for (size_t i = 0; i < PAGE / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+/* One page, read safely: PG_DATA (into buf), PG_ZERO or PG_POISONED. */
+static int read_page(struct vmm *vm, uint64_t gpa, unsigned char *buf, struct vmm_error *e)
+{
+	int r = vmras_copy_from_guest(vm->ras, buf, gpa, PAGE);
+
+	if (r == -EHWPOISON)
+		return PG_POISONED;
+	if (r)
+		return vmm_fail(e, r, "read guest page 0x%" PRIx64, gpa);
+	return all_zero(buf) ? PG_ZERO : PG_DATA;
+}
+
+/* Send the pages set in bm as RAM sections (and clear them). */
+static int send_pages(struct vmm *vm, struct mig_stream *s, uint64_t *bm, struct vmm_error *e)
+{
+	struct vmm_migration *m = &vm->mig;
+	unsigned char *sec = malloc(section_max(SEC_RAM));
+	uint64_t p = 0;
+	int r = 0;
+
+	if (!sec)
+		return vmm_fail(e, -ENOMEM, "allocate a RAM section");
+	while (!r && p < m->npages) {
+		unsigned int n = 0, npoison = 0, nzero = 0;
+		size_t data = 8 + BATCH * 8, datapages = 0;
+
+		for (; p < m->npages && n < BATCH; p++) {
+			int kind;
+
+			if (!(bm[p / 64] & (1ULL << (p % 64))))
+				continue;
+			bm[p / 64] &= ~(1ULL << (p % 64));
+			kind = read_page(vm, p * PAGE, sec + data + datapages * PAGE, e);
+			if (kind < 0) {
+				r = kind;
+				break;
+			}
+			put(sec + 8 + n * 8, p * PAGE | (uint64_t)kind, 8);
+			n++;
+			datapages += kind == PG_DATA;
+			npoison += kind == PG_POISONED;
+			nzero += kind == PG_ZERO;
+		}
+		if (r || !n)
+			break;
+		put(sec, n, 4);
+		put(sec + 4, 0, 4);
+		/* The page list, then the data, without the unused list slots. */
+		memmove(sec + 8 + n * 8, sec + data, datapages * PAGE);
+		r = mig_write_section(s, SEC_RAM, 0, sec, 8 + n * 8 + datapages * PAGE, e);
+		pthread_mutex_lock(&m->lock);
+		m->pages += n;
+		m->poisoned += npoison;
+		m->zero_pages += nzero;
+		m->transferred = mig_bytes(s);
+		pthread_mutex_unlock(&m->lock);
+	}
+	free(sec);
+	return r;
+}
+
+/*
+ * file: every page at a fixed offset: {u64 npages, u64 data_offset (from
+ * the stream's start)} + one byte per page + zeros up to data_offset (a
+ * multiple of 4096) + every page (zeros for zero and poisoned pages), so
+ * a lazy restore can serve a page with one pread.
+ */
+static int send_image(struct vmm *vm, struct mig_stream *s, struct vmm_error *e)
+{
+	struct vmm_migration *m = &vm->mig;
+	uint64_t head = 16 + m->npages, start, data_off, pad, len;
+	unsigned char *map = calloc(1, head), *page = malloc(PAGE), zero[256] = { 0 };
+	int r;
+
+	if (!map || !page) {
+		free(map);
+		free(page);
+		return vmm_fail(e, -ENOMEM, "allocate the RAM image map");
+	}
+	for (uint64_t p = 0; p < m->npages; p++) {
+		r = read_page(vm, p * PAGE, page, e);
+		if (r < 0)
+			goto out;
+		map[16 + p] = (unsigned char)r;
+	}
+	/* The section header is 24 bytes; its payload starts after it. */
+	start = mig_out_offset(s) + 24;
+	data_off = (start + head + PAGE - 1) & ~(PAGE - 1);
+	pad = data_off - start - head;
+	len = head + pad + m->npages * PAGE;
+	put(map, m->npages, 8);
+	put(map + 8, data_off, 8);
+	r = mig_section_begin(s, SEC_RAM_IMAGE, 0, len, e) ?: mig_section_data(s, map, head, e);
+	for (uint64_t k = 0; !r && k < pad; k += sizeof(zero))
+		r = mig_section_data(s, zero, pad - k < sizeof(zero) ? pad - k : sizeof(zero), e);
+	for (uint64_t p = 0; !r && p < m->npages; p++) {
+		int kind = map[16 + p];
+
+		if (kind == PG_DATA) {
+			int now = read_page(vm, p * PAGE, page, e);
+
+			/* The VM is stopped: only a new memory error changes a page now. */
+			if (now == PG_POISONED)
+				now = vmm_failf(e, -EIO, "guest page 0x%" PRIx64 " went bad during "
+						"the snapshot", (uint64_t)(p * PAGE));
+			r = now < 0 ? now : 0;
+		} else {
+			memset(page, 0, PAGE);
+		}
+		if (!r)
+			r = mig_section_data(s, page, PAGE, e);
+		pthread_mutex_lock(&m->lock);
+		m->pages++;
+		m->poisoned += kind == PG_POISONED;
+		m->zero_pages += kind == PG_ZERO;
+		m->transferred = mig_bytes(s);
+		pthread_mutex_unlock(&m->lock);
+	}
+	if (!r)
+		r = mig_section_end(s, e);
+out:
+	free(map);
+	free(page);
+	return r;
+}
+
+/* With the vCPUs paused: every vCPU parked in the VMM with its last exit completed. */
+static void wait_idle(struct vmm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	for (;;) {
+		bool idle = true;
+
+		for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
+			if (vm->vcpus[i].thread_started && !vm->vcpus[i].idle)
+				idle = false;
+		if (idle || vm->shutdown)
+			break;
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+static int send_devices(struct vmm *vm, struct mig_stream *s, struct vmm_error *e)
+{
+	void *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	r = vmras_migration_save(vm->ras, &buf, &len);
+	if (r)
+		return vmm_fail(e, r, "save libvmras's state");
+	r = mig_write_section(s, SEC_RAS, 0, buf, len, e);
+	free(buf);
+	for (unsigned int i = 0; !r && i < vm->cfg.nr_vcpus; i++) {
+		r = x86_state_save(&vm->x86, vm->vcpus[i].fd, &buf, &len, e);
+		if (!r)
+			r = mig_write_section(s, SEC_VCPU, i, buf, len, e);
+		free(buf);
+		buf = NULL;
+	}
+	if (r)
+		return r;
+	pthread_mutex_lock(&vm->lock);
+	len = report_save(&vm->report, NULL);
+	buf = malloc(len + 8);
+	if (buf) {
+		put(buf, vm->boot_count, 8);
+		report_save(&vm->report, (unsigned char *)buf + 8);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (!buf)
+		return vmm_fail(e, -ENOMEM, "save the guest report");
+	r = mig_write_section(s, SEC_GUEST, 0, buf, len + 8, e);
+	free(buf);
+	return r ?: mig_write_section(s, SEC_END, 0, NULL, 0, e);
+}
+
+/* The destination's verdict: 0 once it has everything and runs the guest. */
+static int read_result(struct mig_stream *s, struct vmm_error *e)
+{
+	struct mig_section sec;
+	unsigned char *p = NULL;
+	int r = mig_read_header(s, section_max, &sec, e);
+
+	if (!r && sec.type != SEC_RESULT)
+		r = vmm_failf(e, -EPROTO, "the destination answered with section %u, not a result",
+			      sec.type);
+	if (!r && sec.len < 4)
+		r = vmm_failf(e, -EPROTO, "the destination's result is %" PRIu64 " bytes", sec.len);
+	if (!r)
+		r = mig_read_payload(s, &sec, (void **)&p, e);
+	if (!r && get(p, 4)) {
+		int len = (int)(sec.len - 4);
+
+		r = vmm_failf(e, -EREMOTEIO, "the destination refused: %.*s", len, p + 4);
+	}
+	free(p);
+	return r;
+}
+
+static void *migration_thread(void *arg)
+{
+	struct vmm *vm = arg;
+	struct vmm_migration *m = &vm->mig;
+	struct mig_stream *s = NULL;
+	struct vmm_error e = { "" };
+	uint64_t *bm = calloc((m->npages + 63) / 64, sizeof(uint64_t));
+	unsigned char header[HEADER_BYTES];
+	bool paused = false, file = false;
+	uint64_t t_stop = 0, limit;
+	int r;
+
+	if (!bm) {
+		r = vmm_fail(&e, -ENOMEM, "allocate the dirty bitmap");
+		goto out;
+	}
+	r = mig_open_outgoing(m->uri, &s, &e);
+	if (r)
+		goto out;
+	mig_set_section_names(s, section_names, SEC_COUNT);
+	pthread_mutex_lock(&m->lock);
+	m->stream = s;
+	r = m->cancel ? -ECANCELED : 0;
+	pthread_mutex_unlock(&m->lock);
+	if (r)
+		goto out;
+	file = mig_is_file(s);
+	header_make(vm, header);
+	r = mig_write_section(s, SEC_HEADER, 0, header, sizeof(header), &e);
+	if (r)
+		goto out;
+	if (file) {
+		/* A snapshot is of one moment: stop first. */
+		vmm_pause(vm);
+		paused = true;
+		t_stop = now_ns();
+		wait_idle(vm);
+		set_status(vm, MIG_DEVICE);
+		r = send_image(vm, s, &e) ?: send_devices(vm, s, &e);
+		goto done;
+	}
+	r = dirty_log(vm, true, &e);
+	for (uint64_t p = 0; !r && p < m->npages; p++)
+		bm[p / 64] |= 1ULL << (p % 64);
+	/* From here every write is in the log: the first pass sends everything. */
+	if (!r)
+		r = dirty_collect(vm, bm, &e);
+	pthread_mutex_lock(&m->lock);
+	m->setup_ms = (now_ns() - m->start_ns) / 1000000;
+	pthread_mutex_unlock(&m->lock);
+	if (!r)
+		set_status(vm, MIG_ACTIVE);
+	for (unsigned int it = 0; !r; it++) {
+		uint64_t t0 = now_ns(), b0 = mig_bytes(s), dirty, bw;
+
+		r = send_pages(vm, s, bm, &e) ?: dirty_collect(vm, bm, &e);
+		if (r)
+			break;
+		dirty = count_bits(bm, m->npages);
+		/* bytes per ms this round (at least 1 MB/s: a round of nothing) */
+		bw = (mig_bytes(s) - b0) / ((now_ns() - t0) / 1000000 + 1);
+		bw = bw < 1000 ? 1000 : bw;
+		pthread_mutex_lock(&m->lock);
+		m->iterations++;
+		m->remaining = dirty * PAGE;
+		limit = m->downtime_limit_ms;
+		pthread_mutex_unlock(&m->lock);
+		if (dirty * PAGE <= bw * limit || it + 1 >= MAX_ITERATIONS)
+			break;
+	}
+	if (r)
+		goto done;
+	vmm_pause(vm);
+	paused = true;
+	t_stop = now_ns();
+	wait_idle(vm);
+	set_status(vm, MIG_DEVICE);
+	r = dirty_collect(vm, bm, &e) ?: send_pages(vm, s, bm, &e) ?: send_devices(vm, s, &e);
+done:
+	if (!r)
+		r = mig_flush(s, &e);
+	if (!r && !file)
+		r = read_result(s, &e);
+out:
+	if (m->logging) {
+		struct vmm_error e2;
+
+		dirty_log(vm, false, &e2);
+	}
+	pthread_mutex_lock(&m->lock);
+	m->stream = NULL;
+	if (r == -ECANCELED || (r && m->cancel)) {
+		m->status = MIG_CANCELLED;
+		snprintf(m->error, sizeof(m->error), "cancelled");
+	} else if (r) {
+		m->status = MIG_FAILED;
+		snprintf(m->error, sizeof(m->error), "%s", e.msg);
+	} else {
+		m->status = MIG_COMPLETED;
+		m->handed_over = true;
+		m->remaining = 0;
+		m->downtime_ms = (now_ns() - t_stop) / 1000000;
+	}
+	m->total_ms = (now_ns() - m->start_ns) / 1000000;
+	if (s)
+		m->transferred = mig_bytes(s);
+	pthread_mutex_unlock(&m->lock);
+	mig_close(s);
+	free(bm);
+	/* Failed or cancelled: the guest runs on here. Done: it stays stopped for good. */
+	if (paused && r)
+		vmm_resume(vm);
+	{
+		json_object *d = json_object_new_object();
+
+		pthread_mutex_lock(&m->lock);
+		json_object_object_add(d, "status",
+				       json_object_new_string(status_names[m->status]));
+		if (m->error[0])
+			json_object_object_add(d, "error-desc", json_object_new_string(m->error));
+		pthread_mutex_unlock(&m->lock);
+		vmm_emit(vm, "MIGRATION", d);
+	}
+	vmm_wake_main(vm);
+	return NULL;
+}
+
+int migration_start(struct vmm *vm, const char *uri, struct vmm_error *e)
+{
+	struct vmm_migration *m = &vm->mig;
+	int r = mig_uri_check(uri, e);
+
+	if (r)
+		return r;
+	if (strlen(uri) >= sizeof(m->uri))
+		return vmm_failf(e, -ENAMETOOLONG, "migration URI too long");
+	pthread_mutex_lock(&m->lock);
+	if (m->handed_over || m->status == MIG_SETUP || m->status == MIG_ACTIVE ||
+	    m->status == MIG_DEVICE) {
+		r = m->handed_over ? vmm_failf(e, -EBUSY, "the guest has already moved away")
+				   : vmm_failf(e, -EBUSY, "a migration is already running");
+		pthread_mutex_unlock(&m->lock);
+		return r;
+	}
+	/* The last one's thread is done (its status says so): reap it. */
+	if (m->thread_started) {
+		pthread_mutex_unlock(&m->lock);
+		pthread_join(m->thread, NULL);
+		pthread_mutex_lock(&m->lock);
+		m->thread_started = false;
+	}
+	snprintf(m->uri, sizeof(m->uri), "%s", uri);
+	m->cancel = false;
+	m->error[0] = '\0';
+	m->ram_total = vm->ram.size;
+	m->transferred = m->pages = m->poisoned = m->zero_pages = 0;
+	m->dirty_syncs = m->iterations = m->downtime_ms = m->setup_ms = m->total_ms = 0;
+	m->remaining = vm->ram.size;
+	m->start_ns = now_ns();
+	m->status = MIG_SETUP;
+	r = -pthread_create(&m->thread, NULL, migration_thread, vm);
+	m->thread_started = !r;
+	if (r)
+		m->status = MIG_FAILED;
+	pthread_mutex_unlock(&m->lock);
+	if (r)
+		return vmm_fail(e, r, "start the migration thread");
+	set_status(vm, MIG_SETUP);
+	return 0;
+}
+
+void migration_cancel(struct vmm *vm)
+{
+	struct vmm_migration *m = &vm->mig;
+
+	pthread_mutex_lock(&m->lock);
+	m->cancel = true;
+	if (m->stream)
+		mig_cancel(m->stream);
+	pthread_mutex_unlock(&m->lock);
+}
+
+void migration_stop(struct vmm *vm)
+{
+	struct vmm_migration *m = &vm->mig;
+	bool started;
+
+	migration_cancel(vm);
+	pthread_mutex_lock(&m->lock);
+	started = m->thread_started;
+	m->thread_started = false;
+	pthread_mutex_unlock(&m->lock);
+	if (started)
+		pthread_join(m->thread, NULL);
+}
+
+/* ---- destination ------------------------------------------------------- */
+
+struct incoming {
+	struct vmm *vm;
+	struct mig_stream *s;
+	struct vmras_migration *ras;
+	uint64_t *poisoned;	/* pages the stream sent as poisoned */
+	size_t npoisoned, cap;
+	bool header, end;
+};
+
+static int note_poisoned(struct incoming *in, uint64_t gpa, struct vmm_error *e)
+{
+	if (in->npoisoned == in->cap) {
+		size_t cap = in->cap ? in->cap * 2 : 64;
+		uint64_t *p = realloc(in->poisoned, cap * sizeof(*p));
+
+		if (!p)
+			return vmm_fail(e, -ENOMEM, "remember poisoned pages");
+		in->poisoned = p;
+		in->cap = cap;
+	}
+	in->poisoned[in->npoisoned++] = gpa;
+	return 0;
+}
+
+static int load_ram(struct incoming *in, const struct mig_section *sec, struct vmm_error *e)
+{
+	struct vmm *vm = in->vm;
+	unsigned char *p = NULL;
+	uint64_t n, datapages = 0, off;
+	int r = mig_read_payload(in->s, sec, (void **)&p, e);
+
+	if (r)
+		return r;
+	n = sec->len >= 8 ? get(p, 4) : 0;
+	if (sec->len < 8 || !n || n > BATCH || get(p + 4, 4) || sec->len < 8 + n * 8) {
+		r = vmm_failf(e, -EPROTO, "ram section at offset %" PRIu64 ": bad page count",
+			      sec->offset);
+		goto out;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t w = get(p + 8 + i * 8, 8), kind = w & (PAGE - 1), gpa = w & ~(PAGE - 1);
+
+		if (kind > PG_POISONED || gpa >= vm->ram.size) {
+			r = vmm_failf(e, -EPROTO, "ram section at offset %" PRIu64 ": page %" PRIu64
+				      " is 0x%" PRIx64 ", not a page of this guest's RAM",
+				      sec->offset, i, w);
+			goto out;
+		}
+		datapages += kind == PG_DATA;
+	}
+	if (sec->len != 8 + n * 8 + datapages * PAGE) {
+		r = vmm_failf(e, -EPROTO, "ram section at offset %" PRIu64 ": %" PRIu64
+			      " bytes for %" PRIu64 " data pages", sec->offset, sec->len, datapages);
+		goto out;
+	}
+	off = 8 + n * 8;
+	for (uint64_t i = 0; i < n && !r; i++) {
+		uint64_t w = get(p + 8 + i * 8, 8), kind = w & (PAGE - 1), gpa = w & ~(PAGE - 1);
+
+		/* Nothing runs yet and nothing is poisoned here: plain stores. */
+		if (kind == PG_DATA) {
+			memcpy(vm->ram.hva + gpa, p + off, PAGE);
+			off += PAGE;
+		} else {
+			memset(vm->ram.hva + gpa, 0, PAGE);
+			if (kind == PG_POISONED)
+				r = note_poisoned(in, gpa, e);
+		}
+	}
+out:
+	free(p);
+	return r;
+}
+
+static int load_image(struct incoming *in, const struct mig_section *sec, struct vmm_error *e)
+{
+	struct vmm *vm = in->vm;
+	uint64_t npages = vm->ram.size / PAGE, head = 16 + npages, data_off, pad;
+	unsigned char *map = malloc(head), skip[256];
+	int r;
+
+	if (!map)
+		return vmm_fail(e, -ENOMEM, "allocate the RAM image map");
+	r = sec->len < head ? vmm_failf(e, -EPROTO, "ram-image section too short") : 0;
+	if (!r)
+		r = mig_read_data(in->s, sec, map, head, e);
+	if (r)
+		goto out;
+	data_off = get(map + 8, 8);
+	pad = data_off - (sec->offset + 24) - head;
+	if (get(map, 8) != npages || data_off < sec->offset + 24 + head || (data_off & (PAGE - 1)) ||
+	    pad >= PAGE || sec->len != head + pad + npages * PAGE) {
+		r = vmm_failf(e, -EPROTO, "ram-image section at offset %" PRIu64 ": its layout "
+			      "does not fit a %" PRIu64 "-page guest", sec->offset, npages);
+		goto out;
+	}
+	for (uint64_t k = 0; !r && k < pad; k += sizeof(skip))
+		r = mig_read_data(in->s, sec, skip, pad - k < sizeof(skip) ? pad - k : sizeof(skip), e);
+	for (uint64_t p = 0; !r && p < npages; p++) {
+		if (map[16 + p] > PG_POISONED) {
+			r = vmm_failf(e, -EPROTO, "ram-image: page %" PRIu64 " has kind %u", p,
+				      map[16 + p]);
+			break;
+		}
+		r = mig_read_data(in->s, sec, vm->ram.hva + p * PAGE, PAGE, e);
+		if (!r && map[16 + p] == PG_POISONED)
+			r = note_poisoned(in, p * PAGE, e);
+	}
+	if (!r)
+		r = mig_read_end(in->s, sec, e);
+out:
+	free(map);
+	return r;
+}
+
+static int load_section(struct incoming *in, const struct mig_section *sec, struct vmm_error *e)
+{
+	struct vmm *vm = in->vm;
+	unsigned char *p = NULL;
+	char why[200];
+	int r;
+
+	if (!in->header && sec->type != SEC_HEADER)
+		return vmm_failf(e, -EPROTO, "stream does not start with a header section");
+	if (sec->type == SEC_RAM)
+		return load_ram(in, sec, e);
+	if (sec->type == SEC_RAM_IMAGE)
+		return load_image(in, sec, e);
+	r = mig_read_payload(in->s, sec, (void **)&p, e);
+	if (r)
+		return r;
+	switch (sec->type) {
+	case SEC_HEADER:
+		r = in->header ? vmm_failf(e, -EPROTO, "a second header section") :
+				 header_check(vm, p, sec->len, e);
+		in->header = true;
+		break;
+	case SEC_RAS:
+		r = vmras_migration_parse(p, sec->len, &in->ras, why, sizeof(why));
+		if (r)
+			vmm_failf(e, r, "ras section at offset %" PRIu64 ": %s", sec->offset, why);
+		break;
+	case SEC_VCPU:
+		r = sec->id < vm->cfg.nr_vcpus
+			    ? x86_state_load(&vm->x86, vm->vcpus[sec->id].fd, p, sec->len, e)
+			    : vmm_failf(e, -EPROTO, "vcpu section for vCPU %u of %u", sec->id,
+					vm->cfg.nr_vcpus);
+		break;
+	case SEC_GUEST:
+		r = sec->len < 8 ? -EPROTO
+				 : report_load(&vm->report, vm->cfg.nr_vcpus, p + 8, sec->len - 8);
+		if (r)
+			vmm_failf(e, r, "guest section at offset %" PRIu64 " is not a report of %u "
+				  "vCPUs", sec->offset, vm->cfg.nr_vcpus);
+		else
+			vm->boot_count = get(p, 8);
+		break;
+	case SEC_END:
+		in->end = true;
+		break;
+	default:
+		r = vmm_failf(e, -EPROTO, "unexpected %s section at offset %" PRIu64,
+			      sec->type < SEC_COUNT && section_names[sec->type]
+				      ? section_names[sec->type] : "unknown", sec->offset);
+	}
+	free(p);
+	return r;
+}
+
+static void send_result(struct incoming *in, int status, const char *msg)
+{
+	unsigned char buf[4 + 320];
+	size_t n = strlen(msg) < 320 ? strlen(msg) : 320;
+	struct vmm_error e;
+
+	if (!in->s || mig_is_file(in->s))
+		return;
+	put(buf, (uint32_t)status, 4);
+	memcpy(buf + 4, msg, n);
+	if (!mig_write_section(in->s, SEC_RESULT, 0, buf, 4 + n, &e))
+		mig_flush(in->s, &e);
+}
+
+int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
+{
+	struct incoming in = { .vm = vm };
+	struct mig_section sec;
+	char why[200];
+	int r = mig_open_incoming(uri, -1, &in.s, e);
+
+	if (r)
+		return r;
+	mig_set_section_names(in.s, section_names, SEC_COUNT);
+	while (!r && !in.end) {
+		r = mig_read_header(in.s, section_max, &sec, e);
+		if (r == -ENODATA)
+			r = vmm_failf(e, -EPROTO, "stream ended at offset %" PRIu64 " before its end "
+				      "section", mig_in_offset(in.s));
+		if (!r)
+			r = load_section(&in, &sec, e);
+	}
+	if (!r && !in.ras)
+		r = vmm_failf(e, -EPROTO, "stream has no ras section");
+	/* RAM is all here: poison what the source lost, before any vCPU runs. */
+	for (size_t i = 0; !r && i < in.npoisoned; i++)
+		r = vmras_migration_add_page(in.ras, in.poisoned[i]);
+	if (!r) {
+		r = vmras_migration_apply(vm->ras, in.ras, why, sizeof(why));
+		if (r)
+			vmm_failf(e, r, "%s", why);
+	}
+	send_result(&in, r ? 1 : 0, r ? e->msg : "ok");
+	vmras_migration_free(in.ras);
+	free(in.poisoned);
+	mig_close(in.s);
+	return r;
+}

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Live migration and snapshots of the reference VMM, poison included
+ * (docs/migration.md). Source: one migration thread per `migrate`; it
+ * reads guest RAM through libvmras's machine-check-safe copy (a bad page
+ * is sent as "poisoned", never as data), tracks dirty pages with KVM's
+ * dirty log plus the VMM's own writes, iterates until the rest fits the
+ * downtime limit, then stops the vCPUs, sends the rest, the RAS state,
+ * every vCPU's state and the guest report, and waits for the
+ * destination's verdict: on success the source stays stopped for good; on
+ * any failure or cancel it runs on.
+ *
+ * Destination (`--incoming`): loads the whole stream before any vCPU
+ * thread starts, checks each section as it comes and refuses a mismatch
+ * with one line; nothing half-loaded ever runs (the process exits).
+ *
+ * Locks: mig->lock guards the status and counters (a leaf; never held
+ * across I/O or vm->lock). The migration thread takes vm->lock only
+ * through vmm_pause/vmm_resume and to wait for idle vCPUs.
+ */
+#ifndef VMRAS_VMM_MIGRATION_H
+#define VMRAS_VMM_MIGRATION_H
+
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+
+struct vmm;
+struct mig_stream;
+
+enum mig_status {
+	MIG_NONE,
+	MIG_SETUP,
+	MIG_ACTIVE,
+	MIG_DEVICE,	/* vCPUs stopped: the rest and the device state */
+	MIG_COMPLETED,
+	MIG_FAILED,
+	MIG_CANCELLED,
+};
+
+struct vmm_migration {
+	pthread_mutex_t lock;
+	enum mig_status status;
+	char error[320];
+	bool thread_started;
+	pthread_t thread;
+	struct mig_stream *stream;	/* while the thread runs: for cancel */
+	bool cancel;
+	char uri[256];
+	uint64_t downtime_limit_ms;
+	bool handed_over;	/* the destination runs the guest now */
+	/* counters (query-migrate) */
+	uint64_t ram_total, transferred, remaining, pages, poisoned, zero_pages;
+	uint64_t dirty_syncs, iterations, downtime_ms, setup_ms, total_ms, start_ns;
+	/* pages the VMM itself wrote (KVM's dirty log does not see them) */
+	uint64_t *vmm_dirty;
+	uint64_t npages;
+	bool logging;
+};
+
+int migration_init(struct vmm *vm, struct vmm_error *e);
+void migration_destroy(struct vmm *vm);
+
+/* QMP migrate: start the thread. -EBUSY if one runs or the guest moved. */
+int migration_start(struct vmm *vm, const char *uri, struct vmm_error *e);
+void migration_cancel(struct vmm *vm);
+/* Join the thread (cancelling it first): at shutdown. */
+void migration_stop(struct vmm *vm);
+json_object *migration_query(struct vmm *vm);
+int migration_set_downtime(struct vmm *vm, uint64_t ms, struct vmm_error *e);
+/* The VMM wrote guest RAM [gpa, gpa + len) itself. */
+void migration_dirty(struct vmm *vm, uint64_t gpa, uint64_t len);
+/* The guest moved away: cont must not run it here. */
+bool migration_handed_over(struct vmm *vm);
+
+/* --incoming: load the stream into a VM whose vCPUs have not started. */
+int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e);
+
+#endif
