@@ -22,8 +22,11 @@ def ok(cond, name, diag=None):
     return cond
 
 
-def eq(got, want, name):
-    return ok(got == want, name, "got %r, want %r" % (got, want))
+def eq(got, want, name, diag=None):
+    msg = "got %r, want %r" % (got, want)
+    if diag is not None:
+        msg += "\n" + str(diag)
+    return ok(got == want, name, msg)
 
 
 def skip(name, why):
