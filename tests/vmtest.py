@@ -220,10 +220,11 @@ def guest_report(kind, vcpu=None, **fields):
 class VM:
     """`vmras run` in the background with a control socket."""
 
-    def __init__(self, *args, control=True, summary=True):
+    def __init__(self, *args, control=True, summary=True, prefix=()):
+        """prefix: a command to run it under (e.g. ip netns exec NAME)."""
         self.dir = tempfile.mkdtemp(prefix="vmras-test-")
         self.sock = os.path.join(self.dir, "qmp.sock") if control else None
-        cmd = [VMRAS, "run", *RUN_ARGS, *args]
+        cmd = [*prefix, VMRAS, "run", *RUN_ARGS, *args]
         if control:
             cmd += ["--control", self.sock]
         if summary:

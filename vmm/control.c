@@ -93,22 +93,38 @@ static int cmd_query_migrate(void *ctx, json_object *args, json_object **ret,
 	return 0;
 }
 
-/* migrate-set-parameters {downtime-limit: ms} */
+/* migrate-set-parameters {downtime-limit: ms, max-bandwidth: bytes/s}, either or both. */
 static int cmd_migrate_set_parameters(void *ctx, json_object *args, json_object **ret,
 				      struct qmp_error *err)
 {
-	static const char *const allowed[] = { "downtime-limit", NULL };
+	static const char *const allowed[] = { "downtime-limit", "max-bandwidth", NULL };
+	struct migration_params p = { UINT64_MAX, UINT64_MAX };
 	struct vmm_error e;
-	uint64_t ms;
 
 	(void)ret;
 	if (qmp_args_only(args, allowed, err) ||
-	    qmp_arg_u64(args, "downtime-limit", true, &ms, err))
+	    qmp_arg_u64(args, "downtime-limit", false, &p.downtime_limit_ms, err) ||
+	    qmp_arg_u64(args, "max-bandwidth", false, &p.max_bandwidth, err))
 		return -1;
-	if (migration_set_downtime(ctx, ms, &e)) {
+	if (migration_set_params(ctx, &p, &e)) {
 		qmp_errorf(err, "GenericError", "%s", e.msg);
 		return -1;
 	}
+	return 0;
+}
+
+static int cmd_query_migrate_parameters(void *ctx, json_object *args, json_object **ret,
+					struct qmp_error *err)
+{
+	static const char *const allowed[] = { NULL };
+	struct migration_params p;
+
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	migration_get_params(ctx, &p);
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "downtime-limit", json_object_new_uint64(p.downtime_limit_ms));
+	json_object_object_add(*ret, "max-bandwidth", json_object_new_uint64(p.max_bandwidth));
 	return 0;
 }
 
@@ -356,5 +372,6 @@ const struct qmp_command vmm_qmp_commands[] = {
 	{ "migrate_cancel", cmd_migrate_cancel },
 	{ "query-migrate", cmd_query_migrate },
 	{ "migrate-set-parameters", cmd_migrate_set_parameters },
+	{ "query-migrate-parameters", cmd_query_migrate_parameters },
 };
 const size_t vmm_qmp_ncommands = sizeof(vmm_qmp_commands) / sizeof(vmm_qmp_commands[0]);

@@ -750,6 +750,42 @@ bool mig_is_file(const struct mig_stream *s)
 	return s->fd >= 0 && !s->is_socket;
 }
 
+bool mig_input_pending(const struct mig_stream *s)
+{
+	struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
+
+	if (s->rpos < s->rlen)
+		return true;
+	if (!s->is_socket || !s->readable)
+		return false;
+	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR));
+}
+
+void mig_drain(struct mig_stream *s, int timeout_ms)
+{
+	int64_t end = now_ms() + timeout_ms;
+	char buf[65536];
+
+	if (!s->is_socket)
+		return;
+	if (!s->err)
+		out_flush(s);
+	shutdown(s->fd, SHUT_WR);
+	for (;;) {
+		int64_t left = end - now_ms();
+		struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
+		int n;
+
+		if (left <= 0 || cancelled(s))
+			return;
+		n = poll(&pfd, 1, (int)left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || read(s->fd, buf, sizeof(buf)) <= 0)
+			return;
+	}
+}
+
 uint64_t mig_out_offset(const struct mig_stream *s)
 {
 	return s->out_off;

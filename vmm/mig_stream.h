@@ -66,6 +66,15 @@ int mig_open_buffer(const void *buf, size_t len, struct mig_stream **out,
 void mig_close(struct mig_stream *s);
 void mig_cancel(struct mig_stream *s);
 bool mig_is_file(const struct mig_stream *s);
+/* A socket stream has something to read now (the peer spoke or hung up). */
+bool mig_input_pending(const struct mig_stream *s);
+/*
+ * A peer that gave up on the stream: send what is buffered, end our
+ * direction, and read and drop the rest until the other side closes (at
+ * most timeout_ms), so that it is not stopped by a full socket before it
+ * reads what we said. Sockets only.
+ */
+void mig_drain(struct mig_stream *s, int timeout_ms);
 
 /*
  * Writer. The preamble is written (and sent) by mig_open_outgoing. Small

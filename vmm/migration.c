@@ -19,7 +19,10 @@
 #define BATCH 256		/* pages per RAM section */
 #define MAX_ITERATIONS 30	/* then stop and send the rest whatever its size */
 #define DOWNTIME_DEFAULT_MS 300
-#define ACK_TIMEOUT_MS 60000
+/* A destination that refused the stream reads on this long for the source to see why. */
+#define DRAIN_MS 10000
+/* END's flags: the state the guest was in when it left. */
+#define END_USER_STOPPED 1u
 
 enum section {
 	SEC_HEADER = 1,		/* the machine: must match the destination's */
@@ -59,7 +62,7 @@ static uint64_t section_max(uint32_t type)
 	case SEC_RAS: return 64ULL << 20;
 	case SEC_VCPU: return 1 << 20;
 	case SEC_GUEST: return 1 << 20;
-	case SEC_END: return 0 + 1;	/* empty; 1 so that the type is known */
+	case SEC_END: return 4;	/* u32 flags */
 	case SEC_RESULT: return 4 + 320;
 	default: return 0;
 	}
@@ -114,7 +117,8 @@ int migration_init(struct vmm *vm, struct vmm_error *e)
 	struct vmm_migration *m = &vm->mig;
 
 	pthread_mutex_init(&m->lock, NULL);
-	m->downtime_limit_ms = DOWNTIME_DEFAULT_MS;
+	pthread_cond_init(&m->cond, NULL);
+	m->params.downtime_limit_ms = DOWNTIME_DEFAULT_MS;
 	m->npages = vm->ram.size / PAGE;
 	m->vmm_dirty = calloc((m->npages + 63) / 64, sizeof(uint64_t));
 	if (!m->vmm_dirty)
@@ -127,6 +131,7 @@ void migration_destroy(struct vmm *vm)
 	migration_stop(vm);
 	free(vm->mig.vmm_dirty);
 	vm->mig.vmm_dirty = NULL;
+	pthread_cond_destroy(&vm->mig.cond);
 	pthread_mutex_destroy(&vm->mig.lock);
 }
 
@@ -138,6 +143,23 @@ void migration_dirty(struct vmm *vm, uint64_t gpa, uint64_t len)
 		return;
 	for (uint64_t p = gpa / PAGE; p <= (gpa + len - 1) / PAGE && p < m->npages; p++)
 		__atomic_fetch_or(&m->vmm_dirty[p / 64], 1ULL << (p % 64), __ATOMIC_SEQ_CST);
+}
+
+bool migration_incoming_active(struct vmm *vm)
+{
+	bool in;
+
+	pthread_mutex_lock(&vm->mig.lock);
+	in = vm->mig.incoming;
+	pthread_mutex_unlock(&vm->mig.lock);
+	return in;
+}
+
+static void set_incoming(struct vmm *vm, bool on)
+{
+	pthread_mutex_lock(&vm->mig.lock);
+	vm->mig.incoming = on;
+	pthread_mutex_unlock(&vm->mig.lock);
 }
 
 bool migration_handed_over(struct vmm *vm)
@@ -165,10 +187,14 @@ json_object *migration_query(struct vmm *vm)
 	json_object_object_add(ram, "total", json_object_new_uint64(m->ram_total));
 	json_object_object_add(ram, "transferred", json_object_new_uint64(m->transferred));
 	json_object_object_add(ram, "remaining", json_object_new_uint64(m->remaining));
-	json_object_object_add(ram, "pages", json_object_new_uint64(m->pages));
+	/* QEMU's names: normal pages went as data, duplicate ones as "zero". */
+	json_object_object_add(ram, "normal",
+			       json_object_new_uint64(m->pages - m->poisoned - m->zero_pages));
+	json_object_object_add(ram, "normal-bytes", json_object_new_uint64(m->data_bytes));
+	json_object_object_add(ram, "duplicate", json_object_new_uint64(m->zero_pages));
 	json_object_object_add(ram, "poisoned-pages", json_object_new_uint64(m->poisoned));
-	json_object_object_add(ram, "zero-pages", json_object_new_uint64(m->zero_pages));
 	json_object_object_add(ram, "dirty-sync-count", json_object_new_uint64(m->dirty_syncs));
+	json_object_object_add(ram, "iterations", json_object_new_uint64(m->iterations));
 	json_object_object_add(o, "ram", ram);
 	json_object_object_add(o, "setup-time", json_object_new_uint64(m->setup_ms));
 	if (m->status == MIG_COMPLETED) {
@@ -184,14 +210,34 @@ json_object *migration_query(struct vmm *vm)
 	return o;
 }
 
-int migration_set_downtime(struct vmm *vm, uint64_t ms, struct vmm_error *e)
+int migration_set_params(struct vmm *vm, const struct migration_params *p,
+			 struct vmm_error *e)
 {
-	if (ms > 2000000)
+	struct vmm_migration *m = &vm->mig;
+
+	/* QEMU's bounds: 2000 s; a bandwidth SIZE_MAX/1 s would overflow nothing here. */
+	if (p->downtime_limit_ms != UINT64_MAX && p->downtime_limit_ms > 2000000)
 		return vmm_failf(e, -EINVAL, "downtime-limit must be at most 2000000 ms");
-	pthread_mutex_lock(&vm->mig.lock);
-	vm->mig.downtime_limit_ms = ms;
-	pthread_mutex_unlock(&vm->mig.lock);
+	if (p->max_bandwidth != UINT64_MAX && p->max_bandwidth && p->max_bandwidth < 4096)
+		return vmm_failf(e, -EINVAL, "max-bandwidth must be 0 (no limit) or at least "
+				 "4096 bytes/s");
+	pthread_mutex_lock(&m->lock);
+	if (p->downtime_limit_ms != UINT64_MAX)
+		m->params.downtime_limit_ms = p->downtime_limit_ms;
+	if (p->max_bandwidth != UINT64_MAX) {
+		m->params.max_bandwidth = p->max_bandwidth;
+		m->window_ns = 0;	/* a new rate starts a new window */
+	}
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
 	return 0;
+}
+
+void migration_get_params(struct vmm *vm, struct migration_params *p)
+{
+	pthread_mutex_lock(&vm->mig.lock);
+	*p = vm->mig.params;
+	pthread_mutex_unlock(&vm->mig.lock);
 }
 
 /* ---- the machine header ------------------------------------------------ */
@@ -310,8 +356,48 @@ static int read_page(struct vmm *vm, uint64_t gpa, unsigned char *buf, struct vm
 	return all_zero(buf) ? PG_ZERO : PG_DATA;
 }
 
-/* Send the pages set in bm as RAM sections (and clear them). */
-static int send_pages(struct vmm *vm, struct mig_stream *s, uint64_t *bm, struct vmm_error *e)
+/*
+ * Keep to max-bandwidth while the guest runs: sleep until the bytes sent
+ * in this one-second window are due. Cancel and a new rate wake it.
+ */
+static void throttle(struct vmm *vm, struct mig_stream *s)
+{
+	struct vmm_migration *m = &vm->mig;
+
+	pthread_mutex_lock(&m->lock);
+	while (m->params.max_bandwidth && !m->cancel) {
+		uint64_t now = now_ns(), due;
+		struct timespec ts;
+
+		if (!m->window_ns || now - m->window_ns >= 1000000000ULL) {
+			m->window_ns = now;
+			m->window_bytes = mig_bytes(s);
+		}
+		due = m->window_ns + (uint64_t)((double)(mig_bytes(s) - m->window_bytes) * 1e9 /
+						 (double)m->params.max_bandwidth);
+		if (due <= now)
+			break;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += (time_t)((due - now) / 1000000000ULL);
+		ts.tv_nsec += (long)((due - now) % 1000000000ULL);
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&m->cond, &m->lock, &ts);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+static int read_result(struct mig_stream *s, struct vmm_error *e);
+
+/*
+ * Send the pages set in bm as RAM sections (and clear them); with
+ * throttle, at max-bandwidth. A destination that speaks before the end
+ * has refused the stream: say why.
+ */
+static int send_pages(struct vmm *vm, struct mig_stream *s, uint64_t *bm, bool throttled,
+		      struct vmm_error *e)
 {
 	struct vmm_migration *m = &vm->mig;
 	unsigned char *sec = malloc(section_max(SEC_RAM));
@@ -352,8 +438,14 @@ static int send_pages(struct vmm *vm, struct mig_stream *s, uint64_t *bm, struct
 		m->pages += n;
 		m->poisoned += npoison;
 		m->zero_pages += nzero;
+		m->data_bytes += datapages * PAGE;
 		m->transferred = mig_bytes(s);
 		pthread_mutex_unlock(&m->lock);
+		if (!r && mig_input_pending(s) && !(r = read_result(s, e)))
+			r = vmm_failf(e, -EPROTO, "the destination answered before the end of "
+				      "the stream");
+		if (!r && throttled)
+			throttle(vm, s);
 	}
 	free(sec);
 	return r;
@@ -413,6 +505,7 @@ static int send_image(struct vmm *vm, struct mig_stream *s, struct vmm_error *e)
 		m->pages++;
 		m->poisoned += kind == PG_POISONED;
 		m->zero_pages += kind == PG_ZERO;
+		m->data_bytes += kind == PG_DATA ? PAGE : 0;
 		m->transferred = mig_bytes(s);
 		pthread_mutex_unlock(&m->lock);
 	}
@@ -443,6 +536,7 @@ static void wait_idle(struct vmm *vm)
 
 static int send_devices(struct vmm *vm, struct mig_stream *s, struct vmm_error *e)
 {
+	unsigned char flags[4];
 	void *buf = NULL;
 	size_t len = 0;
 	int r;
@@ -473,7 +567,12 @@ static int send_devices(struct vmm *vm, struct mig_stream *s, struct vmm_error *
 		return vmm_fail(e, -ENOMEM, "save the guest report");
 	r = mig_write_section(s, SEC_GUEST, 0, buf, len + 8, e);
 	free(buf);
-	return r ?: mig_write_section(s, SEC_END, 0, NULL, 0, e);
+	if (r)
+		return r;
+	pthread_mutex_lock(&vm->lock);
+	put(flags, vm->user_stopped ? END_USER_STOPPED : 0, 4);
+	pthread_mutex_unlock(&vm->lock);
+	return mig_write_section(s, SEC_END, 0, flags, sizeof(flags), e);
 }
 
 /* The destination's verdict: 0 once it has everything and runs the guest. */
@@ -483,6 +582,9 @@ static int read_result(struct mig_stream *s, struct vmm_error *e)
 	unsigned char *p = NULL;
 	int r = mig_read_header(s, section_max, &sec, e);
 
+	if (r == -ENODATA)
+		r = vmm_failf(e, -ECONNRESET, "the destination closed the connection without an "
+			      "answer");
 	if (!r && sec.type != SEC_RESULT)
 		r = vmm_failf(e, -EPROTO, "the destination answered with section %u, not a result",
 			      sec.type);
@@ -554,7 +656,7 @@ static void *migration_thread(void *arg)
 	for (unsigned int it = 0; !r; it++) {
 		uint64_t t0 = now_ns(), b0 = mig_bytes(s), dirty, bw;
 
-		r = send_pages(vm, s, bm, &e) ?: dirty_collect(vm, bm, &e);
+		r = send_pages(vm, s, bm, true, &e) ?: dirty_collect(vm, bm, &e);
 		if (r)
 			break;
 		dirty = count_bits(bm, m->npages);
@@ -564,7 +666,7 @@ static void *migration_thread(void *arg)
 		pthread_mutex_lock(&m->lock);
 		m->iterations++;
 		m->remaining = dirty * PAGE;
-		limit = m->downtime_limit_ms;
+		limit = m->params.downtime_limit_ms;
 		pthread_mutex_unlock(&m->lock);
 		if (dirty * PAGE <= bw * limit || it + 1 >= MAX_ITERATIONS)
 			break;
@@ -576,7 +678,7 @@ static void *migration_thread(void *arg)
 	t_stop = now_ns();
 	wait_idle(vm);
 	set_status(vm, MIG_DEVICE);
-	r = dirty_collect(vm, bm, &e) ?: send_pages(vm, s, bm, &e) ?: send_devices(vm, s, &e);
+	r = dirty_collect(vm, bm, &e) ?: send_pages(vm, s, bm, false, &e) ?: send_devices(vm, s, &e);
 done:
 	if (!r)
 		r = mig_flush(s, &e);
@@ -598,7 +700,8 @@ out:
 		snprintf(m->error, sizeof(m->error), "%s", e.msg);
 	} else {
 		m->status = MIG_COMPLETED;
-		m->handed_over = true;
+		/* A snapshot does not move the guest: it may run on here. */
+		m->handed_over = !file;
 		m->remaining = 0;
 		m->downtime_ms = (now_ns() - t_stop) / 1000000;
 	}
@@ -608,8 +711,14 @@ out:
 	pthread_mutex_unlock(&m->lock);
 	mig_close(s);
 	free(bm);
-	/* Failed or cancelled: the guest runs on here. Done: it stays stopped for good. */
-	if (paused && r)
+	/*
+	 * Failed or cancelled: the guest runs on here. Moved: it stays stopped
+	 * for good. A snapshot: stopped as if by the operator (QEMU's
+	 * "postmigrate"), so that cont runs it on.
+	 */
+	if (paused && !r && file)
+		vmm_stop(vm);
+	if (paused && (r || file))
 		vmm_resume(vm);
 	{
 		json_object *d = json_object_new_object();
@@ -656,6 +765,8 @@ int migration_start(struct vmm *vm, const char *uri, struct vmm_error *e)
 	m->ram_total = vm->ram.size;
 	m->transferred = m->pages = m->poisoned = m->zero_pages = 0;
 	m->dirty_syncs = m->iterations = m->downtime_ms = m->setup_ms = m->total_ms = 0;
+	m->data_bytes = 0;
+	m->window_ns = 0;
 	m->remaining = vm->ram.size;
 	m->start_ns = now_ns();
 	m->status = MIG_SETUP;
@@ -678,6 +789,7 @@ void migration_cancel(struct vmm *vm)
 	m->cancel = true;
 	if (m->stream)
 		mig_cancel(m->stream);
+	pthread_cond_broadcast(&m->cond);	/* a throttled thread sleeps on it */
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -701,23 +813,45 @@ struct incoming {
 	struct vmm *vm;
 	struct mig_stream *s;
 	struct vmras_migration *ras;
-	uint64_t *poisoned;	/* pages the stream sent as poisoned */
-	size_t npoisoned, cap;
-	bool header, end;
+	/*
+	 * Pages whose last copy in the stream said "poisoned": a later data
+	 * or zero copy (the source reset its guest meanwhile) clears the bit.
+	 */
+	uint64_t *poisoned;
+	uint64_t *present;	/* pages the stream carried at least once */
+	uint64_t *vcpus_loaded;
+	bool header, guest, end;
+	uint32_t end_flags;
 };
 
-static int note_poisoned(struct incoming *in, uint64_t gpa, struct vmm_error *e)
+static void note_page(struct incoming *in, uint64_t gpa, unsigned int kind)
 {
-	if (in->npoisoned == in->cap) {
-		size_t cap = in->cap ? in->cap * 2 : 64;
-		uint64_t *p = realloc(in->poisoned, cap * sizeof(*p));
+	uint64_t p = gpa / PAGE, bit = 1ULL << (p % 64);
 
-		if (!p)
-			return vmm_fail(e, -ENOMEM, "remember poisoned pages");
-		in->poisoned = p;
-		in->cap = cap;
-	}
-	in->poisoned[in->npoisoned++] = gpa;
+	in->present[p / 64] |= bit;
+	if (kind == PG_POISONED)
+		in->poisoned[p / 64] |= bit;
+	else
+		in->poisoned[p / 64] &= ~bit;
+}
+
+/* After the end section: the stream had everything this VM needs. */
+static int check_complete(struct incoming *in, struct vmm_error *e)
+{
+	struct vmm *vm = in->vm;
+	uint64_t npages = vm->ram.size / PAGE;
+
+	for (uint64_t p = 0; p < npages; p++)
+		if (!(in->present[p / 64] & (1ULL << (p % 64))))
+			return vmm_failf(e, -EPROTO, "the stream never carried guest page 0x%"
+					 PRIx64, (uint64_t)(p * PAGE));
+	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
+		if (!(in->vcpus_loaded[i / 64] & (1ULL << (i % 64))))
+			return vmm_failf(e, -EPROTO, "the stream has no state for vCPU %u", i);
+	if (!in->ras)
+		return vmm_failf(e, -EPROTO, "the stream has no ras section");
+	if (!in->guest)
+		return vmm_failf(e, -EPROTO, "the stream has no guest section");
 	return 0;
 }
 
@@ -762,9 +896,8 @@ static int load_ram(struct incoming *in, const struct mig_section *sec, struct v
 			off += PAGE;
 		} else {
 			memset(vm->ram.hva + gpa, 0, PAGE);
-			if (kind == PG_POISONED)
-				r = note_poisoned(in, gpa, e);
 		}
+		note_page(in, gpa, (unsigned int)kind);
 	}
 out:
 	free(p);
@@ -802,8 +935,7 @@ static int load_image(struct incoming *in, const struct mig_section *sec, struct
 			break;
 		}
 		r = mig_read_data(in->s, sec, vm->ram.hva + p * PAGE, PAGE, e);
-		if (!r && map[16 + p] == PG_POISONED)
-			r = note_poisoned(in, p * PAGE, e);
+		note_page(in, p * PAGE, map[16 + p]);
 	}
 	if (!r)
 		r = mig_read_end(in->s, sec, e);
@@ -835,26 +967,44 @@ static int load_section(struct incoming *in, const struct mig_section *sec, stru
 		in->header = true;
 		break;
 	case SEC_RAS:
+		if (in->ras) {
+			r = vmm_failf(e, -EPROTO, "a second ras section at offset %" PRIu64,
+				      sec->offset);
+			break;
+		}
 		r = vmras_migration_parse(p, sec->len, &in->ras, why, sizeof(why));
 		if (r)
 			vmm_failf(e, r, "ras section at offset %" PRIu64 ": %s", sec->offset, why);
 		break;
 	case SEC_VCPU:
-		r = sec->id < vm->cfg.nr_vcpus
-			    ? x86_state_load(&vm->x86, vm->vcpus[sec->id].fd, p, sec->len, e)
-			    : vmm_failf(e, -EPROTO, "vcpu section for vCPU %u of %u", sec->id,
-					vm->cfg.nr_vcpus);
+		if (sec->id >= vm->cfg.nr_vcpus) {
+			r = vmm_failf(e, -EPROTO, "vcpu section at offset %" PRIu64 " for vCPU %u "
+				      "of %u", sec->offset, sec->id, vm->cfg.nr_vcpus);
+		} else if (in->vcpus_loaded[sec->id / 64] & (1ULL << (sec->id % 64))) {
+			r = vmm_failf(e, -EPROTO, "a second vcpu section for vCPU %u at offset %"
+				      PRIu64, sec->id, sec->offset);
+		} else {
+			r = x86_state_load(&vm->x86, vm->vcpus[sec->id].fd, p, sec->len, e);
+			in->vcpus_loaded[sec->id / 64] |= 1ULL << (sec->id % 64);
+		}
 		break;
 	case SEC_GUEST:
-		r = sec->len < 8 ? -EPROTO
-				 : report_load(&vm->report, vm->cfg.nr_vcpus, p + 8, sec->len - 8);
+		r = in->guest || sec->len < 8
+			    ? -EPROTO : report_load(&vm->report, vm->cfg.nr_vcpus, p + 8, sec->len - 8);
 		if (r)
-			vmm_failf(e, r, "guest section at offset %" PRIu64 " is not a report of %u "
-				  "vCPUs", sec->offset, vm->cfg.nr_vcpus);
+			vmm_failf(e, r, "guest section at offset %" PRIu64 " is not the one report "
+				  "of %u vCPUs", sec->offset, vm->cfg.nr_vcpus);
 		else
 			vm->boot_count = get(p, 8);
+		in->guest = true;
 		break;
 	case SEC_END:
+		if (sec->len != 4 || get(p, 4) & ~END_USER_STOPPED) {
+			r = vmm_failf(e, -EPROTO, "end section at offset %" PRIu64 " is not 4 bytes "
+				      "of known flags", sec->offset);
+			break;
+		}
+		in->end_flags = (uint32_t)get(p, 4);
 		in->end = true;
 		break;
 	default:
@@ -882,14 +1032,24 @@ static void send_result(struct incoming *in, int status, const char *msg)
 
 int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 {
-	struct incoming in = { .vm = vm };
+	uint64_t words = (vm->ram.size / PAGE + 63) / 64;
+	struct incoming in = {
+		.vm = vm,
+		.poisoned = calloc(words, sizeof(uint64_t)),
+		.present = calloc(words, sizeof(uint64_t)),
+		.vcpus_loaded = calloc((vm->cfg.nr_vcpus + 63) / 64, sizeof(uint64_t)),
+	};
 	struct mig_section sec;
 	char why[200];
-	int r = mig_open_incoming(uri, -1, &in.s, e);
+	int r = 0;
 
-	if (r)
-		return r;
-	mig_set_section_names(in.s, section_names, SEC_COUNT);
+	set_incoming(vm, true);
+	if (!in.poisoned || !in.present || !in.vcpus_loaded)
+		r = vmm_fail(e, -ENOMEM, "allocate the incoming page maps");
+	if (!r)
+		r = mig_open_incoming(uri, -1, &in.s, e);
+	if (!r)
+		mig_set_section_names(in.s, section_names, SEC_COUNT);
 	while (!r && !in.end) {
 		r = mig_read_header(in.s, section_max, &sec, e);
 		if (r == -ENODATA)
@@ -898,19 +1058,37 @@ int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 		if (!r)
 			r = load_section(&in, &sec, e);
 	}
-	if (!r && !in.ras)
-		r = vmm_failf(e, -EPROTO, "stream has no ras section");
+	if (!r)
+		r = check_complete(&in, e);
 	/* RAM is all here: poison what the source lost, before any vCPU runs. */
-	for (size_t i = 0; !r && i < in.npoisoned; i++)
-		r = vmras_migration_add_page(in.ras, in.poisoned[i]);
+	for (uint64_t p = 0; !r && p < vm->ram.size / PAGE; p++)
+		if (in.poisoned[p / 64] & (1ULL << (p % 64)))
+			r = vmras_migration_add_page(in.ras, p * PAGE);
 	if (!r) {
 		r = vmras_migration_apply(vm->ras, in.ras, why, sizeof(why));
 		if (r)
 			vmm_failf(e, r, "%s", why);
 	}
-	send_result(&in, r ? 1 : 0, r ? e->msg : "ok");
+	/* The operator had stopped the guest on the source: it stays stopped here. */
+	if (!r && in.end_flags & END_USER_STOPPED) {
+		pthread_mutex_lock(&vm->lock);
+		if (!vm->user_stopped) {
+			vm->user_stopped = true;
+			vm->pause_depth++;
+		}
+		pthread_mutex_unlock(&vm->lock);
+	}
+	if (in.s) {
+		send_result(&in, r ? 1 : 0, r ? e->msg : "ok");
+		/* Refused: let the source read why before it finds a closed socket. */
+		if (r)
+			mig_drain(in.s, DRAIN_MS);
+	}
 	vmras_migration_free(in.ras);
 	free(in.poisoned);
+	free(in.present);
+	free(in.vcpus_loaded);
 	mig_close(in.s);
+	set_incoming(vm, false);
 	return r;
 }

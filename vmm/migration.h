@@ -41,6 +41,12 @@ enum mig_status {
 	MIG_CANCELLED,
 };
 
+/* Tunables (QMP migrate-set-parameters); UINT64_MAX: leave as it is. */
+struct migration_params {
+	uint64_t downtime_limit_ms;	/* the stop-and-copy phase's goal */
+	uint64_t max_bandwidth;		/* bytes/s while the guest runs; 0: no limit */
+};
+
 struct vmm_migration {
 	pthread_mutex_t lock;
 	enum mig_status status;
@@ -50,10 +56,13 @@ struct vmm_migration {
 	struct mig_stream *stream;	/* while the thread runs: for cancel */
 	bool cancel;
 	char uri[256];
-	uint64_t downtime_limit_ms;
+	pthread_cond_t cond;	/* the throttle's sleep; cancel wakes it */
+	struct migration_params params;
+	uint64_t window_ns, window_bytes;	/* the throttle's current second */
 	bool handed_over;	/* the destination runs the guest now */
+	bool incoming;		/* migration_incoming runs */
 	/* counters (query-migrate) */
-	uint64_t ram_total, transferred, remaining, pages, poisoned, zero_pages;
+	uint64_t ram_total, transferred, remaining, pages, poisoned, zero_pages, data_bytes;
 	uint64_t dirty_syncs, iterations, downtime_ms, setup_ms, total_ms, start_ns;
 	/* pages the VMM itself wrote (KVM's dirty log does not see them) */
 	uint64_t *vmm_dirty;
@@ -70,11 +79,15 @@ void migration_cancel(struct vmm *vm);
 /* Join the thread (cancelling it first): at shutdown. */
 void migration_stop(struct vmm *vm);
 json_object *migration_query(struct vmm *vm);
-int migration_set_downtime(struct vmm *vm, uint64_t ms, struct vmm_error *e);
+int migration_set_params(struct vmm *vm, const struct migration_params *p,
+			 struct vmm_error *e);
+void migration_get_params(struct vmm *vm, struct migration_params *p);
 /* The VMM wrote guest RAM [gpa, gpa + len) itself. */
 void migration_dirty(struct vmm *vm, uint64_t gpa, uint64_t len);
 /* The guest moved away: cont must not run it here. */
 bool migration_handed_over(struct vmm *vm);
+/* --incoming is loading its stream. */
+bool migration_incoming_active(struct vmm *vm);
 
 /* --incoming: load the stream into a VM whose vCPUs have not started. */
 int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e);

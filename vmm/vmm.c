@@ -31,11 +31,13 @@ static const char *const status_names[] = {
 	[VMM_RUNNING] = "running",
 	[VMM_PAUSED] = "paused",
 	[VMM_SHUTDOWN] = "shutdown",
+	[VMM_INMIGRATE] = "inmigrate",
+	[VMM_POSTMIGRATE] = "postmigrate",
 };
 
 const char *vmm_status_name(enum vmm_status s)
 {
-	return (unsigned int)s <= VMM_SHUTDOWN ? status_names[s] : "unknown";
+	return (unsigned int)s <= VMM_POSTMIGRATE ? status_names[s] : "unknown";
 }
 
 void vmm_wake_main(struct vmm *vm)
@@ -336,6 +338,11 @@ enum vmm_status vmm_status(struct vmm *vm)
 {
 	enum vmm_status s;
 
+	/* QEMU's names for the two sides of a migration. */
+	if (migration_handed_over(vm))
+		return VMM_POSTMIGRATE;
+	if (migration_incoming_active(vm))
+		return VMM_INMIGRATE;
 	pthread_mutex_lock(&vm->lock);
 	s = vm->shutdown ? VMM_SHUTDOWN : vm->user_stopped ? VMM_PAUSED : VMM_RUNNING;
 	pthread_mutex_unlock(&vm->lock);

@@ -53,6 +53,8 @@ enum vmm_status {
 	VMM_RUNNING,
 	VMM_PAUSED,
 	VMM_SHUTDOWN,
+	VMM_INMIGRATE,		/* --incoming: loading the stream */
+	VMM_POSTMIGRATE,	/* the guest moved away: it runs on the destination */
 };
 
 struct vmm;

@@ -717,6 +717,27 @@ static int blob_apply(int vcpu_fd, const struct blob *b, uint32_t dest_xsave,
 	return r;
 }
 
+/* The destination's own state (dest) parsed into d, and b checked against it. */
+static int fit_check(const struct x86_machine *m, const struct blob *b, const void *dest,
+		     size_t dest_len, struct blob *d, struct vmm_error *e)
+{
+	int r = blob_parse(dest, dest_len, d, e);
+
+	return r ? r : dest_check(m, b, d, e);
+}
+
+int x86_state_check(const struct x86_machine *m, const void *buf, size_t len, const void *dest,
+		    size_t dest_len, struct vmm_error *e)
+{
+	struct blob b, d;
+	int r;
+
+	r = blob_parse(buf, len, &b, e);
+	if (r || !dest)
+		return r;
+	return fit_check(m, &b, dest, dest_len, &d, e);
+}
+
 int x86_state_load(const struct x86_machine *m, int vcpu_fd, const void *buf, size_t len,
 		   struct vmm_error *e)
 {
@@ -731,9 +752,7 @@ int x86_state_load(const struct x86_machine *m, int vcpu_fd, const void *buf, si
 	r = x86_state_save(m, vcpu_fd, &prev, &prev_len, e);
 	if (r)
 		return r;
-	r = blob_parse(prev, prev_len, &d, e);
-	if (!r)
-		r = dest_check(m, &b, &d, e);
+	r = fit_check(m, &b, prev, prev_len, &d, e);
 	if (r)
 		goto out;
 	r = blob_apply(vcpu_fd, &b, d.part[TAG_XSAVE] ? d.len[TAG_XSAVE] : 0, e);

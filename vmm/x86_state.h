@@ -38,5 +38,13 @@ int x86_state_save(const struct x86_machine *m, int vcpu_fd, void **buf, size_t 
 /* Check buf whole, then set vcpu_fd's state from it. */
 int x86_state_load(const struct x86_machine *m, int vcpu_fd, const void *buf, size_t len,
 		   struct vmm_error *e);
+/*
+ * The checks x86_state_load makes before it sets anything, without a vCPU
+ * (the fuzz target): buf whole (-EPROTO) and, when dest is not NULL, that
+ * it fits a vCPU of m whose own state x86_state_save gave as dest (-EINVAL;
+ * -EPROTO if dest is malformed).
+ */
+int x86_state_check(const struct x86_machine *m, const void *buf, size_t len, const void *dest,
+		    size_t dest_len, struct vmm_error *e);
 
 #endif
