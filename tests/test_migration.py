@@ -455,13 +455,89 @@ def test_failures():
             src.kill()
 
 
+def test_races():
+    """A reset and a quit while pages are being sent."""
+    name = "system_reset while migrating"
+    src = dst = None
+    errors = [(0x500000, "ao", None), (0xb00000, "ar", 1)]
+    try:
+        src = VM("--backend", "anon", "--paused", *FAIL_ARGS)
+        q = src.qmp()
+        q.cmd("cont")
+        both_passes(q)
+        poison(q, errors)
+        path = os.path.join(src.dir, "mig.sock")
+        dst = VM("--backend", "anon", "--incoming", "unix:" + path, *FAIL_ARGS)
+        wait_path(path, dst.proc)
+        q.cmd("migrate-set-parameters", **{"max-bandwidth": 4 << 20})
+        tap.eq(q.cmd("migrate", uri="unix:" + path), {"return": {}}, name + ": migrate")
+        m = wait_transferred(q, 12 << 20)
+        tap.eq(m["ram"]["poisoned-pages"], 2, name + ": both bad pages went as poisoned "
+               "before the reset")
+        tap.eq(q.cmd("system_reset"), {"return": {}}, name + ": system_reset mid-stream")
+        tap.eq(bad_pages(q), [], name + ": the source's memory is back")
+        q.cmd("migrate-set-parameters", **{"max-bandwidth": 0})
+        d = wait_migration(q)
+        m = q.cmd("query-migrate")["return"]
+        tap.eq(d["status"], "completed", name + ": migration completed", m)
+        finish_source(name, q, src)
+        qd = dst.qmp()
+        tap.eq(bad_pages(qd), [], name + ": the destination has no bad page either")
+        tap.ok(not any(reads_poisoned(qd, g) for g, _, _ in errors),
+               name + ": the pages sent as poisoned before the reset read again")
+        passes = both_passes(qd)
+        passes = both_passes(qd)
+        g = qd.cmd("query-guest")["return"]
+        tap.ok(g["pages-corrupted"] == 0 and not g["retired"],
+               name + ": the rebooted guest runs on the destination with 0 corrupted, "
+               "nothing retired (passes %s)" % passes, g)
+        qd.cmd("quit")
+        code, _, err = dst.wait(timeout=60)
+        tap.eq(code, 0, name + ": destination exits 0", err)
+    except Exception as e:  # noqa: BLE001
+        tap.ok(False, name + ": " + repr(e),
+               (src.stderr() if src else "") + (dst.stderr() if dst else ""))
+    finally:
+        for vm in (src, dst):
+            if vm:
+                vm.kill()
+
+    name = "quit while migrating"
+    src = dst = None
+    try:
+        src = VM("--backend", "anon", "--paused", *FAIL_ARGS)
+        q = src.qmp()
+        q.cmd("cont")
+        both_passes(q)
+        path = os.path.join(src.dir, "mig.sock")
+        dst = VM("--backend", "anon", "--incoming", "unix:" + path, *FAIL_ARGS, control=False)
+        wait_path(path, dst.proc)
+        q.cmd("migrate-set-parameters", **{"max-bandwidth": 4 << 20})
+        tap.eq(q.cmd("migrate", uri="unix:" + path), {"return": {}}, name + ": migrate")
+        wait_transferred(q, 4 << 20)
+        q.cmd("quit")
+        code, _, err = src.wait(timeout=60)
+        tap.eq(code, 0, name + ": the source quits at once, exit 0", err)
+        code, _, err = dst.wait(timeout=60)
+        tap.ok(code != 0 and one_line(err) and "before its end" in err,
+               name + ": the destination refuses the cut stream with one line: "
+               + err.strip(), err)
+    except Exception as e:  # noqa: BLE001
+        tap.ok(False, name + ": " + repr(e),
+               (src.stderr() if src else "") + (dst.stderr() if dst else ""))
+    finally:
+        for vm in (src, dst):
+            if vm:
+                vm.kill()
+
+
 def main():
     for t in (test_unix_anon,
               vmtest.with_hugepages(2048, 2 * 32 + 4, "tcp between two namespaces, hugetlb-2m",
                                     test_tcp_two_hosts),
               vmtest.with_hugepages(2048, 2 * 32 + 4, "errors while sending, hugetlb-2m",
                                     test_errors_while_sending),
-              test_queued_machine_checks, test_snapshot, test_failures):
+              test_queued_machine_checks, test_snapshot, test_failures, test_races):
         tap.run(t)
     tap.done()
 
