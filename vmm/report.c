@@ -199,6 +199,21 @@ static bool get_bool(struct rcur *c)
 	return v == 1;
 }
 
+/*
+ * As report_cpuid_decode or report_init leave it: NUL-terminated, printable
+ * ASCII before the NUL (it goes out in JSON: a byte that is not UTF-8 there
+ * would break a QMP client).
+ */
+static bool vendor_ok(const char *s, size_t n)
+{
+	if (s[n - 1])
+		return false;
+	for (; *s; s++)
+		if (*s < 0x20 || *s > 0x7e)
+			return false;
+	return true;
+}
+
 /* One walk for both directions: save writes each field, load reads it. */
 #define F(field, bytes)                                                  \
 	do {                                                             \
@@ -234,7 +249,7 @@ static void walk(struct guest_report *r, struct rcur *c, bool load)
 			F(v->cpuid.vendor[k], 1);
 		F(v->cpuid.max_leaf, 4); F(v->cpuid.signature, 4);
 		F(v->cpuid.max_ext_leaf, 4); F(v->cpuid.ext_80000007_ebx, 4);
-		if (load && v->cpuid.vendor[sizeof(v->cpuid.vendor) - 1])
+		if (load && !vendor_ok(v->cpuid.vendor, sizeof(v->cpuid.vendor)))
 			c->bad = true;
 	}
 	F(r->ncorrupt, 4); F(r->nmce, 4); F(r->nretired, 4);

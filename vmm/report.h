@@ -88,8 +88,9 @@ bool report_all_done(const struct guest_report *r);
 /*
  * The report as bytes, for migration (little-endian, fixed layout):
  * report_save returns the size written (buf NULL: the size needed);
- * report_load checks everything (counts, vCPU count, bools) before it
- * writes *r: -EPROTO for bytes that are not a report of nr_vcpus vCPUs.
+ * report_load checks everything (counts, vCPU count, bools, the CPU
+ * vendors' characters) before it writes *r: -EPROTO for bytes that are not
+ * a report of nr_vcpus vCPUs.
  */
 size_t report_save(const struct guest_report *r, void *buf);
 int report_load(struct guest_report *r, unsigned int nr_vcpus, const void *buf, size_t len);
