@@ -13,6 +13,7 @@ int demo_main(int argc, char **argv);
 int run_main(int argc, char **argv);
 int inject_main(int argc, char **argv);
 int events_main(int argc, char **argv);
+int migrate_main(int argc, char **argv);
 int x86_plan_main(int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@ static const struct {
 	{ "run", run_main, "run the reference VM with the self-checking test guest" },
 	{ "inject", inject_main, "inject a memory error into a running VM (--control)" },
 	{ "events", events_main, "print a running VM's events as they come (--control)" },
+	{ "migrate", migrate_main, "move a running VM to another vmras process, or to a file (--control)" },
 	{ "x86-plan", x86_plan_main, "the x86 machine checks libvmras sends for one error, as JSON" },
 };
 

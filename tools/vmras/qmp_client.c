@@ -51,8 +51,10 @@ static int next_message(struct qmp_client *c, int timeout_ms, json_object **out)
 		if (r == 0)
 			return -ETIMEDOUT;
 		n = read(c->fd, c->buf, sizeof(c->buf));
+		if (n < 0 && errno == EINTR)
+			continue;
 		if (n < 0)
-			return errno == EINTR ? 0 : -errno;
+			return -errno;
 		if (n == 0)
 			return -ECONNRESET;
 		c->len = (size_t)n;
