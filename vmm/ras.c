@@ -278,6 +278,7 @@ json_object *vmm_memory_errors_json(struct vmm *vm)
 #define C(k, v) json_object_object_add(c, (k), json_object_new_uint64(v))
 	C("dropped", st.dropped);
 	C("duplicates", st.duplicates);
+	C("copies-refused", st.copies_refused);
 	C("contained", st.contained);
 	C("contain-failed", st.contain_failed);
 	C("mce-delivered", st.notice_delivered);

@@ -127,6 +127,7 @@ struct vmras_stats {
 	uint64_t uffd_unrouted;	/* faults on a range nobody owns (woken, reported) */
 	uint64_t fill_errors;	/* split fill: reads, maps, markers or frees that failed */
 	uint64_t reports_lost;	/* reports that could not be queued (no memory, shut down) */
+	uint64_t copies_refused;	/* safe copies of a page already known bad */
 };
 
 void vmras_policy_default(struct vmras_policy *p);

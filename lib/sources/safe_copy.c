@@ -12,15 +12,10 @@
 
 #include "internal.h"
 #include "sources/sources.h"
-#include "util/clock.h"
 
 static int safe_copy(struct vmras *v, uint64_t gpa, void *buf, size_t len, bool to_guest)
 {
 	const struct vmras_region *r = vmras_memmap_find_gpa(v->map, gpa);
-	struct vmras_event ev = {
-		.kind = VMRAS_AR, .source = VMRAS_SRC_MC_COPY, .valid = VMRAS_EV_GPA,
-		.addr_lsb = 12, .vcpu = -1,
-	};
 	char *ram;
 	sigjmp_buf jb;
 	int err = 0;
@@ -28,16 +23,14 @@ static int safe_copy(struct vmras *v, uint64_t gpa, void *buf, size_t len, bool 
 	if (!r || len > r->size - (gpa - r->gpa))
 		return -EFAULT;
 	ram = (char *)r->hva + (gpa - r->gpa);
+	/*
+	 * A known bad page is not touched, so nothing new happened to it: the
+	 * refusal is counted, not reported (a migration reads every bad page
+	 * each round; a report would also turn an AO's record into an AR's).
+	 */
 	for (uint64_t a = gpa & ~(SMALL_PAGE - 1); a < gpa + len; a += SMALL_PAGE)
 		if (vmras_registry_contains(v->registry, a)) {
-			if (!to_guest) {
-				/* A read of a known bad page is still worth a record. */
-				ev.gpa = a;
-				ev.tid = vr_gettid();
-				ev.time_ns = vr_now_ns();
-				if (vr_submit_event(v, &ev, 0, false))
-					VR_STAT_ADD(v, reports_lost, 1);
-			}
+			VR_STAT_ADD(v, copies_refused, 1);
 			return -EHWPOISON;
 		}
 	pthread_rwlock_rdlock(&v->map_lock);
