@@ -295,6 +295,12 @@ int vmras_migration_parse(const void *buf, size_t len, struct vmras_migration **
 		err = fail(why, why_len, "RAS state names no architecture");
 		goto bad;
 	}
+	/* It goes into messages: a name, not arbitrary bytes. */
+	for (const char *a = m->arch; *a; a++)
+		if (!((*a >= 'a' && *a <= 'z') || (*a >= '0' && *a <= '9') || *a == '_')) {
+			err = fail(why, why_len, "RAS state's architecture name is not [a-z0-9_]");
+			goto bad;
+		}
 	m->cap = nranges;
 	m->ranges = calloc(nranges ? nranges : 1, sizeof(*m->ranges));
 	m->notices = calloc(nnotices ? nnotices : 1, sizeof(*m->notices));
@@ -308,6 +314,17 @@ int vmras_migration_parse(const void *buf, size_t len, struct vmras_migration **
 		err = parse_notice(&c, &m->notices[m->nnotices], m->nnotices, why, why_len);
 	if (err)
 		goto bad;
+	/* No vCPU queues more than VR_VCPU_MAX_PENDING: a blob that does was not saved here. */
+	{
+		uint8_t per_vcpu[VR_MAX_VCPUS] = { 0 };
+
+		for (size_t i = 0; i < m->nnotices; i++)
+			if (++per_vcpu[m->notices[i].vcpu] > VR_VCPU_MAX_PENDING) {
+				err = fail(why, why_len, "RAS state queues more than %d notices for "
+					   "vCPU %u", VR_VCPU_MAX_PENDING, m->notices[i].vcpu);
+				goto bad;
+			}
+	}
 	*out = m;
 	return 0;
 bad:
@@ -380,6 +397,7 @@ static int check_fits(struct vmras *v, const struct vmras_migration *m, char *wh
 				    m->notices[i].vcpu);
 		}
 	pthread_mutex_unlock(&v->lock);
+	/* Room for them is checked again, whole, when they are queued. */
 	return 0;
 }
 
@@ -412,16 +430,20 @@ static int requeue_notices(struct vmras *v, const struct vmras_migration *m)
 	bool kick[VR_MAX_VCPUS] = { false };
 	int err = 0;
 
+	unsigned int need[VR_MAX_VCPUS] = { 0 };
+
 	pthread_mutex_lock(&v->lock);
+	/* All or none: a vCPU without room for its notices gets none of them. */
+	for (size_t i = 0; i < m->nnotices; i++)
+		need[m->notices[i].vcpu]++;
+	for (unsigned int i = 0; i < VR_MAX_VCPUS && !err; i++)
+		if (need[i] && v->vcpus[i].npending + need[i] > VR_VCPU_MAX_PENDING)
+			err = -ENOSPC;
 	for (size_t i = 0; i < m->nnotices && !err; i++) {
 		const struct mig_notice *n = &m->notices[i];
 		struct vr_vcpu *s = &v->vcpus[n->vcpu];
 		struct vr_notice *p;
 
-		if (s->npending == VR_VCPU_MAX_PENDING) {
-			err = -ENOSPC;
-			break;
-		}
 		p = &s->pending[s->npending++];
 		*p = (struct vr_notice){
 			.f = { .ev = { .valid = VMRAS_EV_GPA | (n->ev_vcpu >= 0 ? VMRAS_EV_VCPU : 0),
