@@ -127,6 +127,7 @@ class QMP:
 
     def __init__(self, path, negotiate=True, timeout=30):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.timeout = timeout
         self.sock.settimeout(timeout)
         self.sock.connect(path)
         self.buf = b""
@@ -181,8 +182,12 @@ class QMP:
                     return self.events.pop(i)
             if time.time() > end:
                 raise TimeoutError("no matching QMP event")
+            # Only this wait is shortened: a command's reply gets the whole timeout.
             self.sock.settimeout(max(0.1, end - time.time()))
-            m = self.recv()
+            try:
+                m = self.recv()
+            finally:
+                self.sock.settimeout(self.timeout)
             if "event" in m:
                 self.events.append(m)
             else:

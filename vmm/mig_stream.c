@@ -339,7 +339,7 @@ static int tcp_listen(const struct mig_uri *u, const char *uri, int *out, struct
 
 static int unix_listen(const char *path, int *out, struct vmm_error *e)
 {
-	struct sockaddr_un sa;
+	struct sockaddr_un sa, tmp = { 0 };
 	struct stat st;
 	int fd, r;
 
@@ -354,17 +354,25 @@ static int unix_listen(const char *path, int *out, struct vmm_error *e)
 		if (unlink(path) < 0)
 			return vmm_fail(e, -errno, "remove stale socket %s", path);
 	}
-	fd = listener(AF_UNIX, 0, (struct sockaddr *)&sa, sizeof(sa));
-	if (fd < 0)
-		return vmm_fail(e, fd, "bind unix:%s", path);
 	/*
-	 * Guest memory goes through it: owner only. (umask would be tighter
-	 * but is process-wide, and other threads run.)
+	 * Made under a temporary name and renamed into place once it listens,
+	 * owner only (guest memory goes through it): whoever sees the path can
+	 * connect at once, and nobody else could before the chmod. (umask
+	 * would do the latter but is process-wide, and other threads run.)
 	 */
-	if (chmod(sa.sun_path, 0600) < 0 || listen(fd, 1) < 0) {
+	if (snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d", path, (int)getpid()) >=
+	    (int)sizeof(tmp.sun_path))
+		return vmm_failf(e, -ENAMETOOLONG, "unix socket path %s is too long", path);
+	tmp.sun_family = AF_UNIX;
+	unlink(tmp.sun_path);
+	fd = listener(AF_UNIX, 0, (struct sockaddr *)&tmp, sizeof(tmp));
+	if (fd < 0)
+		return vmm_fail(e, fd, "bind unix:%s", tmp.sun_path);
+	if (chmod(tmp.sun_path, 0600) < 0 || listen(fd, 1) < 0 ||
+	    rename(tmp.sun_path, sa.sun_path) < 0) {
 		r = vmm_fail(e, -errno, "listen on unix:%s", sa.sun_path);
 		close(fd);
-		unlink(sa.sun_path);
+		unlink(tmp.sun_path);
 		return r;
 	}
 	*out = fd;

@@ -258,13 +258,18 @@ static void header_make(struct vmm *vm, unsigned char *h)
 static int header_check(struct vmm *vm, const unsigned char *h, uint64_t len,
 			struct vmm_error *e)
 {
-	uint64_t mem = get(h, 8), mcg = get(h + 20, 8);
+	uint64_t mem, mcg;
 	char vendor[13] = { 0 };
 
 	if (len != HEADER_BYTES)
 		return vmm_failf(e, -EPROTO, "stream header is %" PRIu64 " bytes, not %d", len,
 				 HEADER_BYTES);
+	mem = get(h, 8);
+	mcg = get(h + 20, 8);
 	memcpy(vendor, h + 28, 12);
+	for (int i = 0; i < 12; i++)
+		if (vendor[i] < 0x20 || vendor[i] > 0x7e)
+			return vmm_failf(e, -EPROTO, "stream header's CPU vendor is not text");
 	if (mem != vm->ram.size)
 		return vmm_failf(e, -EINVAL, "the stream's guest has %" PRIu64 " MiB of RAM, "
 				 "this VM %" PRIu64 " MiB (give --mem %" PRIu64 "M)",
@@ -435,10 +440,13 @@ static int send_pages(struct vmm *vm, struct mig_stream *s, uint64_t *bm, bool t
 		memmove(sec + 8 + n * 8, sec + data, datapages * PAGE);
 		r = mig_write_section(s, SEC_RAM, 0, sec, 8 + n * 8 + datapages * PAGE, e);
 		pthread_mutex_lock(&m->lock);
-		m->pages += n;
-		m->poisoned += npoison;
-		m->zero_pages += nzero;
-		m->data_bytes += datapages * PAGE;
+		if (!r) {
+			m->pages += n;
+			m->poisoned += npoison;
+			m->zero_pages += nzero;
+			m->data_bytes += datapages * PAGE;
+			m->remaining -= m->remaining < n * PAGE ? m->remaining : n * PAGE;
+		}
 		m->transferred = mig_bytes(s);
 		pthread_mutex_unlock(&m->lock);
 		if (!r && mig_input_pending(s) && !(r = read_result(s, e)))
@@ -502,10 +510,13 @@ static int send_image(struct vmm *vm, struct mig_stream *s, struct vmm_error *e)
 		if (!r)
 			r = mig_section_data(s, page, PAGE, e);
 		pthread_mutex_lock(&m->lock);
-		m->pages++;
-		m->poisoned += kind == PG_POISONED;
-		m->zero_pages += kind == PG_ZERO;
-		m->data_bytes += kind == PG_DATA ? PAGE : 0;
+		if (!r) {
+			m->pages++;
+			m->poisoned += kind == PG_POISONED;
+			m->zero_pages += kind == PG_ZERO;
+			m->data_bytes += kind == PG_DATA ? PAGE : 0;
+			m->remaining -= m->remaining < PAGE ? m->remaining : PAGE;
+		}
 		m->transferred = mig_bytes(s);
 		pthread_mutex_unlock(&m->lock);
 	}
@@ -678,7 +689,13 @@ static void *migration_thread(void *arg)
 	t_stop = now_ns();
 	wait_idle(vm);
 	set_status(vm, MIG_DEVICE);
-	r = dirty_collect(vm, bm, &e) ?: send_pages(vm, s, bm, false, &e) ?: send_devices(vm, s, &e);
+	r = dirty_collect(vm, bm, &e);
+	if (!r) {
+		pthread_mutex_lock(&m->lock);
+		m->remaining = count_bits(bm, m->npages) * PAGE;
+		pthread_mutex_unlock(&m->lock);
+		r = send_pages(vm, s, bm, false, &e) ?: send_devices(vm, s, &e);
+	}
 done:
 	if (!r)
 		r = mig_flush(s, &e);
