@@ -125,17 +125,30 @@ int vmras_migration_save(struct vmras *v, void **buf, size_t *len)
 	err = engine_catch_up(v);
 	if (err)
 		return err;
-	nranges = vmras_registry_count(v->registry);
-	if (nranges > MAX_RANGES)
-		return -E2BIG;
-	list = calloc(nranges ? nranges : 1, sizeof(*list));
 	notices = calloc(MAX_NOTICES, sizeof(*notices));
-	if (!list || !notices) {
+	if (!notices)
+		return -ENOMEM;
+	/* The registry may grow between counting and copying: copy until it all fit. */
+	for (size_t room = vmras_registry_count(v->registry) + 16;; room = nranges + 16) {
+		if (room > MAX_RANGES + 16) {
+			free(notices);
+			return -E2BIG;
+		}
+		free(list);
+		list = calloc(room, sizeof(*list));
+		if (!list) {
+			free(notices);
+			return -ENOMEM;
+		}
+		nranges = vmras_registry_snapshot(v->registry, list, room);
+		if (nranges <= room)
+			break;
+	}
+	if (nranges > MAX_RANGES) {
 		free(list);
 		free(notices);
-		return -ENOMEM;
+		return -E2BIG;
 	}
-	nranges = vmras_registry_snapshot(v->registry, list, nranges);
 	pthread_mutex_lock(&v->lock);
 	for (unsigned int i = 0; i < v->nvcpus; i++)
 		for (unsigned int j = 0; j < v->vcpus[i].npending && n < MAX_NOTICES; j++) {
@@ -425,13 +438,53 @@ static int queue_range(struct vmras *v, const struct mig_range *r)
 	return 0;
 }
 
+static int by_group(const void *a, const void *b)
+{
+	const struct mig_notice *x = *(const struct mig_notice *const *)a;
+	const struct mig_notice *y = *(const struct mig_notice *const *)b;
+
+	return x->group < y->group ? -1 : x->group > y->group;
+}
+
+/*
+ * The source's group numbers mean nothing here: the notices of one group
+ * get one new number of this context (an AR must not wait on an
+ * unrelated bystander that happens to carry its old number). malloc'd,
+ * one per notice.
+ */
+static uint64_t *renumber_groups(struct vmras *v, const struct vmras_migration *m)
+{
+	size_t n = m->nnotices;
+	const struct mig_notice **order = malloc((n ? n : 1) * sizeof(*order));
+	uint64_t *out = malloc((n ? n : 1) * sizeof(*out)), seq = 0;
+
+	if (!order || !out) {
+		free(order);
+		free(out);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		order[i] = &m->notices[i];
+	qsort(order, n, sizeof(*order), by_group);
+	for (size_t i = 0; i < n; i++) {
+		if (!i || order[i]->group != order[i - 1]->group)
+			seq = vr_next_seq(v);
+		out[order[i] - m->notices] = seq;
+	}
+	free(order);
+	return out;
+}
+
 static int requeue_notices(struct vmras *v, const struct vmras_migration *m)
 {
 	bool kick[VR_MAX_VCPUS] = { false };
 	int err = 0;
 
 	unsigned int need[VR_MAX_VCPUS] = { 0 };
+	uint64_t *new_group = renumber_groups(v, m);
 
+	if (!new_group)
+		return -ENOMEM;
 	pthread_mutex_lock(&v->lock);
 	/* All or none: a vCPU without room for its notices gets none of them. */
 	for (size_t i = 0; i < m->nnotices; i++)
@@ -452,7 +505,7 @@ static int requeue_notices(struct vmras *v, const struct vmras_migration *m)
 			       .recipient = VMRAS_RECIPIENT_GUEST, .action = VMRAS_ACTION_INJECT,
 			       .action_required = n->flags & NOTICE_AR, .contained = true,
 			       .size = n->size },
-			.group = n->group,
+			.group = new_group[i],
 			.bystander = n->flags & NOTICE_BYSTANDER,
 			.deferred = n->flags & NOTICE_DEFERRED,
 		};
@@ -460,6 +513,7 @@ static int requeue_notices(struct vmras *v, const struct vmras_migration *m)
 		kick[n->vcpu] = true;
 	}
 	pthread_mutex_unlock(&v->lock);
+	free(new_group);
 	for (unsigned int i = 0; i < VR_MAX_VCPUS && v->cfg.ops.kick_vcpu; i++)
 		if (kick[i])
 			v->cfg.ops.kick_vcpu(v->cfg.ops.opaque, i);
