@@ -82,7 +82,7 @@ static int connect_retry(const char *uri, struct mig_stream **s, struct vmm_erro
 	int r;
 
 	do {
-		r = mig_open_outgoing(uri, s, e);
+		r = mig_open_outgoing(uri, NULL, s, e);
 		if (r != -ECONNREFUSED && r != -ENOENT)
 			return r;
 		sleep_ms(10);
@@ -276,7 +276,7 @@ static void round_trip_socket(const char *uri)
 	int r;
 
 	pthread_create(&t, NULL, writer_thread, &w);
-	r = mig_open_incoming(uri, 5000, &s, &e);
+	r = mig_open_incoming(uri, 5000, NULL, &s, &e);
 	if (!is_int(r, 0, "%s: incoming accepted", uri))
 		tap_diag("%s", e.msg);
 	if (!r) {
@@ -308,7 +308,7 @@ static void test_round_trips(void)
 		tail[i] = (unsigned char)(255 - i);
 
 	snprintf(uri, sizeof(uri), "file:%s/rt.mig", dir);
-	r = mig_open_outgoing(uri, &s, &e);
+	r = mig_open_outgoing(uri, NULL, &s, &e);
 	if (is_int(r, 0, "file: outgoing opens")) {
 		ok(mig_is_file(s), "file: mig_is_file");
 		if (!is_int(write_sections(s, off, &e), 0, "file: writes every section"))
@@ -321,7 +321,7 @@ static void test_round_trips(void)
 	}
 	ok(!stat(uri + 5, &st) && st.st_size == (off_t)WANT_END && (st.st_mode & 0777) == 0600,
 	   "file: %llu bytes, mode 0600", WANT_END);
-	r = mig_open_incoming(uri, 0, &s, &e);
+	r = mig_open_incoming(uri, 0, NULL, &s, &e);
 	if (is_int(r, 0, "file: incoming opens")) {
 		if (!ok(read_sections(s, why, sizeof(why)), "file: reader gets every section"))
 			tap_diag("%s", why);
@@ -373,7 +373,7 @@ static int write_small(const char *path, struct vmm_error *e)
 	for (int i = 0; i < 40; i++)
 		forty[i] = (unsigned char)(i * 3);
 	snprintf(uri, sizeof(uri), "file:%s", path);
-	r = mig_open_outgoing(uri, &s, e);
+	r = mig_open_outgoing(uri, NULL, &s, e);
 	if (r)
 		return r;
 	r = mig_write_section(s, 1, 1, "abc", 3, e);
@@ -640,7 +640,7 @@ static void test_misuse(void)
 	free(buf);
 
 	snprintf(uri, sizeof(uri), "file:%s/misuse.mig", dir);
-	if (!is_int(mig_open_outgoing(uri, &w, &e), 0, "file writer"))
+	if (!is_int(mig_open_outgoing(uri, NULL, &w, &e), 0, "file writer"))
 		return;
 	is_int(mig_section_data(w, "x", 1, &e), -EINVAL, "data outside a section: -EINVAL");
 	is_int(mig_section_begin(w, 1, 0, 2, &e), 0, "begin");
@@ -742,7 +742,7 @@ static void *accept_and_close(void *arg)
 	struct vmm_error e = { "" };
 	struct mig_stream *s;
 
-	w->r = mig_open_incoming(w->uri, 5000, &s, &e);
+	w->r = mig_open_incoming(w->uri, 5000, NULL, &s, &e);
 	if (w->r)
 		snprintf(w->why, sizeof(w->why), "%s", e.msg);
 	else
@@ -768,7 +768,7 @@ static void test_cancel(void)
 	snprintf(uri, sizeof(uri), "unix:%s/cancel.sock", dir);
 	w.uri = uri;
 	pthread_create(&pt, NULL, silent_peer, &w);
-	r = mig_open_incoming(uri, 5000, &in, &e);
+	r = mig_open_incoming(uri, 5000, NULL, &in, &e);
 	if (!is_int(r, 0, "cancel: peer connected")) {
 		tap_diag("%s", e.msg);
 		atomic_store(&peer_release, true);
@@ -797,7 +797,7 @@ static void test_cancel(void)
 	snprintf(uri, sizeof(uri), "unix:%s/flood.sock", dir);
 	w = (struct peer){ .uri = uri };
 	pthread_create(&pt, NULL, flood_writer, &w);
-	r = mig_open_incoming(uri, 5000, &in, &e);
+	r = mig_open_incoming(uri, 5000, NULL, &in, &e);
 	if (!is_int(r, 0, "cancel: writer's peer connected")) {
 		tap_diag("%s", e.msg);
 		pthread_join(pt, NULL);
@@ -820,7 +820,7 @@ static void test_cancel(void)
 
 	/* Files and buffers: checked between transfers. */
 	snprintf(uri, sizeof(uri), "file:%s/cancel.mig", dir);
-	if (!mig_open_outgoing(uri, &s, &e)) {
+	if (!mig_open_outgoing(uri, NULL, &s, &e)) {
 		mig_cancel(s);
 		is_int(mig_write_section(s, 1, 0, "x", 1, &e), -ECANCELED, "cancel: file writer");
 		mig_close(s);
@@ -850,7 +850,7 @@ static void test_cancel(void)
 	/* Nobody comes. */
 	snprintf(uri, sizeof(uri), "unix:%s/nobody.sock", dir);
 	t0 = now_s();
-	r = mig_open_incoming(uri, 100, &s, &e);
+	r = mig_open_incoming(uri, 100, NULL, &s, &e);
 	ok(r == -ETIMEDOUT && now_s() - t0 < 2, "incoming times out ('%s')", e.msg);
 	ok(access(uri + 5, F_OK) < 0, "and removes its socket file");
 }
@@ -885,9 +885,9 @@ static void test_uris(void)
 	memcpy(longpath, "unix:", 5);
 	longpath[sizeof(longpath) - 1] = 0;
 	is_int(mig_uri_check(longpath, &e), -ENAMETOOLONG, "unix path longer than sun_path refused");
-	is_int(mig_open_outgoing("tcp:host", &s, &e), -EINVAL, "open_outgoing checks the uri");
-	is_int(mig_open_incoming("foo:bar", 0, &s, &e), -EINVAL, "open_incoming checks the uri");
-	ok(mig_open_incoming("file:/nonexistent/x.mig", 0, &s, &e) == -ENOENT &&
+	is_int(mig_open_outgoing("tcp:host", NULL, &s, &e), -EINVAL, "open_outgoing checks the uri");
+	is_int(mig_open_incoming("foo:bar", 0, NULL, &s, &e), -EINVAL, "open_incoming checks the uri");
+	ok(mig_open_incoming("file:/nonexistent/x.mig", 0, NULL, &s, &e) == -ENOENT &&
 	   strstr(e.msg, "/nonexistent/x.mig"), "missing file: -ENOENT naming it ('%s')", e.msg);
 }
 
@@ -907,11 +907,11 @@ static int write_corpus(const char *out)
 	r |= write_small(path, &e);
 
 	snprintf(path, sizeof(path), "file:%s/preamble-only", out);
-	if (!(r |= mig_open_outgoing(path, &s, &e)))
+	if (!(r |= mig_open_outgoing(path, NULL, &s, &e)))
 		mig_close(s);
 
 	snprintf(path, sizeof(path), "file:%s/pieces", out);
-	if (!(r |= mig_open_outgoing(path, &s, &e))) {
+	if (!(r |= mig_open_outgoing(path, NULL, &s, &e))) {
 		r |= mig_section_begin(s, 5, 9, sizeof(data), &e);
 		for (size_t at = 0; !r && at < sizeof(data); at += 500)
 			r |= mig_section_data(s, data + at, 500, &e);
@@ -921,7 +921,7 @@ static int write_corpus(const char *out)
 	}
 
 	snprintf(path, sizeof(path), "file:%s/many", out);
-	if (!(r |= mig_open_outgoing(path, &s, &e))) {
+	if (!(r |= mig_open_outgoing(path, NULL, &s, &e))) {
 		for (uint32_t i = 0; !r && i < 24; i++)
 			r |= mig_write_section(s, 1 + i % 16, i, data + i, (i * 7) % 61, &e);
 		mig_close(s);

@@ -47,7 +47,11 @@ struct mig_stream {
 	int fd;			/* -1: a buffer reader */
 	bool is_socket, readable, writable;
 	atomic_bool cancelled;
-	int err;		/* sticky: framing lost after a failed transfer */
+	/*
+	 * Sticky, one per direction: framing is lost after a failed transfer,
+	 * but a reader that met a bad section may still answer its peer why.
+	 */
+	int rerr, werr;
 	const char *const *names;
 	unsigned int nnames;
 
@@ -216,26 +220,47 @@ static int resolve(const struct mig_uri *u, bool passive, struct addrinfo **res,
 }
 
 /* connect(2), finishing one that a signal interrupted: 0 or -errno. */
-static int connect_fd(int fd, const struct sockaddr *sa, socklen_t len)
+/* Waits in short slices so that *cancel (if any) is seen soon. */
+#define CANCEL_POLL_MS 100
+
+static bool open_cancelled(const atomic_bool *cancel)
+{
+	return cancel && atomic_load(cancel);
+}
+
+static int connect_fd(int fd, const struct sockaddr *sa, socklen_t len, const atomic_bool *cancel)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
 	socklen_t elen = sizeof(int);
-	int err;
+	int err, n;
 
+	/* Non-blocking: a peer that never answers must not hold a cancel up. */
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
+		return -errno;
 	if (!connect(fd, sa, len))
-		return 0;
-	if (errno != EINTR)
+		goto blocking;
+	if (errno != EINTR && errno != EINPROGRESS)
 		return -errno;
 	/* It goes on in the background; wait for its outcome. */
-	while (poll(&pfd, 1, -1) < 0)
-		if (errno != EINTR)
+	while ((n = poll(&pfd, 1, CANCEL_POLL_MS)) <= 0) {
+		if (n < 0 && errno != EINTR)
 			return -errno;
+		if (open_cancelled(cancel))
+			return -ECANCELED;
+	}
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
 		return -errno;
-	return -err;
+	if (err)
+		return -err;
+blocking:
+	/* The stream itself blocks (cancel shuts the socket down). */
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
 }
 
-static int tcp_connect(const struct mig_uri *u, const char *uri, int *out, struct vmm_error *e)
+static int tcp_connect(const struct mig_uri *u, const char *uri, const atomic_bool *cancel,
+		       int *out, struct vmm_error *e)
 {
 	struct addrinfo *res, *ai;
 	int r, fd = -1, err = -EHOSTUNREACH;
@@ -253,9 +278,14 @@ static int tcp_connect(const struct mig_uri *u, const char *uri, int *out, struc
 			err = -errno;
 			continue;
 		}
-		err = connect_fd(fd, ai->ai_addr, ai->ai_addrlen);
-		if (!err)
+		err = connect_fd(fd, ai->ai_addr, ai->ai_addrlen, cancel);
+		if (!err || err == -ECANCELED) {
+			if (err) {
+				close(fd);
+				fd = -1;
+			}
 			break;
+		}
 		close(fd);
 		fd = -1;
 	}
@@ -275,7 +305,8 @@ static int unix_addr(const char *path, struct sockaddr_un *sa)
 	return 0;
 }
 
-static int unix_connect(const char *path, int *out, struct vmm_error *e)
+static int unix_connect(const char *path, const atomic_bool *cancel, int *out,
+			struct vmm_error *e)
 {
 	struct sockaddr_un sa;
 	int fd, r;
@@ -286,7 +317,7 @@ static int unix_connect(const char *path, int *out, struct vmm_error *e)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return vmm_fail(e, -errno, "socket for unix:%s", path);
-	r = connect_fd(fd, (struct sockaddr *)&sa, sizeof(sa));
+	r = connect_fd(fd, (struct sockaddr *)&sa, sizeof(sa), cancel);
 	if (r) {
 		close(fd);
 		return vmm_fail(e, r, "connect to unix:%s", path);
@@ -387,7 +418,8 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int accept_one(int lfd, int timeout_ms, const char *uri, int *out, struct vmm_error *e)
+static int accept_one(int lfd, int timeout_ms, const atomic_bool *cancel, const char *uri,
+		      int *out, struct vmm_error *e)
 {
 	int64_t deadline = now_ms() + timeout_ms;
 	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
@@ -395,20 +427,26 @@ static int accept_one(int lfd, int timeout_ms, const char *uri, int *out, struct
 	for (;;) {
 		int ms = -1, n, fd;
 
-		if (timeout_ms >= 0) {
-			int64_t left = deadline - now_ms();
+		int64_t left = deadline - now_ms();
 
+		if (open_cancelled(cancel))
+			return vmm_failf(e, -ECANCELED, "waiting for a migration peer on %s: "
+					 "cancelled", uri);
+		if (timeout_ms >= 0)
 			ms = left > 0 ? (int)left : 0;
-		}
+		if (cancel && (ms < 0 || ms > CANCEL_POLL_MS))
+			ms = CANCEL_POLL_MS;
 		n = poll(&pfd, 1, ms);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return vmm_fail(e, -errno, "wait for a migration peer on %s", uri);
 		}
-		if (!n)
+		if (!n && timeout_ms >= 0 && deadline - now_ms() <= 0)
 			return vmm_failf(e, -ETIMEDOUT, "no migration peer connected to %s within %d ms",
 					 uri, timeout_ms);
+		if (!n)
+			continue;
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd >= 0) {
 			*out = fd;
@@ -626,7 +664,25 @@ static int read_preamble(struct mig_stream *s, struct vmm_error *e)
 	return 0;
 }
 
-int mig_open_outgoing(const char *uri, struct mig_stream **out, struct vmm_error *e)
+/*
+ * file: a regular file only (a FIFO or a device would block where no
+ * cancel reaches); opened O_NONBLOCK for that check, blocking again after.
+ */
+static int regular_file(int fd, const char *path, struct vmm_error *e)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return vmm_fail(e, -errno, "stat migration file %s", path);
+	if (!S_ISREG(st.st_mode))
+		return vmm_failf(e, -EINVAL, "migration file %s is not a regular file", path);
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+		return vmm_fail(e, -errno, "open migration file %s", path);
+	return 0;
+}
+
+int mig_open_outgoing(const char *uri, const atomic_bool *cancel, struct mig_stream **out,
+		      struct vmm_error *e)
 {
 	struct mig_stream *s;
 	struct mig_uri u;
@@ -637,15 +693,18 @@ int mig_open_outgoing(const char *uri, struct mig_stream **out, struct vmm_error
 		return r;
 	switch (u.transport) {
 	case MIG_TCP:
-		r = tcp_connect(&u, uri, &fd, e);
+		r = tcp_connect(&u, uri, cancel, &fd, e);
 		break;
 	case MIG_UNIX:
-		r = unix_connect(u.path, &fd, e);
+		r = unix_connect(u.path, cancel, &fd, e);
 		break;
 	case MIG_FILE:
 		/* Guest memory goes in it: owner only. */
-		fd = open(u.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		r = fd < 0 ? vmm_fail(e, -errno, "create migration file %s", u.path) : 0;
+		fd = open(u.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0600);
+		r = fd < 0 ? vmm_fail(e, -errno, "create migration file %s", u.path)
+			   : regular_file(fd, u.path, e);
+		if (r && fd >= 0)
+			close(fd);
 		break;
 	}
 	if (r)
@@ -664,8 +723,8 @@ int mig_open_outgoing(const char *uri, struct mig_stream **out, struct vmm_error
 	return 0;
 }
 
-int mig_open_incoming(const char *uri, int timeout_ms, struct mig_stream **out,
-		      struct vmm_error *e)
+int mig_open_incoming(const char *uri, int timeout_ms, const atomic_bool *cancel,
+		      struct mig_stream **out, struct vmm_error *e)
 {
 	struct mig_stream *s;
 	struct mig_uri u;
@@ -675,15 +734,20 @@ int mig_open_incoming(const char *uri, int timeout_ms, struct mig_stream **out,
 	if (r)
 		return r;
 	if (u.transport == MIG_FILE) {
-		fd = open(u.path, O_RDONLY | O_CLOEXEC);
+		fd = open(u.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 		if (fd < 0)
 			return vmm_fail(e, -errno, "open migration file %s", u.path);
+		r = regular_file(fd, u.path, e);
+		if (r) {
+			close(fd);
+			return r;
+		}
 	} else {
 		r = u.transport == MIG_TCP ? tcp_listen(&u, uri, &lfd, e) :
 					     unix_listen(u.path, &lfd, e);
 		if (r)
 			return r;
-		r = accept_one(lfd, timeout_ms, uri, &fd, e);
+		r = accept_one(lfd, timeout_ms, cancel, uri, &fd, e);
 		close(lfd);
 		if (u.transport == MIG_UNIX)
 			unlink(u.path);
@@ -726,11 +790,11 @@ int mig_flush(struct mig_stream *s, struct vmm_error *e)
 {
 	int r;
 
-	if (s->err)
-		return vmm_fail(e, s->err, "migration stream unusable after an earlier error");
+	if (s->werr)
+		return vmm_fail(e, s->werr, "migration stream unusable after an earlier error");
 	r = out_flush(s);
 	if (r)
-		return s->err = vmm_fail(e, r, "write migration stream at offset %" PRIu64,
+		return s->werr = vmm_fail(e, r, "write migration stream at offset %" PRIu64,
 					 s->sent);
 	return 0;
 }
@@ -740,7 +804,7 @@ void mig_close(struct mig_stream *s)
 	if (!s)
 		return;
 	/* Best effort: a writer that cares calls mig_flush first. */
-	if (!s->err)
+	if (!s->werr)
 		out_flush(s);
 	stream_free(s);
 }
@@ -756,6 +820,15 @@ void mig_cancel(struct mig_stream *s)
 bool mig_is_file(const struct mig_stream *s)
 {
 	return s->fd >= 0 && !s->is_socket;
+}
+
+int mig_sync(struct mig_stream *s, struct vmm_error *e)
+{
+	int r = mig_flush(s, e);
+
+	if (!r && !s->is_socket && s->fd >= 0 && fsync(s->fd) < 0)
+		r = s->werr = vmm_fail(e, -errno, "fsync the migration file");
+	return r;
 }
 
 bool mig_input_pending(const struct mig_stream *s)
@@ -776,7 +849,7 @@ void mig_drain(struct mig_stream *s, int timeout_ms)
 
 	if (!s->is_socket)
 		return;
-	if (!s->err)
+	if (!s->werr)
 		out_flush(s);
 	shutdown(s->fd, SHUT_WR);
 	for (;;) {
@@ -817,14 +890,14 @@ static int wr_usable(struct mig_stream *s, struct vmm_error *e)
 		return vmm_failf(e, -EBADF, "migration stream is not open for writing");
 	if (cancelled(s))
 		return vmm_fail(e, -ECANCELED, "migration stream");
-	if (s->err)
-		return vmm_fail(e, s->err, "migration stream unusable after an earlier error");
+	if (s->werr)
+		return vmm_fail(e, s->werr, "migration stream unusable after an earlier error");
 	return 0;
 }
 
 static int wr_fail(struct mig_stream *s, int r, struct vmm_error *e)
 {
-	s->err = r;
+	s->werr = r;
 	if (r == -ENOMEM)
 		return vmm_fail(e, r, "allocate migration write buffer");
 	return sec_fail(s, e, r, s->w_sec.type, s->w_sec.offset, "write at offset %" PRIu64 ": %s",
@@ -930,14 +1003,20 @@ static int rd_usable(struct mig_stream *s, struct vmm_error *e)
 		return vmm_failf(e, -EBADF, "migration stream is not open for reading");
 	if (cancelled(s))
 		return vmm_fail(e, -ECANCELED, "migration stream");
-	if (s->err)
-		return vmm_fail(e, s->err, "migration stream unusable after an earlier error");
-	/* The peer may be waiting for what we wrote before it answers. */
-	r = out_flush(s);
-	if (r) {
-		s->err = r;
-		return vmm_fail(e, r, "write migration stream at offset %" PRIu64 " before reading",
-				s->sent);
+	if (s->rerr)
+		return vmm_fail(e, s->rerr, "migration stream unusable after an earlier error");
+	/*
+	 * The peer may be waiting for what we wrote before it answers. A
+	 * write direction that failed earlier does not stop the read: the
+	 * peer may have said why it stopped reading.
+	 */
+	if (!s->werr) {
+		r = out_flush(s);
+		if (r) {
+			s->werr = r;
+			return vmm_fail(e, r, "write migration stream at offset %" PRIu64
+					" before reading", s->sent);
+		}
 	}
 	return 0;
 }
@@ -948,12 +1027,12 @@ static int rd_fail(struct mig_stream *s, int r, struct vmm_error *e)
 	const struct mig_section *sec = &s->r_sec;
 
 	if (!r) {
-		s->err = -EPROTO;
+		s->rerr = -EPROTO;
 		return sec_fail(s, e, -EPROTO, sec->type, sec->offset,
 				"truncated at offset %" PRIu64, s->in_off);
 	}
-	s->err = r == -ECANCELED || r == -ENOMEM ? r : -EIO;
-	return sec_fail(s, e, s->err, sec->type, sec->offset, "read at offset %" PRIu64 ": %s",
+	s->rerr = r == -ECANCELED || r == -ENOMEM ? r : -EIO;
+	return sec_fail(s, e, s->rerr, sec->type, sec->offset, "read at offset %" PRIu64 ": %s",
 			s->in_off, strerror(-r));
 }
 
@@ -990,17 +1069,17 @@ int mig_read_header(struct mig_stream *s, mig_max_len_fn max_len, struct mig_sec
 		return vmm_failf(e, -ENODATA, "migration stream ends at offset %" PRIu64, off);
 	type = get_le32(h);
 	if (r || got < sizeof(h)) {
-		s->err = !r ? -EPROTO : r == -ECANCELED || r == -ENOMEM ? r : -EIO;
+		s->rerr = !r ? -EPROTO : r == -ECANCELED || r == -ENOMEM ? r : -EIO;
 		if (!r)
-			return sec_fail(s, e, s->err, got >= 4 ? (int64_t)type : -1, off,
+			return sec_fail(s, e, s->rerr, got >= 4 ? (int64_t)type : -1, off,
 					"truncated at offset %" PRIu64 " in the header", s->in_off);
-		return sec_fail(s, e, s->err, got >= 4 ? (int64_t)type : -1, off,
+		return sec_fail(s, e, s->rerr, got >= 4 ? (int64_t)type : -1, off,
 				"read at offset %" PRIu64 ": %s", s->in_off, strerror(-r));
 	}
 	len = get_le64(h + 8);
 	crc = get_le32(h + 16);
 	pad = get_le32(h + 20);
-	s->err = -EPROTO;	/* until the header passes */
+	s->rerr = -EPROTO;	/* until the header passes */
 	if (vr_crc32c(0, h, 16) != crc)
 		return sec_fail(s, e, -EPROTO, type, off,
 				"header checksum mismatch (stored 0x%08" PRIx32 ", computed 0x%08" PRIx32 ")",
@@ -1014,7 +1093,7 @@ int mig_read_header(struct mig_stream *s, mig_max_len_fn max_len, struct mig_sec
 	if (len > max)
 		return sec_fail(s, e, -EPROTO, type, off,
 				"length %" PRIu64 " exceeds the %" PRIu64 " allowed", len, max);
-	s->err = 0;
+	s->rerr = 0;
 	*sec = (struct mig_section){ .type = type, .id = get_le32(h + 4), .len = len, .offset = off };
 	s->r_sec = *sec;
 	s->r_open = true;
@@ -1062,7 +1141,7 @@ int mig_read_end(struct mig_stream *s, const struct mig_section *sec, struct vmm
 		return rd_fail(s, r, e);
 	crc = get_le32(c);
 	if (crc != s->r_crc) {
-		s->err = -EPROTO;
+		s->rerr = -EPROTO;
 		return sec_fail(s, e, -EPROTO, sec->type, sec->offset,
 				"payload checksum mismatch (stored 0x%08" PRIx32 ", computed 0x%08" PRIx32 ")",
 				crc, s->r_crc);

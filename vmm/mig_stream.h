@@ -26,8 +26,10 @@
  * returns -ECANCELED soon (shutdown(2) on sockets; a file is checked
  * between writes), and so does every later call.
  *
- * A failed transfer or a malformed section leaves the stream unusable:
- * later calls return the same error. Misuse (reading past a section's
+ * A failed transfer or a malformed section leaves that direction of the
+ * stream unusable: later calls in it return the same error (a reader
+ * that met a bad section can still write its answer, and a writer whose
+ * peer hung up can still read why). Misuse (reading past a section's
  * end, a section_end short of its length) is -EINVAL and changes nothing.
  * A socket stream can be read and written both ways (a return path);
  * a file only the way it was opened.
@@ -35,6 +37,7 @@
 #ifndef VMRAS_VMM_MIG_STREAM_H
 #define VMRAS_VMM_MIG_STREAM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,14 +52,20 @@ struct mig_stream;
 /* Section names for messages: the caller's table, indexed by type (NULL ok). */
 void mig_set_section_names(struct mig_stream *s, const char *const *names, unsigned int n);
 
-int mig_open_outgoing(const char *uri, struct mig_stream **out, struct vmm_error *e);
+/*
+ * Opening waits (connect, accept) check *cancel (when not NULL) every
+ * 100 ms and return -ECANCELED once it is set. A file must be a regular
+ * file. A host name is resolved with getaddrinfo, which no cancel stops.
+ */
+int mig_open_outgoing(const char *uri, const atomic_bool *cancel, struct mig_stream **out,
+		      struct vmm_error *e);
 /*
  * Incoming: bind and listen (tcp, unix: the socket file is created, and
  * removed again after accept) and accept one peer, waiting at most
  * timeout_ms (-1: forever); file: open it.
  */
-int mig_open_incoming(const char *uri, int timeout_ms, struct mig_stream **out,
-		      struct vmm_error *e);
+int mig_open_incoming(const char *uri, int timeout_ms, const atomic_bool *cancel,
+		      struct mig_stream **out, struct vmm_error *e);
 /* Parse only: 0 if uri is tcp:/unix:/file: and well formed. */
 int mig_uri_check(const char *uri, struct vmm_error *e);
 /* An in-memory reader over buf (the fuzz target and tests). */
@@ -91,6 +100,8 @@ int mig_section_data(struct mig_stream *s, const void *buf, size_t len, struct v
 int mig_section_end(struct mig_stream *s, struct vmm_error *e);
 /* Send what is buffered now (a file: written); errors as for the writes. */
 int mig_flush(struct mig_stream *s, struct vmm_error *e);
+/* mig_flush, and for a file fsync(2) too: it is on disk when this returns 0. */
+int mig_sync(struct mig_stream *s, struct vmm_error *e);
 /* Where the next byte written lands (from the start of the stream). */
 uint64_t mig_out_offset(const struct mig_stream *s);
 /* Bytes written so far (== mig_out_offset) plus bytes read so far. */
