@@ -26,12 +26,33 @@ static int cmd_query_status(void *ctx, json_object *args, json_object **ret,
 	return 0;
 }
 
+/* --incoming is still loading: nothing may act on a guest that is not here yet. */
+static int refuse_while_arriving(struct vmm *vm, struct qmp_error *err)
+{
+	if (!migration_incoming_active(vm))
+		return 0;
+	qmp_errorf(err, "GenericError", "the guest is still arriving (inmigrate)");
+	return -1;
+}
+
+/* A migration's last phase: the run state has gone with the rest. */
+static int refuse_while_frozen(struct vmm *vm, struct qmp_error *err)
+{
+	if (refuse_while_arriving(vm, err))
+		return -1;
+	if (!vmm_frozen(vm) || migration_handed_over(vm))
+		return 0;
+	qmp_errorf(err, "GenericError", "the guest is being handed over to the migration's "
+		   "destination: try again when the migration has ended");
+	return -1;
+}
+
 static int cmd_stop(void *ctx, json_object *args, json_object **ret, struct qmp_error *err)
 {
 	static const char *const allowed[] = { NULL };
 
 	(void)ret;
-	if (qmp_args_only(args, allowed, err))
+	if (qmp_args_only(args, allowed, err) || refuse_while_frozen(ctx, err))
 		return -1;
 	vmm_stop(ctx);
 	return 0;
@@ -49,6 +70,8 @@ static int cmd_cont(void *ctx, json_object *args, json_object **ret, struct qmp_
 			   "destination");
 		return -1;
 	}
+	if (refuse_while_frozen(ctx, err))
+		return -1;
 	vmm_cont(ctx);
 	return 0;
 }
@@ -305,6 +328,8 @@ static int cmd_inject_memory_error(void *ctx, json_object *args, json_object **r
 	bool signal = true;
 
 	(void)ret;
+	if (refuse_while_arriving(vm, err))
+		return -1;
 	if (qmp_args_only(args, allowed, err) ||
 	    qmp_arg_u64(args, "gpa", true, &gpa, err) ||
 	    qmp_arg_str(args, "type", true, &type, err) ||

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* Live migration and snapshots (see migration.h, docs/migration.md). */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kabi/ioctl.h"
 #include "kabi/kvm.h"
@@ -33,13 +35,14 @@ enum section {
 	SEC_GUEST = 6,		/* the test guest's report, boot count */
 	SEC_END = 7,
 	SEC_RESULT = 8,		/* destination -> source: i32 status, message */
+	SEC_GO = 9,		/* source -> destination: run it (the handover) */
 	SEC_COUNT
 };
 
 static const char *const section_names[SEC_COUNT] = {
 	[SEC_HEADER] = "header", [SEC_RAM] = "ram", [SEC_RAM_IMAGE] = "ram-image",
 	[SEC_RAS] = "ras", [SEC_VCPU] = "vcpu", [SEC_GUEST] = "guest", [SEC_END] = "end",
-	[SEC_RESULT] = "result",
+	[SEC_RESULT] = "result", [SEC_GO] = "go",
 };
 
 /* Page kinds in RAM sections and the image's map. */
@@ -64,6 +67,7 @@ static uint64_t section_max(uint32_t type)
 	case SEC_GUEST: return 1 << 20;
 	case SEC_END: return 4;	/* u32 flags */
 	case SEC_RESULT: return 4 + 320;
+	case SEC_GO: return 1;	/* empty; 1 so that the type is known */
 	default: return 0;
 	}
 }
@@ -93,16 +97,23 @@ static uint64_t get(const unsigned char *p, unsigned int n)
 
 /* ---- status ------------------------------------------------------------ */
 
-static void set_status(struct vmm *vm, enum mig_status st)
+static void emit_status(struct vmm *vm, enum mig_status st, const char *error)
 {
-	struct vmm_migration *m = &vm->mig;
 	json_object *d = json_object_new_object();
 
-	pthread_mutex_lock(&m->lock);
-	m->status = st;
-	pthread_mutex_unlock(&m->lock);
 	json_object_object_add(d, "status", json_object_new_string(status_names[st]));
+	if (error && error[0])
+		json_object_object_add(d, "error-desc", json_object_new_string(error));
 	vmm_emit(vm, "MIGRATION", d);
+}
+
+/* The migration thread's own progress (setup was said by migration_start). */
+static void set_status(struct vmm *vm, enum mig_status st)
+{
+	pthread_mutex_lock(&vm->mig.lock);
+	vm->mig.status = st;
+	pthread_mutex_unlock(&vm->mig.lock);
+	emit_status(vm, st, NULL);
 }
 
 static void add(struct vmm *vm, uint64_t *field, uint64_t n)
@@ -155,10 +166,32 @@ bool migration_incoming_active(struct vmm *vm)
 	return in;
 }
 
+/* While it loads, the guest is frozen: no reset, no VMM write, no migrate. */
 static void set_incoming(struct vmm *vm, bool on)
 {
+	pthread_mutex_lock(&vm->lock);
+	vm->frozen = on;
+	pthread_mutex_unlock(&vm->lock);
 	pthread_mutex_lock(&vm->mig.lock);
 	vm->mig.incoming = on;
+	pthread_mutex_unlock(&vm->mig.lock);
+}
+
+static void set_in_stream(struct vmm *vm, struct mig_stream *s)
+{
+	pthread_mutex_lock(&vm->mig.lock);
+	vm->mig.in_stream = s;
+	if (s && atomic_load(&vm->mig.cancel_flag))
+		mig_cancel(s);
+	pthread_mutex_unlock(&vm->mig.lock);
+}
+
+void migration_incoming_cancel(struct vmm *vm)
+{
+	pthread_mutex_lock(&vm->mig.lock);
+	atomic_store(&vm->mig.cancel_flag, true);
+	if (vm->mig.in_stream)
+		mig_cancel(vm->mig.in_stream);
 	pthread_mutex_unlock(&vm->mig.lock);
 }
 
@@ -197,8 +230,9 @@ json_object *migration_query(struct vmm *vm)
 	json_object_object_add(ram, "iterations", json_object_new_uint64(m->iterations));
 	json_object_object_add(o, "ram", ram);
 	json_object_object_add(o, "setup-time", json_object_new_uint64(m->setup_ms));
-	if (m->status == MIG_COMPLETED) {
+	if (m->status == MIG_COMPLETED)
 		json_object_object_add(o, "downtime", json_object_new_uint64(m->downtime_ms));
+	if (m->status >= MIG_COMPLETED) {
 		json_object_object_add(o, "total-time", json_object_new_uint64(m->total_ms));
 	} else {
 		json_object_object_add(o, "total-time",
@@ -396,6 +430,38 @@ static void throttle(struct vmm *vm, struct mig_stream *s)
 
 static int read_result(struct mig_stream *s, struct vmm_error *e);
 
+static int mig_open_outgoing_file(const char *path, struct mig_stream **s, struct vmm_error *e)
+{
+	char uri[sizeof(((struct vmm_migration *)0)->uri) + 24];
+
+	snprintf(uri, sizeof(uri), "file:%s", path);
+	return mig_open_outgoing(uri, NULL, s, e);
+}
+
+/* The snapshot is whole: on disk, then under its name (and that on disk). */
+static int commit_file(struct mig_stream *s, const char *partial, const char *path,
+		       struct vmm_error *e)
+{
+	char dir[sizeof(((struct vmm_migration *)0)->uri)];
+	char *slash;
+	int r = mig_sync(s, e), fd;
+
+	if (r)
+		return r;
+	if (rename(partial, path) < 0)
+		return vmm_fail(e, -errno, "rename %s to %s", partial, path);
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		r = vmm_fail(e, -errno, "fsync the directory of %s", path);
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
 /*
  * Send the pages set in bm as RAM sections (and clear them); with
  * throttle, at max-bandwidth. A destination that speaks before the end
@@ -528,23 +594,6 @@ out:
 	return r;
 }
 
-/* With the vCPUs paused: every vCPU parked in the VMM with its last exit completed. */
-static void wait_idle(struct vmm *vm)
-{
-	pthread_mutex_lock(&vm->lock);
-	for (;;) {
-		bool idle = true;
-
-		for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
-			if (vm->vcpus[i].thread_started && !vm->vcpus[i].idle)
-				idle = false;
-		if (idle || vm->shutdown)
-			break;
-		pthread_cond_wait(&vm->cond, &vm->lock);
-	}
-	pthread_mutex_unlock(&vm->lock);
-}
-
 static int send_devices(struct vmm *vm, struct mig_stream *s, struct vmm_error *e)
 {
 	unsigned char flags[4];
@@ -620,7 +669,8 @@ static void *migration_thread(void *arg)
 	struct vmm_error e = { "" };
 	uint64_t *bm = calloc((m->npages + 63) / 64, sizeof(uint64_t));
 	unsigned char header[HEADER_BYTES];
-	bool paused = false, file = false;
+	char partial[sizeof(m->uri) + 16] = "";
+	bool paused = false, file = false, handed_over;
 	uint64_t t_stop = 0, limit;
 	int r;
 
@@ -628,7 +678,14 @@ static void *migration_thread(void *arg)
 		r = vmm_fail(&e, -ENOMEM, "allocate the dirty bitmap");
 		goto out;
 	}
-	r = mig_open_outgoing(m->uri, &s, &e);
+	/*
+	 * A snapshot is written beside its path and renamed into place once it
+	 * is whole and on disk: a failed one never replaces a good one.
+	 */
+	if (!strncmp(m->uri, "file:", 5))
+		snprintf(partial, sizeof(partial), "%s.partial", m->uri + 5);
+	r = partial[0] ? mig_open_outgoing_file(partial, &s, &e)
+		       : mig_open_outgoing(m->uri, &m->cancel_flag, &s, &e);
 	if (r)
 		goto out;
 	mig_set_section_names(s, section_names, SEC_COUNT);
@@ -645,10 +702,12 @@ static void *migration_thread(void *arg)
 		goto out;
 	if (file) {
 		/* A snapshot is of one moment: stop first. */
-		vmm_pause(vm);
+		r = vmm_freeze(vm, &e);
+		if (r)
+			goto done;
 		paused = true;
 		t_stop = now_ns();
-		wait_idle(vm);
+		vmm_wait_idle(vm);
 		set_status(vm, MIG_DEVICE);
 		r = send_image(vm, s, &e) ?: send_devices(vm, s, &e);
 		goto done;
@@ -684,10 +743,12 @@ static void *migration_thread(void *arg)
 	}
 	if (r)
 		goto done;
-	vmm_pause(vm);
+	r = vmm_freeze(vm, &e);
+	if (r)
+		goto done;
 	paused = true;
 	t_stop = now_ns();
-	wait_idle(vm);
+	vmm_wait_idle(vm);
 	set_status(vm, MIG_DEVICE);
 	r = dirty_collect(vm, bm, &e);
 	if (!r) {
@@ -698,9 +759,35 @@ static void *migration_thread(void *arg)
 	}
 done:
 	if (!r)
-		r = mig_flush(s, &e);
+		r = file ? commit_file(s, partial, m->uri + 5, &e) : mig_flush(s, &e);
 	if (!r && !file)
 		r = read_result(s, &e);
+	/*
+	 * The handover: the destination has everything and waits for "go".
+	 * From here the source never runs the guest again, and cancel is too
+	 * late (it no longer shuts the stream). A "go" that does not arrive
+	 * makes the destination exit without running it: the guest is then
+	 * lost rather than run twice.
+	 */
+	if (!r && !file) {
+		pthread_mutex_lock(&m->lock);
+		if (m->cancel)
+			r = -ECANCELED;
+		else
+			m->handed_over = true;
+		pthread_mutex_unlock(&m->lock);
+		if (!r) {
+			r = mig_write_section(s, SEC_GO, 0, NULL, 0, &e) ?: mig_flush(s, &e);
+			if (r) {
+				char why[sizeof(e.msg)];
+
+				memcpy(why, e.msg, sizeof(why));
+				vmm_failf(&e, r, "the handover was not confirmed to the destination "
+					  "(%s): it will not run the guest, and this side will "
+					  "not either", why);
+			}
+		}
+	}
 out:
 	if (m->logging) {
 		struct vmm_error e2;
@@ -709,7 +796,10 @@ out:
 	}
 	pthread_mutex_lock(&m->lock);
 	m->stream = NULL;
-	if (r == -ECANCELED || (r && m->cancel)) {
+	if (r && m->handed_over) {
+		m->status = MIG_FAILED;
+		snprintf(m->error, sizeof(m->error), "%s", e.msg);
+	} else if (r == -ECANCELED || (r && m->cancel)) {
 		m->status = MIG_CANCELLED;
 		snprintf(m->error, sizeof(m->error), "cancelled");
 	} else if (r) {
@@ -717,36 +807,36 @@ out:
 		snprintf(m->error, sizeof(m->error), "%s", e.msg);
 	} else {
 		m->status = MIG_COMPLETED;
-		/* A snapshot does not move the guest: it may run on here. */
-		m->handed_over = !file;
 		m->remaining = 0;
 		m->downtime_ms = (now_ns() - t_stop) / 1000000;
 	}
 	m->total_ms = (now_ns() - m->start_ns) / 1000000;
 	if (s)
 		m->transferred = mig_bytes(s);
+	handed_over = m->handed_over;
 	pthread_mutex_unlock(&m->lock);
 	mig_close(s);
+	if (r && partial[0])
+		unlink(partial);
 	free(bm);
 	/*
-	 * Failed or cancelled: the guest runs on here. Moved: it stays stopped
-	 * for good. A snapshot: stopped as if by the operator (QEMU's
-	 * "postmigrate"), so that cont runs it on.
+	 * Failed or cancelled before the handover: the guest runs on here.
+	 * Moved: it stays stopped (and frozen) for good. A snapshot: stopped
+	 * as if by the operator (QEMU's "postmigrate"), so that cont runs it.
 	 */
 	if (paused && !r && file)
 		vmm_stop(vm);
-	if (paused && (r || file))
-		vmm_resume(vm);
+	if (paused && !handed_over)
+		vmm_thaw(vm);
 	{
-		json_object *d = json_object_new_object();
+		enum mig_status st;
+		char why[sizeof(m->error)];
 
 		pthread_mutex_lock(&m->lock);
-		json_object_object_add(d, "status",
-				       json_object_new_string(status_names[m->status]));
-		if (m->error[0])
-			json_object_object_add(d, "error-desc", json_object_new_string(m->error));
+		st = m->status;
+		memcpy(why, m->error, sizeof(why));
 		pthread_mutex_unlock(&m->lock);
-		vmm_emit(vm, "MIGRATION", d);
+		emit_status(vm, st, why);
 	}
 	vmm_wake_main(vm);
 	return NULL;
@@ -762,22 +852,29 @@ int migration_start(struct vmm *vm, const char *uri, struct vmm_error *e)
 	if (strlen(uri) >= sizeof(m->uri))
 		return vmm_failf(e, -ENAMETOOLONG, "migration URI too long");
 	pthread_mutex_lock(&m->lock);
-	if (m->handed_over || m->status == MIG_SETUP || m->status == MIG_ACTIVE ||
-	    m->status == MIG_DEVICE) {
-		r = m->handed_over ? vmm_failf(e, -EBUSY, "the guest has already moved away")
-				   : vmm_failf(e, -EBUSY, "a migration is already running");
+	if (m->closed || m->incoming || m->handed_over || m->status == MIG_SETUP ||
+	    m->status == MIG_ACTIVE || m->status == MIG_DEVICE) {
+		r = m->closed ? vmm_failf(e, -ESHUTDOWN, "the VM is shutting down")
+		    : m->incoming ? vmm_failf(e, -EBUSY, "the guest is still arriving")
+		    : m->handed_over ? vmm_failf(e, -EBUSY, "the guest has already moved away")
+		    : vmm_failf(e, -EBUSY, "a migration is already running");
 		pthread_mutex_unlock(&m->lock);
 		return r;
 	}
-	/* The last one's thread is done (its status says so): reap it. */
+	/* The last one's thread is done (its status says so): whoever clears the flag joins. */
 	if (m->thread_started) {
+		m->thread_started = false;
 		pthread_mutex_unlock(&m->lock);
 		pthread_join(m->thread, NULL);
 		pthread_mutex_lock(&m->lock);
-		m->thread_started = false;
+		if (m->closed || m->status == MIG_SETUP) {
+			pthread_mutex_unlock(&m->lock);
+			return vmm_failf(e, -EBUSY, "a migration is already running");
+		}
 	}
 	snprintf(m->uri, sizeof(m->uri), "%s", uri);
 	m->cancel = false;
+	atomic_store(&m->cancel_flag, false);
 	m->error[0] = '\0';
 	m->ram_total = vm->ram.size;
 	m->transferred = m->pages = m->poisoned = m->zero_pages = 0;
@@ -787,14 +884,27 @@ int migration_start(struct vmm *vm, const char *uri, struct vmm_error *e)
 	m->remaining = vm->ram.size;
 	m->start_ns = now_ns();
 	m->status = MIG_SETUP;
-	r = -pthread_create(&m->thread, NULL, migration_thread, vm);
-	m->thread_started = !r;
-	if (r)
-		m->status = MIG_FAILED;
+	/* Before the thread: its own statuses come after this one. Not under our lock. */
 	pthread_mutex_unlock(&m->lock);
-	if (r)
+	emit_status(vm, MIG_SETUP, NULL);
+	pthread_mutex_lock(&m->lock);
+	r = m->closed ? -ESHUTDOWN : -pthread_create(&m->thread, NULL, migration_thread, vm);
+	m->thread_started = !r;
+	if (r) {
+		m->status = MIG_FAILED;
+		snprintf(m->error, sizeof(m->error), "start the migration thread: %s",
+			 strerror(-r));
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (r) {
+		char why[sizeof(m->error)];
+
+		pthread_mutex_lock(&m->lock);
+		memcpy(why, m->error, sizeof(why));
+		pthread_mutex_unlock(&m->lock);
+		emit_status(vm, MIG_FAILED, why);
 		return vmm_fail(e, r, "start the migration thread");
-	set_status(vm, MIG_SETUP);
+	}
 	return 0;
 }
 
@@ -803,9 +913,13 @@ void migration_cancel(struct vmm *vm)
 	struct vmm_migration *m = &vm->mig;
 
 	pthread_mutex_lock(&m->lock);
-	m->cancel = true;
-	if (m->stream)
-		mig_cancel(m->stream);
+	/* After the handover it is too late: the "go" must get through. */
+	if (!m->handed_over) {
+		m->cancel = true;
+		atomic_store(&m->cancel_flag, true);
+		if (m->stream)
+			mig_cancel(m->stream);
+	}
 	pthread_cond_broadcast(&m->cond);	/* a throttled thread sleeps on it */
 	pthread_mutex_unlock(&m->lock);
 }
@@ -815,6 +929,9 @@ void migration_stop(struct vmm *vm)
 	struct vmm_migration *m = &vm->mig;
 	bool started;
 
+	pthread_mutex_lock(&m->lock);
+	m->closed = true;	/* no migrate from now on */
+	pthread_mutex_unlock(&m->lock);
 	migration_cancel(vm);
 	pthread_mutex_lock(&m->lock);
 	started = m->thread_started;
@@ -850,6 +967,24 @@ static void note_page(struct incoming *in, uint64_t gpa, unsigned int kind)
 		in->poisoned[p / 64] |= bit;
 	else
 		in->poisoned[p / 64] &= ~bit;
+}
+
+/*
+ * A page into guest RAM (data, or NULL: zeros), through the safe copy: a
+ * page that goes bad here while it loads is poisoned, like the source's.
+ */
+static int store_page(struct incoming *in, uint64_t gpa, const unsigned char *data,
+		      unsigned int kind, struct vmm_error *e)
+{
+	static const unsigned char zero[PAGE];
+	int r = vmras_copy_to_guest(in->vm->ras, gpa, data ? data : zero, PAGE);
+
+	if (r == -EHWPOISON)
+		kind = PG_POISONED;
+	else if (r)
+		return vmm_fail(e, r, "load guest page 0x%" PRIx64, gpa);
+	note_page(in, gpa, kind);
+	return 0;
 }
 
 /* After the end section: the stream had everything this VM needs. */
@@ -907,14 +1042,8 @@ static int load_ram(struct incoming *in, const struct mig_section *sec, struct v
 	for (uint64_t i = 0; i < n && !r; i++) {
 		uint64_t w = get(p + 8 + i * 8, 8), kind = w & (PAGE - 1), gpa = w & ~(PAGE - 1);
 
-		/* Nothing runs yet and nothing is poisoned here: plain stores. */
-		if (kind == PG_DATA) {
-			memcpy(vm->ram.hva + gpa, p + off, PAGE);
-			off += PAGE;
-		} else {
-			memset(vm->ram.hva + gpa, 0, PAGE);
-		}
-		note_page(in, gpa, (unsigned int)kind);
+		r = store_page(in, gpa, kind == PG_DATA ? p + off : NULL, (unsigned int)kind, e);
+		off += kind == PG_DATA ? PAGE : 0;
 	}
 out:
 	free(p);
@@ -925,11 +1054,14 @@ static int load_image(struct incoming *in, const struct mig_section *sec, struct
 {
 	struct vmm *vm = in->vm;
 	uint64_t npages = vm->ram.size / PAGE, head = 16 + npages, data_off, pad;
-	unsigned char *map = malloc(head), skip[256];
+	unsigned char *map = malloc(head), skip[256], *page = malloc(PAGE);
 	int r;
 
-	if (!map)
+	if (!map || !page) {
+		free(map);
+		free(page);
 		return vmm_fail(e, -ENOMEM, "allocate the RAM image map");
+	}
 	r = sec->len < head ? vmm_failf(e, -EPROTO, "ram-image section too short") : 0;
 	if (!r)
 		r = mig_read_data(in->s, sec, map, head, e);
@@ -951,13 +1083,16 @@ static int load_image(struct incoming *in, const struct mig_section *sec, struct
 				      map[16 + p]);
 			break;
 		}
-		r = mig_read_data(in->s, sec, vm->ram.hva + p * PAGE, PAGE, e);
-		note_page(in, p * PAGE, map[16 + p]);
+		r = mig_read_data(in->s, sec, page, PAGE, e);
+		if (!r)
+			r = store_page(in, p * PAGE, map[16 + p] == PG_DATA ? page : NULL,
+				       map[16 + p], e);
 	}
 	if (!r)
 		r = mig_read_end(in->s, sec, e);
 out:
 	free(map);
+	free(page);
 	return r;
 }
 
@@ -1047,6 +1182,33 @@ static void send_result(struct incoming *in, int status, const char *msg)
 		mig_flush(in->s, &e);
 }
 
+/*
+ * Everything is here and checked; run only once the source has let go
+ * (SEC_GO). Without it (the source cancelled, failed or died after our
+ * "ready"), the guest runs on there, or nowhere: never in two places.
+ */
+static int wait_go(struct incoming *in, struct vmm_error *e)
+{
+	struct mig_section sec;
+	int r = mig_read_header(in->s, section_max, &sec, e);
+
+	if (!r && (sec.type != SEC_GO || sec.len))
+		r = vmm_failf(e, -EPROTO, "the source sent %s section at offset %" PRIu64 " "
+			      "instead of the handover", sec.type < SEC_COUNT &&
+			      section_names[sec.type] ? section_names[sec.type] : "an unknown",
+			      sec.offset);
+	if (!r)
+		r = mig_read_end(in->s, &sec, e);
+	if (r) {
+		char why[sizeof(e->msg)];
+
+		memcpy(why, e->msg, sizeof(why));
+		return vmm_failf(e, -ECONNABORTED, "the source did not hand the guest over (%s): "
+				 "not running it here", why);
+	}
+	return 0;
+}
+
 int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 {
 	uint64_t words = (vm->ram.size / PAGE + 63) / 64;
@@ -1064,9 +1226,11 @@ int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 	if (!in.poisoned || !in.present || !in.vcpus_loaded)
 		r = vmm_fail(e, -ENOMEM, "allocate the incoming page maps");
 	if (!r)
-		r = mig_open_incoming(uri, -1, &in.s, e);
-	if (!r)
+		r = mig_open_incoming(uri, -1, &vm->mig.cancel_flag, &in.s, e);
+	if (!r) {
 		mig_set_section_names(in.s, section_names, SEC_COUNT);
+		set_in_stream(vm, in.s);
+	}
 	while (!r && !in.end) {
 		r = mig_read_header(in.s, section_max, &sec, e);
 		if (r == -ENODATA)
@@ -1095,12 +1259,18 @@ int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 		}
 		pthread_mutex_unlock(&vm->lock);
 	}
+	/* A quit asked for meanwhile: do not take the guest over. */
+	if (!r && atomic_load(&vm->mig.cancel_flag))
+		r = vmm_failf(e, -ECANCELED, "quit while loading");
 	if (in.s) {
-		send_result(&in, r ? 1 : 0, r ? e->msg : "ok");
+		send_result(&in, r ? 1 : 0, r ? e->msg : "ready");
 		/* Refused: let the source read why before it finds a closed socket. */
 		if (r)
 			mig_drain(in.s, DRAIN_MS);
+		else if (!mig_is_file(in.s))
+			r = wait_go(&in, e);
 	}
+	set_in_stream(vm, NULL);
 	vmras_migration_free(in.ras);
 	free(in.poisoned);
 	free(in.present);

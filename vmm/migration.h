@@ -14,15 +14,25 @@
  * thread starts, checks each section as it comes and refuses a mismatch
  * with one line; nothing half-loaded ever runs (the process exits).
  *
- * Locks: mig->lock guards the status and counters (a leaf; never held
- * across I/O or vm->lock). The migration thread takes vm->lock only
- * through vmm_pause/vmm_resume and to wait for idle vCPUs.
+ * Locks: mig->lock guards the status, counters and flags (a leaf: never
+ * held across I/O, an event or vm->lock). The migration thread takes
+ * vm->lock through vmm_freeze/vmm_thaw, to wait for idle vCPUs and to
+ * copy the guest report and run state.
+ *
+ * The device phase is frozen (vmm_freeze): from the last dirty sync to
+ * the end, system_reset and the VMM's own writes to guest RAM are refused
+ * with -EBUSY (a library-requested reset waits), so nothing changes what
+ * was already sent. The handover is a commit: the destination loads and
+ * checks everything and answers "ready"; the source then marks itself
+ * handed over (never to run the guest again; cancel is too late) and
+ * sends "go"; the destination runs the guest only on "go".
  */
 #ifndef VMRAS_VMM_MIGRATION_H
 #define VMRAS_VMM_MIGRATION_H
 
 #include <json-c/json.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -55,6 +65,9 @@ struct vmm_migration {
 	pthread_t thread;
 	struct mig_stream *stream;	/* while the thread runs: for cancel */
 	bool cancel;
+	atomic_bool cancel_flag;	/* cancel, for waits that cannot take the lock */
+	bool closed;		/* migration_stop ran: no migrate from now on */
+	struct mig_stream *in_stream;	/* --incoming's, while it loads: for a quit */
 	char uri[256];
 	pthread_cond_t cond;	/* the throttle's sleep; cancel wakes it */
 	struct migration_params params;
@@ -76,8 +89,10 @@ void migration_destroy(struct vmm *vm);
 /* QMP migrate: start the thread. -EBUSY if one runs or the guest moved. */
 int migration_start(struct vmm *vm, const char *uri, struct vmm_error *e);
 void migration_cancel(struct vmm *vm);
-/* Join the thread (cancelling it first): at shutdown. */
+/* Refuse new migrations, cancel and join the thread: before shutdown. */
 void migration_stop(struct vmm *vm);
+/* A quit while --incoming loads: its wait or stream is cancelled. */
+void migration_incoming_cancel(struct vmm *vm);
 json_object *migration_query(struct vmm *vm);
 int migration_set_params(struct vmm *vm, const struct migration_params *p,
 			 struct vmm_error *e);

@@ -231,11 +231,13 @@ void vmm_destroy(struct vmm *vm)
 {
 	if (!vm)
 		return;
-	/* The migration thread emits events: it goes before QMP does. */
+	/* The migration thread emits events: it stops before QMP does, and its state goes after. */
 	if (vm->mig.vmm_dirty)
-		migration_destroy(vm);
+		migration_stop(vm);
 	qmp_server_stop(vm->qmp);
 	vm->qmp = NULL;
+	if (vm->mig.vmm_dirty)
+		migration_destroy(vm);
 	vmras_free(vm->ras);
 	vm->ras = NULL;
 	if (vm->vcpus) {
@@ -301,6 +303,92 @@ void vmm_resume(struct vmm *vm)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/*
+ * With the vCPUs paused and vm->lock held: every vCPU parked in the VMM
+ * with its last exit completed (paused alone also counts a vCPU blocked
+ * inside libvmras, whose I/O exit KVM has not completed yet).
+ */
+static void wait_idle_locked(struct vmm *vm)
+{
+	for (;;) {
+		bool idle = true;
+
+		for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
+			if (vm->vcpus[i].thread_started && !vm->vcpus[i].idle)
+				idle = false;
+		if (idle || vm->shutdown)
+			break;
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	}
+}
+
+bool vmm_frozen(struct vmm *vm)
+{
+	bool f;
+
+	pthread_mutex_lock(&vm->lock);
+	f = vm->frozen;
+	pthread_mutex_unlock(&vm->lock);
+	return f;
+}
+
+void vmm_wait_idle(struct vmm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	wait_idle_locked(vm);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+int vmm_freeze(struct vmm *vm, struct vmm_error *e)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->frozen = true;
+	while (vm->external_busy && !vm->shutdown)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	if (vm->shutdown) {
+		vm->frozen = false;
+		pthread_mutex_unlock(&vm->lock);
+		return vmm_failf(e, -ESHUTDOWN, "the VM is shutting down");
+	}
+	pause_locked(vm);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+void vmm_thaw(struct vmm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->frozen = false;
+	resume_locked(vm);
+	pthread_mutex_unlock(&vm->lock);
+	vmm_wake_main(vm);	/* a reset the library asked for meanwhile */
+}
+
+/* A reset or a write to guest RAM from outside the guest: not while frozen. */
+static int external_begin(struct vmm *vm, const char *what, struct vmm_error *e)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->frozen)
+		r = vmm_failf(e, -EBUSY, "%s: the guest is being migrated (%s)", what,
+			      migration_handed_over(vm) ? "it has moved away"
+			      : migration_incoming_active(vm) ? "it is still arriving"
+							      : "its state is being sent");
+	else
+		vm->external_busy++;
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+static void external_end(struct vmm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->external_busy--;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
 void vmm_stop(struct vmm *vm)
 {
 	bool changed = false;
@@ -351,14 +439,19 @@ enum vmm_status vmm_status(struct vmm *vm)
 
 static int system_reset(struct vmm *vm, const char *reason, struct vmm_error *e)
 {
-	int r = 0;
+	int r = external_begin(vm, "system reset", e);
 
+	if (r)
+		return r;
 	pthread_mutex_lock(&vm->lock);
 	if (vm->shutdown) {
 		pthread_mutex_unlock(&vm->lock);
+		external_end(vm);
 		return vmm_failf(e, -ESHUTDOWN, "the VM is shutting down");
 	}
 	pause_locked(vm);
+	/* No vCPU may carry a half-done I/O exit into its reset registers. */
+	wait_idle_locked(vm);
 	vm->boot_count++;
 	/*
 	 * Poisoned ranges get fresh memory: the rebooted guest has all of it.
@@ -383,6 +476,7 @@ static int system_reset(struct vmm *vm, const char *reason, struct vmm_error *e)
 	report_init(&vm->report, vm->cfg.nr_vcpus);
 	resume_locked(vm);
 	pthread_mutex_unlock(&vm->lock);
+	external_end(vm);
 	if (!r) {
 		json_object *d = json_object_new_object();
 
@@ -419,12 +513,14 @@ static int check_range(struct vmm *vm, uint64_t gpa, uint64_t len, struct vmm_er
 int vmm_write_guest(struct vmm *vm, uint64_t gpa, const void *buf, size_t len,
 		    struct vmm_error *e)
 {
-	int r = check_range(vm, gpa, len, e);
+	int r = check_range(vm, gpa, len, e) ?: external_begin(vm, "write guest memory", e);
 
 	if (r)
 		return r;
 	r = vmras_copy_to_guest(vm->ras, gpa, buf, len);
+	/* Before external_end: a freeze waits for it, then collects it. */
 	migration_dirty(vm, gpa, len);
+	external_end(vm);
 	if (r)
 		return vmm_fail(e, r, "write guest memory at GPA 0x%" PRIx64, gpa);
 	return 0;
@@ -471,23 +567,56 @@ static bool all_stopped(struct vmm *vm)
 	return true;
 }
 
-int vmm_run(struct vmm *vm, struct vmm_error *e)
-{
-	struct signalfd_siginfo si;
-	int sfd = vm->signal_fd, r = 0;
-	bool done = false;
+/* --incoming loads on its own thread, so that the main loop still hears a quit. */
+struct incoming_job {
+	struct vmm *vm;
+	pthread_t thread;
+	bool done;		/* under vm->lock */
+	int r;
+	struct vmm_error e;
+};
 
-	/* A migrated guest: everything loaded before any vCPU runs, or nothing runs. */
-	if (vm->cfg.incoming) {
-		r = migration_incoming(vm, vm->cfg.incoming, e);
-		if (r)
-			return r;
-	}
+static void *incoming_thread(void *arg)
+{
+	struct incoming_job *job = arg;
+	struct vmm *vm = job->vm;
+
+	job->r = migration_incoming(vm, vm->cfg.incoming, &job->e);
+	pthread_mutex_lock(&vm->lock);
+	job->done = true;
+	pthread_mutex_unlock(&vm->lock);
+	vmm_wake_main(vm);
+	return NULL;
+}
+
+static int start_vcpus(struct vmm *vm, struct vmm_error *e)
+{
+	int r = 0;
+
 	/* Under the lock: pausers read thread_started. */
 	pthread_mutex_lock(&vm->lock);
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus && !r; i++)
 		r = vcpu_start(&vm->vcpus[i], e);
 	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+int vmm_run(struct vmm *vm, struct vmm_error *e)
+{
+	struct signalfd_siginfo si;
+	int sfd = vm->signal_fd, r = 0;
+	struct incoming_job job = { .vm = vm };
+	bool done = false, loading = false;
+
+	/* A migrated guest: everything loaded before any vCPU runs, or nothing runs. */
+	if (vm->cfg.incoming) {
+		r = -pthread_create(&job.thread, NULL, incoming_thread, &job);
+		if (r)
+			return vmm_fail(e, r, "start the incoming migration thread");
+		loading = true;
+	} else {
+		r = start_vcpus(vm, e);
+	}
 
 	while (!r && !done) {
 		struct pollfd pfd[2] = {
@@ -510,7 +639,32 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 			(void)!read(vm->wake_fd, &v, sizeof(v));
 
 		pthread_mutex_lock(&vm->lock);
-		if (vm->reset_requested && !vm->quit_reason[0]) {
+		if (loading) {
+			bool finished = job.done, quit = vm->quit_reason[0];
+
+			pthread_mutex_unlock(&vm->lock);
+			if (quit && !finished)
+				migration_incoming_cancel(vm);
+			if (!finished)
+				continue;
+			pthread_join(job.thread, NULL);
+			loading = false;
+			if (job.r && quit)
+				r = vmm_failf(e, -ECANCELED, "%s while the guest was arriving: it did not "
+					      "run here", vm->quit_reason);
+			else if (job.r)
+				r = vmm_failf(e, job.r, "%s", job.e.msg);
+			else if (!quit)
+				r = start_vcpus(vm, e);
+			pthread_mutex_lock(&vm->lock);
+		}
+		/* Frozen by a migration: the reset waits; moved away: it has no guest here. */
+		if (vm->reset_requested && migration_handed_over(vm)) {
+			vm->reset_requested = false;
+			fprintf(stderr, "vmras run: reset request dropped: the guest has moved "
+				"away (%s)\n", vm->reset_reason);
+		}
+		if (vm->reset_requested && !vm->quit_reason[0] && !vm->frozen) {
 			char why[160];
 
 			vm->reset_requested = false;
@@ -531,6 +685,13 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 		pthread_mutex_unlock(&vm->lock);
 	}
 
+	/* An incoming load that failed to start its vCPUs: still join it. */
+	if (loading) {
+		migration_incoming_cancel(vm);
+		pthread_join(job.thread, NULL);
+	}
+	/* No migration from here on, and none in flight while vCPUs go away. */
+	migration_stop(vm);
 	/* Shut down: every vCPU out of KVM_RUN and its thread joined. */
 	pthread_mutex_lock(&vm->lock);
 	vm->quit = true;
@@ -542,7 +703,6 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
 		if (vm->vcpus[i].thread_started)
 			pthread_join(vm->vcpus[i].thread, NULL);
-	migration_stop(vm);
 	pthread_mutex_lock(&vm->lock);
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
 		vm->vcpus[i].thread_started = false;

@@ -60,6 +60,13 @@ struct vmm {
 	pthread_cond_t cond;	/* vCPUs park and wake on it */
 	unsigned int pause_depth;	/* nested pauses; vCPUs stay parked while > 0 */
 	bool user_stopped;	/* QMP stop */
+	/*
+	 * A migration's device phase (or an incoming load) owns guest RAM and
+	 * vCPU state: resets and the VMM's own RAM writes (external_busy
+	 * counts those in flight) are kept out.
+	 */
+	bool frozen;
+	unsigned int external_busy;
 	bool quit;
 	char quit_reason[64];
 	bool shutdown;
@@ -90,6 +97,16 @@ int vcpu_install_kick_signal(struct vmm_error *e);
 
 /* vmm.c */
 void vmm_wake_main(struct vmm *vm);
+/*
+ * Freeze: wait for resets and VMM writes in flight, refuse new ones, and
+ * pause the vCPUs (-ESHUTDOWN when the VM is going away). Thaw undoes both.
+ */
+int vmm_freeze(struct vmm *vm, struct vmm_error *e);
+void vmm_thaw(struct vmm *vm);
+/* A migration holds the guest frozen (its device phase, or --incoming loading). */
+bool vmm_frozen(struct vmm *vm);
+/* Paused: wait until every vCPU is parked with its last exit completed. */
+void vmm_wait_idle(struct vmm *vm);
 void vmm_emit(struct vmm *vm, const char *event, json_object *data);
 
 /* guest_proto.c: the test guest's side of guest/layout.h */
