@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -533,13 +534,135 @@ def test_races():
                 vm.kill()
 
 
+class HoldingProxy:
+    """Between source and destination (unix): forwards the stream, holds
+    the destination's answers until release() (or cut())."""
+
+    def __init__(self, lpath, dpath):
+        self.ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.ls.bind(lpath)
+        self.ls.listen(1)
+        self.dpath = dpath
+        self.held = b""
+        self.answered = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        self.s, _ = self.ls.accept()
+        self.d = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.d.connect(self.dpath)
+        threading.Thread(target=self._forward, daemon=True).start()
+        while True:
+            try:
+                b = self.d.recv(65536)
+            except OSError:
+                break
+            if not b:
+                break
+            self.held += b
+            self.answered.set()
+
+    def _forward(self):
+        while True:
+            try:
+                b = self.s.recv(65536)
+                if not b:
+                    break
+                self.d.sendall(b)
+            except OSError:
+                break
+        try:
+            self.d.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def cut(self):
+        for x in (self.s, self.d, self.ls):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            x.close()
+
+
+def test_handover():
+    """The guest never runs in two places: a destination that has said
+    "ready" runs only on the source's "go"; a cancel or a cut before it
+    leaves the guest running on the source alone."""
+    for mode in ("cancel", "cut"):
+        name = "after the destination's ready, a " + mode
+        src = dst = None
+        try:
+            src = VM("--backend", "anon", "--paused", *FAIL_ARGS)
+            q = src.qmp()
+            q.cmd("cont")
+            both_passes(q)
+            dpath = os.path.join(src.dir, "dst.sock")
+            ppath = os.path.join(src.dir, "proxy.sock")
+            dst = VM("--backend", "anon", "--incoming", "unix:" + dpath, *FAIL_ARGS)
+            wait_path(dpath, dst.proc)
+            p = HoldingProxy(ppath, dpath)
+            tap.eq(q.cmd("migrate", uri="unix:" + ppath), {"return": {}}, name + ": migrate")
+            tap.ok(p.answered.wait(120), name + ": the destination said ready (held back)")
+            if mode == "cancel":
+                q.cmd("migrate_cancel")
+            else:
+                p.cut()
+            d = wait_migration(q, timeout=120)
+            want = "cancelled" if mode == "cancel" else "failed"
+            tap.eq(d["status"], want, name + ": migration " + want, d)
+            if mode == "cancel":
+                p.cut()
+            source_runs_on(name, q)
+            code, _, err = dst.wait(timeout=60)
+            tap.ok(code != 0 and one_line(err) and "did not hand the guest over" in err,
+                   name + ": the destination exits without running it: " + err.strip(), err)
+            before = both_passes(q)
+            after = both_passes(q)
+            tap.ok(after > before, name + ": the source guest runs on")
+            q.cmd("quit")
+            src.wait(timeout=60)
+        except Exception as e:  # noqa: BLE001
+            tap.ok(False, name + ": " + repr(e),
+                   (src.stderr() if src else "") + (dst.stderr() if dst else ""))
+        finally:
+            for vm in (src, dst):
+                if vm:
+                    vm.kill()
+
+    name = "a destination still waiting"
+    dst = None
+    try:
+        path = os.path.join(tempfile.mkdtemp(prefix="vmras-test-"), "mig.sock")
+        dst = VM("--backend", "anon", "--incoming", "unix:" + path, *FAIL_ARGS)
+        wait_path(path, dst.proc)
+        qd = dst.qmp()
+        tap.eq(qd.cmd("query-status")["return"]["status"], "inmigrate",
+               name + ": query-status says inmigrate")
+        for cmd, args in (("cont", {}), ("system_reset", {}),
+                          ("inject-memory-error", {"gpa": 0x500000, "type": "ao"}),
+                          ("migrate", {"uri": "unix:" + path + ".out"})):
+            r = qd.cmd(cmd, **args)
+            tap.ok("error" in r, name + ": %s is refused while the guest arrives" % cmd, r)
+        qd.cmd("quit")
+        code, _, err = dst.wait(timeout=30)
+        tap.ok(code != 0 and one_line(err) and "arriving" in err,
+               name + ": quit ends it at once, non-zero, one line: " + err.strip(), err)
+    except Exception as e:  # noqa: BLE001
+        tap.ok(False, name + ": " + repr(e), dst.stderr() if dst else "")
+    finally:
+        if dst:
+            dst.kill()
+
+
 def main():
     for t in (test_unix_anon,
               vmtest.with_hugepages(2048, 2 * 32 + 4, "tcp between two namespaces, hugetlb-2m",
                                     test_tcp_two_hosts),
               vmtest.with_hugepages(2048, 2 * 32 + 4, "errors while sending, hugetlb-2m",
                                     test_errors_while_sending),
-              test_queued_machine_checks, test_snapshot, test_failures, test_races):
+              test_queued_machine_checks, test_snapshot, test_failures, test_races,
+              test_handover):
         tap.run(t)
     tap.done()
 
