@@ -8,14 +8,16 @@
  * downtime limit, then stops the vCPUs, sends the rest, the RAS state,
  * every vCPU's state and the guest report, and waits for the
  * destination's verdict: on success the source stays stopped for good; on
- * any failure or cancel it runs on.
+ * any failure or cancel before the handover it runs on.
  *
- * Destination (`--incoming`): loads the whole stream before any vCPU
- * thread starts, checks each section as it comes and refuses a mismatch
- * with one line; nothing half-loaded ever runs (the process exits).
+ * Destination (`--incoming`, on its own thread, vmm_run's loop still
+ * hearing a quit): loads the whole stream before any vCPU thread starts,
+ * checks each section as it comes and refuses a mismatch with one line;
+ * nothing half-loaded ever runs (the process exits).
  *
- * Locks: mig->lock guards the status, counters and flags (a leaf: never
- * held across I/O, an event or vm->lock). The migration thread takes
+ * Locks: mig->lock guards the status, counters and flags. It is a leaf:
+ * it may be taken with vm->lock held, never the other way round, and is
+ * not held across I/O or an event (mig_cancel's shutdown(2) excepted). The migration thread takes
  * vm->lock through vmm_freeze/vmm_thaw, to wait for idle vCPUs and to
  * copy the guest report and run state.
  *
