@@ -237,10 +237,18 @@ static int connect_fd(int fd, const struct sockaddr *sa, socklen_t len, const at
 	/* Non-blocking: a peer that never answers must not hold a cancel up. */
 	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
 		return -errno;
-	if (!connect(fd, sa, len))
-		goto blocking;
-	if (errno != EINTR && errno != EINPROGRESS)
-		return -errno;
+	/* A unix listener with a full backlog says EAGAIN at once: ask again, 10 s at most. */
+	for (int tries = 0; connect(fd, sa, len) < 0; tries++) {
+		if (errno == EINTR || errno == EINPROGRESS)
+			goto wait;
+		if (errno != EAGAIN || tries >= 100)
+			return -errno;
+		if (open_cancelled(cancel))
+			return -ECANCELED;
+		poll(NULL, 0, CANCEL_POLL_MS);
+	}
+	goto blocking;
+wait:
 	/* It goes on in the background; wait for its outcome. */
 	while ((n = poll(&pfd, 1, CANCEL_POLL_MS)) <= 0) {
 		if (n < 0 && errno != EINTR)

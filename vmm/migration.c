@@ -134,6 +134,11 @@ int migration_init(struct vmm *vm, struct vmm_error *e)
 	m->vmm_dirty = calloc((m->npages + 63) / 64, sizeof(uint64_t));
 	if (!m->vmm_dirty)
 		return vmm_fail(e, -ENOMEM, "allocate the migration dirty bitmap");
+	/* Arriving from before QMP listens: nothing may act on the guest yet. */
+	if (vm->cfg.incoming) {
+		m->incoming = true;
+		vm->frozen = true;
+	}
 	return 0;
 }
 
@@ -454,12 +459,16 @@ static int commit_file(struct mig_stream *s, const char *partial, const char *pa
 	slash = strrchr(dir, '/');
 	if (slash)
 		*(slash == dir ? slash + 1 : slash) = '\0';
+	/*
+	 * The new snapshot has replaced the old one: a directory that cannot be
+	 * synced does not make it a failure (best effort, as for any rename).
+	 */
 	fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0)
-		r = vmm_fail(e, -errno, "fsync the directory of %s", path);
-	if (fd >= 0)
+	if (fd >= 0) {
+		(void)fsync(fd);
 		close(fd);
-	return r;
+	}
+	return 0;
 }
 
 /*
@@ -670,7 +679,7 @@ static void *migration_thread(void *arg)
 	uint64_t *bm = calloc((m->npages + 63) / 64, sizeof(uint64_t));
 	unsigned char header[HEADER_BYTES];
 	char partial[sizeof(m->uri) + 16] = "";
-	bool paused = false, file = false, handed_over;
+	bool paused = false, file = false, handed_over, committed = false;
 	uint64_t t_stop = 0, limit;
 	int r;
 
@@ -760,6 +769,7 @@ static void *migration_thread(void *arg)
 done:
 	if (!r)
 		r = file ? commit_file(s, partial, m->uri + 5, &e) : mig_flush(s, &e);
+	committed = file && !r;
 	if (!r && !file)
 		r = read_result(s, &e);
 	/*
@@ -770,12 +780,18 @@ done:
 	 * lost rather than run twice.
 	 */
 	if (!r && !file) {
+		/* A reset the library asked for while frozen: the guest resets here instead. */
+		pthread_mutex_lock(&vm->lock);
+		if (vm->reset_requested)
+			r = vmm_failf(&e, -EAGAIN, "the guest must be reset (%s): it stays here",
+				      vm->reset_reason);
 		pthread_mutex_lock(&m->lock);
-		if (m->cancel)
+		if (!r && m->cancel)
 			r = -ECANCELED;
-		else
+		else if (!r)
 			m->handed_over = true;
 		pthread_mutex_unlock(&m->lock);
+		pthread_mutex_unlock(&vm->lock);
 		if (!r) {
 			r = mig_write_section(s, SEC_GO, 0, NULL, 0, &e) ?: mig_flush(s, &e);
 			if (r) {
@@ -815,9 +831,10 @@ out:
 		m->transferred = mig_bytes(s);
 	handed_over = m->handed_over;
 	pthread_mutex_unlock(&m->lock);
-	mig_close(s);
-	if (r && partial[0])
+	/* Only a partial file this run created and did not rename. */
+	if (r && partial[0] && s && !committed)
 		unlink(partial);
+	mig_close(s);
 	free(bm);
 	/*
 	 * Failed or cancelled before the handover: the guest runs on here.

@@ -649,7 +649,7 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 				continue;
 			pthread_join(job.thread, NULL);
 			loading = false;
-			if (job.r && quit)
+			if (quit)
 				r = vmm_failf(e, -ECANCELED, "%s while the guest was arriving: it did not "
 					      "run here", vm->quit_reason);
 			else if (job.r)
@@ -671,9 +671,14 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 			snprintf(why, sizeof(why), "memory error: %s", vm->reset_reason);
 			pthread_mutex_unlock(&vm->lock);
 			fprintf(stderr, "vmras run: resetting the VM: %s\n", why);
-			if (system_reset(vm, why, e))
-				fprintf(stderr, "vmras run: reset failed: %s\n", e->msg);
+			r = system_reset(vm, why, e);
 			pthread_mutex_lock(&vm->lock);
+			/* A migration froze the guest meanwhile: the reset waits for its end. */
+			if (r == -EBUSY && !migration_handed_over(vm))
+				vm->reset_requested = true;
+			else if (r)
+				fprintf(stderr, "vmras run: reset failed: %s\n", e->msg);
+			r = 0;
 		}
 		if (vm->quit_reason[0])
 			done = true;
