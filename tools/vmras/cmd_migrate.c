@@ -201,33 +201,6 @@ static void migrate_usage(FILE *f)
 		prog);
 }
 
-/* "16M", "1048576": bytes. */
-static int parse_u64(const char *s, bool suffix, uint64_t *out)
-{
-	unsigned long long v;
-	unsigned int shift = 0;
-	char *end;
-
-	if (*s == '-')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	if (suffix) {
-		switch (*end) {
-		case 'k': case 'K': shift = 10; end++; break;
-		case 'm': case 'M': shift = 20; end++; break;
-		case 'g': case 'G': shift = 30; end++; break;
-		default: break;
-		}
-	}
-	if (*end || v > (UINT64_MAX >> shift))
-		return -EINVAL;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
 static const char *why(int r, const char *desc)
 {
 	return r == -EPROTO ? desc : r == -ECONNRESET ? "the VM closed the control connection"
@@ -294,7 +267,7 @@ int migrate_main(int argc, char **argv)
 		case 'c': path = optarg; break;
 		case 't': uri = optarg; break;
 		case 'd':
-			if (parse_u64(optarg, false, &v)) {
+			if (tool_parse_size(optarg, false, &v)) {
 				tool_error("migrate", "--downtime-limit: not a number of milliseconds: '%s'",
 					   optarg);
 				goto usage;
@@ -302,7 +275,7 @@ int migrate_main(int argc, char **argv)
 			json_object_object_add(params, "downtime-limit", json_object_new_uint64(v));
 			break;
 		case 'b':
-			if (parse_u64(optarg, true, &v)) {
+			if (tool_parse_size(optarg, true, &v)) {
 				tool_error("migrate", "--max-bandwidth: not a number of bytes/s: '%s'",
 					   optarg);
 				goto usage;

@@ -46,29 +46,6 @@ static void run_usage(FILE *f)
 		prog);
 }
 
-/* "64M", "1G", "4096": bytes. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	unsigned int shift = 0;
-
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	default: break;
-	}
-	if (*end || v > (UINT64_MAX >> shift))
-		return -EINVAL;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
 static int parse_uint(const char *s, unsigned int max, unsigned int *out)
 {
 	char *end;
@@ -180,7 +157,7 @@ int run_main(int argc, char **argv)
 			}
 			break;
 		case 'm':
-			if (parse_size(optarg, &cfg.mem_size)) {
+			if (tool_parse_size(optarg, true, &cfg.mem_size)) {
 				tool_error("run", "--mem: not a size: '%s'", optarg);
 				return 2;
 			}
@@ -213,7 +190,7 @@ int run_main(int argc, char **argv)
 			summary = true;
 			break;
 		case 'S':
-			if (parse_size(optarg, &cfg.seed)) {
+			if (tool_parse_size(optarg, true, &cfg.seed)) {
 				tool_error("run", "--seed: not a number: '%s'", optarg);
 				return 2;
 			}
