@@ -19,7 +19,7 @@ import time
 
 import tap
 import vmtest
-from vmtest import VM, guest_report
+from vmtest import VM, bad_pages, guest_report, wait_path
 
 vmtest.VMRAS = sys.argv[1]
 PAGE = 4096
@@ -38,14 +38,6 @@ def lines(text):
     return [l for l in text.splitlines() if l.strip()]
 
 
-def wait_path(path, proc, timeout=30):
-    end = time.time() + timeout
-    while not os.path.exists(path):
-        if proc.poll() is not None or time.time() > end:
-            raise RuntimeError("destination did not listen on " + path)
-        time.sleep(0.02)
-
-
 def running_source(*args):
     """A source VM whose guest runs, and a QMP connection to it."""
     src = VM("--paused", *COMMON, *args)
@@ -53,10 +45,6 @@ def running_source(*args):
     q.cmd("cont")
     q.wait_event(guest_report("pass-done", vcpu=0), timeout=120)
     return src, q
-
-
-def bad_pages(q):
-    return sorted((e["gpa"], e["size"]) for e in q.cmd("query-memory-errors")["return"]["errors"])
 
 
 def test_migrate():

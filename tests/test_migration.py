@@ -21,7 +21,7 @@ import time
 import netns
 import tap
 import vmtest
-from vmtest import VM, guest_report
+from vmtest import VM, bad_pages, guest_report, wait_path
 
 vmtest.VMRAS = sys.argv[1]
 PAGE = 4096
@@ -38,29 +38,12 @@ def both_passes(q, timeout=120):
 
 
 def poison(q, errors=ERRORS, wait=True):
-    for gpa, kind, vcpu in errors:
-        args = {"gpa": gpa, "type": kind}
-        if vcpu is not None:
-            args["vcpu"] = vcpu
-        r = q.cmd("inject-memory-error", **args)
-        assert r == {"return": {}}, r
-        if wait:
-            q.wait_event(guest_report("retired", gpa=gpa), timeout=120)
-
-
-def bad_pages(q):
-    me = q.cmd("query-memory-errors")["return"]
-    return sorted((e["gpa"], e["size"]) for e in me["errors"])
+    vmtest.poison(q, errors, wait)
 
 
 def reads_poisoned(q, gpa):
     r = q.cmd("x-read-guest-memory", gpa=gpa, size=8)
     return "error" in r and "hardware error" in json.dumps(r["error"])
-
-
-def wait_status(q, statuses, timeout=120):
-    return q.wait_event(lambda e: e["event"] == "MIGRATION" and
-                        e["data"]["status"] in statuses, timeout=timeout)["data"]
 
 
 def wait_transferred(q, nbytes, timeout=120):
@@ -85,22 +68,6 @@ def wait_migration(q, timeout=300):
     return q.wait_event(lambda e: e["event"] == "MIGRATION" and
                         e["data"]["status"] in ("completed", "failed", "cancelled"),
                         timeout=timeout)["data"]
-
-
-def wait_path(path, proc, timeout=30):
-    end = time.time() + timeout
-    while not os.path.exists(path):
-        if proc.poll() is not None or time.time() > end:
-            raise RuntimeError("destination did not listen on " + path)
-        time.sleep(0.02)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Case:

@@ -285,3 +285,30 @@ def run(*args, timeout=300):
         except ValueError:
             pass
     return p.returncode, summary, p.stderr
+
+
+def poison(q, errors, wait=True):
+    """inject-memory-error for each (gpa, "ao"|"ar", vcpu or None); with
+    wait, until the guest retired each page."""
+    for gpa, kind, vcpu in errors:
+        args = {"gpa": gpa, "type": kind}
+        if vcpu is not None:
+            args["vcpu"] = vcpu
+        r = q.cmd("inject-memory-error", **args)
+        assert r == {"return": {}}, r
+        if wait:
+            q.wait_event(guest_report("retired", gpa=gpa), timeout=120)
+
+
+def bad_pages(q):
+    """The VM's bad ranges, as sorted (gpa, size)."""
+    return sorted((e["gpa"], e["size"]) for e in q.cmd("query-memory-errors")["return"]["errors"])
+
+
+def wait_path(path, proc, timeout=30):
+    """Until a migration destination (proc) listens on the unix socket path."""
+    end = time.time() + timeout
+    while not os.path.exists(path):
+        if proc.poll() is not None or time.time() > end:
+            raise RuntimeError("destination did not listen on " + path)
+        time.sleep(0.02)

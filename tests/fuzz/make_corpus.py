@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 import vmtest  # noqa: E402
-from vmtest import VM, guest_report  # noqa: E402
+from vmtest import VM, guest_report, poison, wait_path  # noqa: E402
 
 CORPUS = os.path.join(HERE, "corpus")
 MAX_FILE = 64 << 10
@@ -88,17 +88,6 @@ def write(target, name, data):
 def both_passes(q, nvcpus):
     for v in range(nvcpus):
         q.wait_event(guest_report("pass-done", vcpu=v), timeout=120)
-
-
-def poison(q, errors, wait):
-    for gpa, kind, vcpu in errors:
-        args = {"gpa": gpa, "type": kind}
-        if vcpu is not None:
-            args["vcpu"] = vcpu
-        r = q.cmd("inject-memory-error", **args)
-        assert r == {"return": {}}, r
-        if wait:
-            q.wait_event(guest_report("retired", gpa=gpa), timeout=120)
 
 
 def migrate(q, uri):
@@ -157,14 +146,6 @@ class Recorder:
         back.join(60)
         src.close()
         dst.close()
-
-
-def wait_path(path, proc, timeout=30):
-    end = time.time() + timeout
-    while not os.path.exists(path):
-        if proc.poll() is not None or time.time() > end:
-            raise RuntimeError("the destination did not listen on " + path)
-        time.sleep(0.02)
 
 
 def device_sections(stream):
