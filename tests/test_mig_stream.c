@@ -104,6 +104,40 @@ static uint32_t crc_bitwise(const unsigned char *p, size_t len)
 	return ~c;
 }
 
+/*
+ * The fast path works in steps of three 1 KiB streams: lengths around
+ * the step and its multiples, at every alignment, against the portable
+ * one, and chained at cuts inside and between steps.
+ */
+static void test_crc_large(void)
+{
+	static const size_t lens[] = { 3071, 3072, 3073, 4096, 6143, 6144, 6151, 9216,
+				       65536 + 5, 1 << 20 };
+	size_t size = (1 << 20) + 8;
+	unsigned char *buf = malloc(size);
+	bool same = true, chained = true;
+	uint32_t x = 2463534242u;
+
+	if (!buf) {
+		ok(false, "allocate 1 MiB for the crc32c test");
+		return;
+	}
+	for (size_t i = 0; i < size; i++) {
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		buf[i] = (unsigned char)x;
+	}
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+		for (size_t off = 0; off < 8; off++)
+			same &= vr_crc32c(0, buf + off, lens[k]) == vr_crc32c_sw(0, buf + off, lens[k]);
+	same &= vr_crc32c(0, buf, 9216) == crc_bitwise(buf, 9216);
+	ok(same, "crc32c's fast path matches the portable one from 3 KiB to 1 MiB, every alignment");
+	for (size_t cut = 0; cut <= 9216; cut += 511)
+		chained &= vr_crc32c(vr_crc32c(0, buf, cut), buf + cut, 9216 - cut) ==
+			   vr_crc32c_sw(0, buf, 9216);
+	ok(chained, "crc32c's fast path chains at cuts inside and between its steps");
+	free(buf);
+}
+
 static void test_crc(void)
 {
 	static unsigned char buf[4096 + 8];
@@ -122,6 +156,7 @@ static void test_crc(void)
 		chained &= vr_crc32c(vr_crc32c(0, buf, cut), buf + cut, 100 - cut) ==
 			   vr_crc32c(0, buf, 100);
 	ok(chained, "crc32c chains at every split point");
+	test_crc_large();
 }
 
 /* ---- round trips --------------------------------------------------- */

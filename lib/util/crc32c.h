@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The fastest this CPU has. */
 uint32_t vr_crc32c(uint32_t crc, const void *buf, size_t len);
+/* The portable one, for tests to hold the fast one to. */
+uint32_t vr_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 
 #endif
