@@ -133,11 +133,21 @@ static void test_burst(void)
 	       "burst: every one reported (no vCPU to tell: ignore)");
 }
 
+static void *copy_once(void *gpa)
+{
+	char buf[8];
+
+	return (void *)(intptr_t)vmras_copy_from_guest(ras, buf, (uint64_t)(uintptr_t)gpa, 8);
+}
+
 static void test_safe_copy(void)
 {
 	uint64_t clean = GPA_BASE + (RAM_SIZE - 4 * 4096), bad = clean + 4096;
 	char buf[64];
 	size_t before = registry_count();
+	pthread_t th;
+	sigset_t mask;
+	int errs = 0;
 
 	memset(ram + (clean - GPA_BASE), 0x5a, 4096);
 	is_int(vmras_copy_from_guest(ras, buf, clean, sizeof(buf)), 0, "safe copy of a clean page");
@@ -146,9 +156,22 @@ static void test_safe_copy(void)
 	is_int(vmras_inject(ras, bad, VMRAS_AO, -1, false), 0, "poison a page without a report");
 	is_int(vmras_copy_from_guest(ras, buf, bad + 100, 8), -EHWPOISON,
 	       "safe copy of the poisoned page: -EHWPOISON, and we are still here");
+	pthread_sigmask(SIG_SETMASK, NULL, &mask);
+	ok(!sigismember(&mask, SIGBUS), "after the jump back, SIGBUS is not left blocked");
 	ok(wait_for(registry_count, before + 1, 10), "the copy's SIGBUS became a registry entry");
 	is_int(vmras_copy_from_guest(ras, buf, bad, 8), -EHWPOISON,
 	       "a known poisoned page is refused without touching it");
+	/* A copying thread holds a slot until it exits: more threads than slots. */
+	for (int i = 0; i < 1500; i++) {
+		void *rc;
+
+		if (pthread_create(&th, NULL, copy_once, (void *)(uintptr_t)clean) ||
+		    pthread_join(th, &rc) || rc) {
+			errs++;
+			break;
+		}
+	}
+	is_int(errs, 0, "1500 threads one after another each copy once (slots go back at exit)");
 	is_int(vmras_copy_from_guest(ras, buf, GPA_BASE - 4096, 8), -EFAULT,
 	       "a range outside guest RAM: -EFAULT");
 	is_int(vmras_copy_from_guest(ras, buf, GPA_BASE + RAM_SIZE - 4, 8), -EFAULT,

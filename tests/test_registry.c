@@ -29,6 +29,12 @@ int main(void)
 	   "every byte of the page is poisoned");
 	ok(!vmras_registry_contains(r, 0x601000) && !vmras_registry_contains(r, 0x5fffff),
 	   "neighbours are not");
+	ok(vmras_registry_overlaps(r, 0x5ff000, 0x1001) && vmras_registry_overlaps(r, 0x600fff, 1) &&
+	   vmras_registry_overlaps(r, 0x400000, 0x400000),
+	   "ranges that reach into the page overlap it");
+	ok(!vmras_registry_overlaps(r, 0x5ff000, 0x1000) && !vmras_registry_overlaps(r, 0x601000, 0x100000) &&
+	   !vmras_registry_overlaps(r, 0x600000, 0),
+	   "ranges that end before it, start after it, or are empty do not");
 
 	p = page(0x600000, VMRAS_AR);
 	p.vcpu = 1;
@@ -61,6 +67,9 @@ int main(void)
 	vmras_registry_lookup(r, 0x7fffff, &got);
 	is_u64(got.size, 2 << 20, "lookup at the end of the huge page finds it");
 	is_int(got.reports, 3, "reports carried over");
+	ok(vmras_registry_overlaps(r, 0x7ff000, 0x2000) && vmras_registry_overlaps(r, 0x500000, 0x100001) &&
+	   !vmras_registry_overlaps(r, 0x800000, 0x1000) && !vmras_registry_overlaps(r, 0x500000, 0x100000),
+	   "overlap with the huge range: at either edge in, just outside out");
 	p = page(0x7ff000, VMRAS_AO);
 	vmras_registry_add(r, &p, &merged);
 	ok(merged, "a page inside a poisoned huge page merges into it");

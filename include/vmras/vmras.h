@@ -127,7 +127,7 @@ struct vmras_stats {
 	uint64_t uffd_unrouted;	/* faults on a range nobody owns (woken, reported) */
 	uint64_t fill_errors;	/* split fill: reads, maps, markers or frees that failed */
 	uint64_t reports_lost;	/* reports that could not be queued (no memory, shut down) */
-	uint64_t copies_refused;	/* safe copies of a page already known bad */
+	uint64_t copies_refused;	/* safe copies refused: their range held a known-bad page */
 };
 
 void vmras_policy_default(struct vmras_policy *p);
@@ -228,9 +228,12 @@ int vmras_vcpu_online(struct vmras *v, unsigned int vcpu, bool online);
 /* ---- VMM threads ---- */
 
 /*
- * Copy guest memory without dying on poison: -EHWPOISON (and an event)
- * instead of a fatal SIGBUS; -EFAULT if the range is not guest RAM. The
- * calling thread must not block SIGBUS.
+ * Copy guest memory without dying on poison: -EHWPOISON instead of a fatal
+ * SIGBUS (with an event when the poison was new; a range holding a page
+ * already known bad is refused untouched and counted in copies_refused);
+ * -EFAULT if the range is not guest RAM. After -EHWPOISON the destination
+ * holds unspecified bytes: copy a multi-page range again page by page to
+ * learn which page it was. The calling thread must not block SIGBUS.
  */
 int vmras_copy_from_guest(struct vmras *v, void *dst, uint64_t gpa, size_t len);
 /* The same for writes: -EHWPOISON for a poisoned page, nothing written there. */

@@ -201,6 +201,22 @@ bool vmras_registry_contains(struct vmras_registry *r, uint64_t gpa)
 	return vmras_registry_lookup(r, gpa, NULL) == 0;
 }
 
+bool vmras_registry_overlaps(struct vmras_registry *r, uint64_t gpa, uint64_t len)
+{
+	bool hit = false;
+
+	if (!len)
+		return false;
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->nlarge && !hit; i++)
+		hit = r->large[i].gpa < gpa + len && gpa < r->large[i].gpa + r->large[i].size;
+	/* Page by page through the hash, unless it is empty (the usual case). */
+	for (uint64_t a = gpa & ~(SMALL - 1); a < gpa + len && r->nsmall && !hit; a += SMALL)
+		hit = find(r, a) != NULL;
+	pthread_mutex_unlock(&r->lock);
+	return hit;
+}
+
 int vmras_registry_set_state(struct vmras_registry *r, uint64_t gpa, uint32_t bits)
 {
 	struct vmras_poison *e;

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <string.h>
 
 #include "internal.h"
@@ -28,16 +29,25 @@ static int safe_copy(struct vmras *v, uint64_t gpa, void *buf, size_t len, bool 
 	 * refusal is counted, not reported (a migration reads every bad page
 	 * each round; a report would also turn an AO's record into an AR's).
 	 */
-	for (uint64_t a = gpa & ~(SMALL_PAGE - 1); a < gpa + len; a += SMALL_PAGE)
-		if (vmras_registry_contains(v->registry, a)) {
-			VR_STAT_ADD(v, copies_refused, 1);
-			return -EHWPOISON;
-		}
+	if (vmras_registry_overlaps(v->registry, gpa, len)) {
+		VR_STAT_ADD(v, copies_refused, 1);
+		return -EHWPOISON;
+	}
 	pthread_rwlock_rdlock(&v->map_lock);
 	err = vr_thread_arm_copy(&jb);
 	if (err)
 		goto out;
-	if (sigsetjmp(jb, 1)) {
+	/*
+	 * Without saving the signal mask (a system call per copy): the jump
+	 * leaves the handler with SIGBUS blocked, the only signal its empty
+	 * sa_mask added, so unblocking it restores the mask of the copy.
+	 */
+	if (sigsetjmp(jb, 0)) {
+		sigset_t bus;
+
+		sigemptyset(&bus);
+		sigaddset(&bus, SIGBUS);
+		pthread_sigmask(SIG_UNBLOCK, &bus, NULL);
 		vr_thread_disarm_copy();
 		err = -EHWPOISON;
 		goto out;

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -164,21 +165,78 @@ static void release_slot(struct thread_facts *t)
 	__atomic_store_n(&t->tid, 0, __ATOMIC_RELEASE);
 }
 
+/*
+ * The calling thread's own slot, fast: the safe copy arms and disarms it
+ * for every copy, and a scan of all THREADS slots plus two gettid calls
+ * cost more than copying a page. A thread keeps the slot it claimed until
+ * it exits (the key's destructor), so its hint stays good; the hint is
+ * checked against the slot's tid, so one cleared or claimed by another
+ * thread since is never used. The handler does not use these (TLS of the
+ * initial-exec model is safe there, but the slow path is simpler to trust).
+ */
+static __thread __attribute__((tls_model("initial-exec"))) struct thread_facts *t_hint;
+static __thread __attribute__((tls_model("initial-exec"))) int32_t t_tid;
+static pthread_key_t g_slot_key;
+static pthread_once_t g_slot_once = PTHREAD_ONCE_INIT;
+static bool g_slot_key_ok;
+
+static void slot_exit(void *arg)
+{
+	struct thread_facts *t = arg;
+
+	/* Still ours (a clear may have given it to another thread since). */
+	if (t_tid && __atomic_load_n(&t->tid, __ATOMIC_ACQUIRE) == t_tid)
+		release_slot(t);
+}
+
+/* A forked child's only thread is not the thread its parent's cache named. */
+static void forget_tid_in_child(void)
+{
+	t_tid = 0;
+	t_hint = NULL;
+}
+
+static void slot_once(void)
+{
+	g_slot_key_ok = pthread_key_create(&g_slot_key, slot_exit) == 0;
+	(void)pthread_atfork(NULL, NULL, forget_tid_in_child);
+}
+
+static struct thread_facts *own_slot(bool claim)
+{
+	struct thread_facts *t = t_hint;
+
+	if (!t_tid) {
+		pthread_once(&g_slot_once, slot_once);
+		t_tid = vr_gettid();
+	}
+	if (t && __atomic_load_n(&t->tid, __ATOMIC_ACQUIRE) == t_tid)
+		return t;
+	t = thread_slot(t_tid, claim);
+	if (t && t != t_hint) {
+		t_hint = t;
+		/* Without the key, the slot goes back at disarm as it always did. */
+		if (g_slot_key_ok)
+			(void)pthread_setspecific(g_slot_key, t);
+	}
+	return t;
+}
+
 int vr_thread_set_vcpu(int vcpu)
 {
-	struct thread_facts *t = thread_slot(vr_gettid(), vcpu >= 0);
+	struct thread_facts *t = own_slot(vcpu >= 0);
 
 	if (!t)
 		return vcpu >= 0 ? -ENOSPC : 0;
 	t->vcpu = vcpu;
-	if (vcpu < 0 && !t->copy_jb)
+	if (vcpu < 0 && !g_slot_key_ok && !t->copy_jb)
 		release_slot(t);
 	return 0;
 }
 
 bool vr_thread_take_ar(uint64_t *hva, unsigned int *lsb, int *si_code)
 {
-	struct thread_facts *t = thread_slot(vr_gettid(), false);
+	struct thread_facts *t = own_slot(false);
 
 	if (!t || !t->ar_pending)
 		return false;
@@ -192,7 +250,7 @@ bool vr_thread_take_ar(uint64_t *hva, unsigned int *lsb, int *si_code)
 
 int vr_thread_arm_copy(sigjmp_buf *jb)
 {
-	struct thread_facts *t = thread_slot(vr_gettid(), true);
+	struct thread_facts *t = own_slot(true);
 
 	if (!t)
 		return -ENOSPC;
@@ -202,12 +260,12 @@ int vr_thread_arm_copy(sigjmp_buf *jb)
 
 void vr_thread_disarm_copy(void)
 {
-	struct thread_facts *t = thread_slot(vr_gettid(), false);
+	struct thread_facts *t = own_slot(false);
 
 	if (!t)
 		return;
 	t->copy_jb = NULL;
-	if (t->vcpu < 0 && !t->last_consumed)
+	if (!g_slot_key_ok && t->vcpu < 0 && !t->last_consumed)
 		release_slot(t);
 }
 
@@ -376,6 +434,7 @@ int vr_sigbus_install(struct vmras *v)
 				.sa_flags = SA_SIGINFO | SA_ONSTACK };
 	struct vmras *expected = NULL;
 
+	/* Empty: the safe copy, jumping out, unblocks SIGBUS alone to restore its mask. */
 	sigemptyset(&sa.sa_mask);
 	if (!__atomic_compare_exchange_n(&g_vmras, &expected, v, false, __ATOMIC_SEQ_CST,
 					 __ATOMIC_SEQ_CST))
