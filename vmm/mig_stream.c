@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@
 #define RBUF_SIZE (64 * 1024)
 /* One write(2) at most this big, so a cancelled file write stops soon. */
 #define WRITE_CHUNK (8u << 20)
+#define DIRECT_WRITE (64 * 1024)	/* writes this large skip the buffer */
 
 _Static_assert(sizeof(MIG_MAGIC) - 1 == 8, "the magic fills 8 bytes");
 
@@ -497,22 +499,38 @@ static bool cancelled(const struct mig_stream *s)
 	return atomic_load(&((struct mig_stream *)s)->cancelled);
 }
 
-/* All of buf out: 0 or -errno (-ECANCELED once mig_cancel was called). */
-static int out_write_all(struct mig_stream *s, const void *buf, size_t n)
+/*
+ * All of iov[0..cnt) out (it is consumed): 0 or -errno (-ECANCELED once
+ * mig_cancel was called). At most WRITE_CHUNK a call, so a cancelled file
+ * write stops soon.
+ */
+static int out_writev(struct mig_stream *s, struct iovec *iov, int cnt)
 {
-	const unsigned char *p = buf;
-
-	while (n) {
-		size_t k = n < WRITE_CHUNK ? n : WRITE_CHUNK;
+	for (;;) {
+		struct iovec v[2];
+		size_t left = WRITE_CHUNK, done;
+		int k = 0;
 		ssize_t r;
 
+		while (cnt && !iov->iov_len) {
+			iov++;
+			cnt--;
+		}
+		if (!cnt)
+			return 0;
+		for (int i = 0; i < cnt && k < 2 && left; i++, k++) {
+			v[k].iov_base = iov[i].iov_base;
+			v[k].iov_len = iov[i].iov_len < left ? iov[i].iov_len : left;
+			left -= v[k].iov_len;
+		}
 		if (cancelled(s))
 			return -ECANCELED;
 		/* MSG_NOSIGNAL: a dead peer is -EPIPE, not SIGPIPE. */
 		if (s->is_socket)
-			r = send(s->fd, p, k, MSG_NOSIGNAL);
+			r = sendmsg(s->fd, &(struct msghdr){ .msg_iov = v, .msg_iovlen = (size_t)k },
+				    MSG_NOSIGNAL);
 		else
-			r = write(s->fd, p, k);
+			r = writev(s->fd, v, k);
 		if (r < 0) {
 			int err = -errno;
 
@@ -522,11 +540,21 @@ static int out_write_all(struct mig_stream *s, const void *buf, size_t n)
 		}
 		if (!r)
 			return cancelled(s) ? -ECANCELED : -EIO;
-		p += r;
-		n -= (size_t)r;
 		s->sent += (uint64_t)r;
+		for (done = (size_t)r; cnt && done >= iov->iov_len; iov++, cnt--)
+			done -= iov->iov_len;
+		if (cnt) {
+			iov->iov_base = (char *)iov->iov_base + done;
+			iov->iov_len -= done;
+		}
 	}
-	return 0;
+}
+
+static int out_write_all(struct mig_stream *s, const void *buf, size_t n)
+{
+	struct iovec v = { .iov_base = (void *)buf, .iov_len = n };
+
+	return out_writev(s, &v, 1);
 }
 
 static int out_flush(struct mig_stream *s)
@@ -546,15 +574,20 @@ static int out_put(struct mig_stream *s, const void *buf, size_t n)
 	const unsigned char *p = buf;
 	int r;
 
+	/* Large: straight from the caller's memory, behind what is buffered. */
+	if (n >= DIRECT_WRITE) {
+		struct iovec v[2] = { { s->wbuf, s->wlen }, { (void *)p, n } };
+
+		r = out_writev(s, v, 2);
+		if (!r) {
+			s->wlen = 0;
+			s->out_off += n;
+		}
+		return r;
+	}
 	while (n) {
 		size_t k;
 
-		if (!s->wlen && n >= WBUF_SIZE) {
-			r = out_write_all(s, p, n);
-			if (!r)
-				s->out_off += n;
-			return r;
-		}
 		if (!s->wbuf) {
 			s->wbuf = malloc(WBUF_SIZE);
 			if (!s->wbuf)
@@ -609,8 +642,13 @@ static int in_read(struct mig_stream *s, void *buf, size_t n, size_t *got)
 				return -ENOMEM;
 			s->rdata = s->rbuf;
 		}
+		/* Large: straight into the caller's memory, what follows into rbuf. */
 		direct = want >= RBUF_SIZE;
-		r = read(s->fd, direct ? p + *got : s->rbuf, direct ? want : RBUF_SIZE);
+		if (direct)
+			r = readv(s->fd, (struct iovec[2]){ { p + *got, want }, { s->rbuf, RBUF_SIZE } },
+				  2);
+		else
+			r = read(s->fd, s->rbuf, RBUF_SIZE);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
@@ -619,8 +657,12 @@ static int in_read(struct mig_stream *s, void *buf, size_t n, size_t *got)
 			return cancelled(s) ? -ECANCELED : err;
 		}
 		if (direct) {
-			*got += (size_t)r;
-			s->in_off += (uint64_t)r;
+			size_t k = (size_t)r < want ? (size_t)r : want;
+
+			*got += k;
+			s->in_off += k;
+			s->rpos = 0;
+			s->rlen = (size_t)r - k;
 		} else {
 			s->rpos = 0;
 			s->rlen = (size_t)r;
