@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +19,9 @@
 #include "x86_state.h"
 
 #define PAGE 4096ULL
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23	/* Linux 5.14 */
+#endif
 #define BATCH 256		/* pages per RAM section */
 #define MAX_ITERATIONS 30	/* then stop and send the rest whatever its size */
 #define DOWNTIME_DEFAULT_MS 300
@@ -471,6 +475,53 @@ static int commit_file(struct mig_stream *s, const char *partial, const char *pa
 	return 0;
 }
 
+/* How many pages from p on are set in bm, up to max. */
+static unsigned int dirty_run(const uint64_t *bm, uint64_t p, uint64_t npages, unsigned int max)
+{
+	unsigned int n = 0;
+
+	while (n < max && p + n < npages && (bm[(p + n) / 64] & (1ULL << ((p + n) % 64))))
+		n++;
+	return n;
+}
+
+/*
+ * Pages [p, p + run) into data, safely, in one copy (a run that meets a
+ * bad page goes again page by page); their list words into words, the
+ * data pages packed at the front of data. Returns how many data pages.
+ */
+static int read_run(struct vmm *vm, uint64_t p, unsigned int run, unsigned char *data,
+		    unsigned char *words, unsigned int *npoison, unsigned int *nzero,
+		    struct vmm_error *e)
+{
+	int cr = vmras_copy_from_guest(vm->ras, data, p * PAGE, run * PAGE);
+	unsigned int ndata = 0;
+
+	if (cr && cr != -EHWPOISON)
+		return vmm_fail(e, cr, "read guest pages 0x%" PRIx64 "-0x%" PRIx64,
+				(uint64_t)(p * PAGE), (uint64_t)((p + run) * PAGE - 1));
+	for (unsigned int i = 0; i < run; i++) {
+		unsigned char *dst = data + ndata * PAGE;
+		const unsigned char *src = data + i * PAGE;
+		int kind;
+
+		if (cr) {
+			kind = read_page(vm, (p + i) * PAGE, dst, e);
+			if (kind < 0)
+				return kind;
+		} else {
+			kind = all_zero(src) ? PG_ZERO : PG_DATA;
+			if (kind == PG_DATA && dst != src)
+				memmove(dst, src, PAGE);
+		}
+		put(words + i * 8, (p + i) * PAGE | (uint64_t)kind, 8);
+		ndata += kind == PG_DATA;
+		*npoison += kind == PG_POISONED;
+		*nzero += kind == PG_ZERO;
+	}
+	return (int)ndata;
+}
+
 /*
  * Send the pages set in bm as RAM sections (and clear them); with
  * throttle, at max-bandwidth. A destination that speaks before the end
@@ -480,46 +531,52 @@ static int send_pages(struct vmm *vm, struct mig_stream *s, uint64_t *bm, bool t
 		      struct vmm_error *e)
 {
 	struct vmm_migration *m = &vm->mig;
-	unsigned char *sec = malloc(section_max(SEC_RAM));
+	unsigned char *list = malloc(8 + BATCH * 8), *data = malloc(BATCH * PAGE);
 	uint64_t p = 0;
 	int r = 0;
 
-	if (!sec)
-		return vmm_fail(e, -ENOMEM, "allocate a RAM section");
+	if (!list || !data) {
+		r = vmm_fail(e, -ENOMEM, "allocate a RAM section");
+		goto out;
+	}
 	while (!r && p < m->npages) {
-		unsigned int n = 0, npoison = 0, nzero = 0;
-		size_t data = 8 + BATCH * 8, datapages = 0;
+		unsigned int n = 0, npoison = 0, nzero = 0, datapages = 0;
 
-		for (; p < m->npages && n < BATCH; p++) {
-			int kind;
+		while (p < m->npages && n < BATCH) {
+			unsigned int run;
 
-			if (!(bm[p / 64] & (1ULL << (p % 64))))
+			if (!bm[p / 64]) {
+				p = (p / 64 + 1) * 64;
 				continue;
-			bm[p / 64] &= ~(1ULL << (p % 64));
-			kind = read_page(vm, p * PAGE, sec + data + datapages * PAGE, e);
-			if (kind < 0) {
-				r = kind;
-				break;
 			}
-			put(sec + 8 + n * 8, p * PAGE | (uint64_t)kind, 8);
-			n++;
-			datapages += kind == PG_DATA;
-			npoison += kind == PG_POISONED;
-			nzero += kind == PG_ZERO;
+			run = dirty_run(bm, p, m->npages, BATCH - n);
+			if (!run) {
+				p++;
+				continue;
+			}
+			r = read_run(vm, p, run, data + datapages * PAGE, list + 8 + n * 8, &npoison,
+				     &nzero, e);
+			if (r < 0)
+				break;
+			datapages += (unsigned int)r;
+			r = 0;
+			for (unsigned int i = 0; i < run; i++, p++)
+				bm[p / 64] &= ~(1ULL << (p % 64));
+			n += run;
 		}
 		if (r || !n)
 			break;
-		put(sec, n, 4);
-		put(sec + 4, 0, 4);
-		/* The page list, then the data, without the unused list slots. */
-		memmove(sec + 8 + n * 8, sec + data, datapages * PAGE);
-		r = mig_write_section(s, SEC_RAM, 0, sec, 8 + n * 8 + datapages * PAGE, e);
+		put(list, n, 4);
+		put(list + 4, 0, 4);
+		r = mig_section_begin(s, SEC_RAM, 0, 8 + n * 8 + (uint64_t)datapages * PAGE, e) ?:
+		    mig_section_data(s, list, 8 + n * 8, e) ?:
+		    mig_section_data(s, data, (size_t)datapages * PAGE, e) ?: mig_section_end(s, e);
 		pthread_mutex_lock(&m->lock);
 		if (!r) {
 			m->pages += n;
 			m->poisoned += npoison;
 			m->zero_pages += nzero;
-			m->data_bytes += datapages * PAGE;
+			m->data_bytes += (uint64_t)datapages * PAGE;
 			m->remaining -= m->remaining < n * PAGE ? m->remaining : n * PAGE;
 		}
 		m->transferred = mig_bytes(s);
@@ -530,7 +587,9 @@ static int send_pages(struct vmm *vm, struct mig_stream *s, uint64_t *bm, bool t
 		if (!r && throttled)
 			throttle(vm, s);
 	}
-	free(sec);
+out:
+	free(list);
+	free(data);
 	return r;
 }
 
@@ -1004,6 +1063,29 @@ static int store_page(struct incoming *in, uint64_t gpa, const unsigned char *da
 	return 0;
 }
 
+/*
+ * A run of data pages at consecutive addresses: one safe copy, or page by
+ * page when it meets a bad page (which store_page then poisons).
+ */
+static int store_run(struct incoming *in, uint64_t gpa, const unsigned char *data, uint64_t run,
+		     unsigned int kind, struct vmm_error *e)
+{
+	int r = run > 1 ? vmras_copy_to_guest(in->vm->ras, gpa, data, run * PAGE) : -EHWPOISON;
+
+	if (!r) {
+		for (uint64_t k = 0; k < run; k++)
+			note_page(in, gpa + k * PAGE, kind);
+		return 0;
+	}
+	if (r != -EHWPOISON)
+		return vmm_fail(e, r, "load guest pages 0x%" PRIx64 "-0x%" PRIx64, gpa,
+				(uint64_t)(gpa + run * PAGE - 1));
+	r = 0;
+	for (uint64_t k = 0; k < run && !r; k++)
+		r = store_page(in, gpa + k * PAGE, data ? data + k * PAGE : NULL, kind, e);
+	return r;
+}
+
 /* After the end section: the stream had everything this VM needs. */
 static int check_complete(struct incoming *in, struct vmm_error *e)
 {
@@ -1056,11 +1138,15 @@ static int load_ram(struct incoming *in, const struct mig_section *sec, struct v
 		goto out;
 	}
 	off = 8 + n * 8;
-	for (uint64_t i = 0; i < n && !r; i++) {
+	for (uint64_t i = 0, run; i < n && !r; i += run) {
 		uint64_t w = get(p + 8 + i * 8, 8), kind = w & (PAGE - 1), gpa = w & ~(PAGE - 1);
 
-		r = store_page(in, gpa, kind == PG_DATA ? p + off : NULL, (unsigned int)kind, e);
-		off += kind == PG_DATA ? PAGE : 0;
+		/* Data pages at consecutive addresses: one copy for the run. */
+		for (run = 1; kind == PG_DATA && i + run < n &&
+			      get(p + 8 + (i + run) * 8, 8) == ((gpa + run * PAGE) | PG_DATA); run++)
+			;
+		r = store_run(in, gpa, kind == PG_DATA ? p + off : NULL, run, (unsigned int)kind, e);
+		off += kind == PG_DATA ? run * PAGE : 0;
 	}
 out:
 	free(p);
@@ -1242,6 +1328,13 @@ int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 	set_incoming(vm, true);
 	if (!in.poisoned || !in.present || !in.vcpus_loaded)
 		r = vmm_fail(e, -ENOMEM, "allocate the incoming page maps");
+	/*
+	 * Every page will be written: fault all of RAM in while waiting for
+	 * the source, not one page per copy on the stream's path. Best effort
+	 * (older kernels, a short huge page pool: the copies fault instead).
+	 */
+	if (!r)
+		(void)madvise(vm->ram.hva, vm->ram.size, MADV_POPULATE_WRITE);
 	if (!r)
 		r = mig_open_incoming(uri, -1, &vm->mig.cancel_flag, &in.s, e);
 	if (!r) {
