@@ -161,6 +161,24 @@ static void test_safe_copy(void)
 	ok(wait_for(registry_count, before + 1, 10), "the copy's SIGBUS became a registry entry");
 	is_int(vmras_copy_from_guest(ras, buf, bad, 8), -EHWPOISON,
 	       "a known poisoned page is refused without touching it");
+	/* Many pages at once: the copy names the bad page it met or knew. */
+	{
+		uint64_t run = clean - 8 * 4096, hit = 0;
+		static char big[4 * 4096];
+
+		is_int(vmras_inject(ras, run + 2 * 4096, VMRAS_AO, -1, false), 0,
+		       "poison the third page of a four-page run without a report");
+		is_int(vmras_copy_from_guest_at(ras, big, run, sizeof(big), &hit), -EHWPOISON,
+		       "a four-page copy meets it: -EHWPOISON");
+		is_u64(hit, run + 2 * 4096, "and names the page it met");
+		ok(wait_for(registry_count, before + 2, 10), "which became a registry entry");
+		hit = 0;
+		is_int(vmras_copy_to_guest_at(ras, run, big, sizeof(big), &hit), -EHWPOISON,
+		       "a four-page write over the known page is refused");
+		is_u64(hit, run + 2 * 4096, "and names the known page");
+		is_int(vmras_copy_from_guest_at(ras, big, run, 2 * 4096, &hit), 0,
+		       "the pages before it copy cleanly");
+	}
 	/* A copying thread holds a slot until it exits: more threads than slots. */
 	for (int i = 0; i < 1500; i++) {
 		void *rc;

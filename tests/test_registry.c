@@ -18,6 +18,7 @@ int main(void)
 	struct vmras_poison p, got, snap[8];
 	bool merged;
 	size_t n;
+	uint64_t first = 0;
 	int bad = 0;
 
 	if (!is_int(vmras_registry_new(&r), 0, "new"))
@@ -29,11 +30,15 @@ int main(void)
 	   "every byte of the page is poisoned");
 	ok(!vmras_registry_contains(r, 0x601000) && !vmras_registry_contains(r, 0x5fffff),
 	   "neighbours are not");
-	ok(vmras_registry_overlaps(r, 0x5ff000, 0x1001) && vmras_registry_overlaps(r, 0x600fff, 1) &&
-	   vmras_registry_overlaps(r, 0x400000, 0x400000),
+	ok(vmras_registry_overlaps(r, 0x5ff000, 0x1001, &first) && first == 0x600000 &&
+	   vmras_registry_overlaps(r, 0x600fff, 1, &first) && first == 0x600fff &&
+	   vmras_registry_overlaps(r, 0x400000, 0x400000, NULL) &&
+	   vmras_registry_overlaps(r, 0x500000, UINT64_MAX, &first) && first == 0x600000 &&
+	   !vmras_registry_overlaps(r, 0x601000, UINT64_MAX, NULL),
 	   "ranges that reach into the page overlap it");
-	ok(!vmras_registry_overlaps(r, 0x5ff000, 0x1000) && !vmras_registry_overlaps(r, 0x601000, 0x100000) &&
-	   !vmras_registry_overlaps(r, 0x600000, 0),
+	ok(!vmras_registry_overlaps(r, 0x5ff000, 0x1000, NULL) &&
+	   !vmras_registry_overlaps(r, 0x601000, 0x100000, NULL) &&
+	   !vmras_registry_overlaps(r, 0x600000, 0, NULL),
 	   "ranges that end before it, start after it, or are empty do not");
 
 	p = page(0x600000, VMRAS_AR);
@@ -67,8 +72,10 @@ int main(void)
 	vmras_registry_lookup(r, 0x7fffff, &got);
 	is_u64(got.size, 2 << 20, "lookup at the end of the huge page finds it");
 	is_int(got.reports, 3, "reports carried over");
-	ok(vmras_registry_overlaps(r, 0x7ff000, 0x2000) && vmras_registry_overlaps(r, 0x500000, 0x100001) &&
-	   !vmras_registry_overlaps(r, 0x800000, 0x1000) && !vmras_registry_overlaps(r, 0x500000, 0x100000),
+	ok(vmras_registry_overlaps(r, 0x7ff000, 0x2000, &first) && first == 0x7ff000 &&
+	   vmras_registry_overlaps(r, 0x500000, 0x100001, &first) && first == 0x600000 &&
+	   !vmras_registry_overlaps(r, 0x800000, 0x1000, NULL) &&
+	   !vmras_registry_overlaps(r, 0x500000, 0x100000, NULL),
 	   "overlap with the huge range: at either edge in, just outside out");
 	p = page(0x7ff000, VMRAS_AO);
 	vmras_registry_add(r, &p, &merged);
@@ -87,6 +94,10 @@ int main(void)
 		    vmras_registry_contains(r, 0x10000000 + i * 8192 + 4096))
 			bad++;
 	is_int(bad, 0, "every one found, every gap between them clean");
+	ok(vmras_registry_overlaps(r, 0x10001000, 1ULL << 40, &first) && first == 0x10002000 &&
+	   vmras_registry_overlaps(r, 0x10002800, 1ULL << 40, &first) && first == 0x10002800 &&
+	   !vmras_registry_overlaps(r, 0x10000000 + 10000 * 8192, 1ULL << 40, NULL),
+	   "a range of more pages than the hash has slots finds the lowest entry in it");
 	/* A huge page added after thousands of small entries (the rebuild path). */
 	p = (struct vmras_poison){ .gpa = 0x10000000, .size = 2 << 20, .kind = VMRAS_AO,
 				   .state = VMRAS_PS_REPORTED, .vcpu = -1 };

@@ -48,8 +48,12 @@ int vmras_registry_add(struct vmras_registry *r, const struct vmras_poison *p,
 /* The entry covering gpa (copied to *out if out), else -ENOENT. */
 int vmras_registry_lookup(struct vmras_registry *r, uint64_t gpa, struct vmras_poison *out);
 bool vmras_registry_contains(struct vmras_registry *r, uint64_t gpa);
-/* Whether any bad range meets [gpa, gpa + len): one lock for the whole range. */
-bool vmras_registry_overlaps(struct vmras_registry *r, uint64_t gpa, uint64_t len);
+/*
+ * Whether any bad range meets [gpa, gpa + len), under one lock; if so and
+ * first is not NULL, *first is the lowest bad address in the range.
+ */
+bool vmras_registry_overlaps(struct vmras_registry *r, uint64_t gpa, uint64_t len,
+			     uint64_t *first);
 /* OR state bits into the entry covering gpa. */
 int vmras_registry_set_state(struct vmras_registry *r, uint64_t gpa, uint32_t bits);
 /* Drop every entry (a guest reset gives fresh memory). */

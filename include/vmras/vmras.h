@@ -238,6 +238,17 @@ int vmras_vcpu_online(struct vmras *v, unsigned int vcpu, bool online);
 int vmras_copy_from_guest(struct vmras *v, void *dst, uint64_t gpa, size_t len);
 /* The same for writes: -EHWPOISON for a poisoned page, nothing written there. */
 int vmras_copy_to_guest(struct vmras *v, uint64_t gpa, const void *src, size_t len);
+/*
+ * The same, and on -EHWPOISON *bad_gpa is the 4 KiB page the copy was
+ * refused for or met poison in (the lowest known bad page; the page that
+ * faulted). memcpy's order is not defined, so other pages of the range
+ * may be unread and bad too: a caller moving many pages copies the pages
+ * before and after *bad_gpa again, and never touches *bad_gpa twice.
+ */
+int vmras_copy_from_guest_at(struct vmras *v, void *dst, uint64_t gpa, size_t len,
+			     uint64_t *bad_gpa);
+int vmras_copy_to_guest_at(struct vmras *v, uint64_t gpa, const void *src, size_t len,
+			   uint64_t *bad_gpa);
 
 /*
  * Stand in for the hardware: poison the page for real, then deliver the

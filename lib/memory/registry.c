@@ -201,20 +201,48 @@ bool vmras_registry_contains(struct vmras_registry *r, uint64_t gpa)
 	return vmras_registry_lookup(r, gpa, NULL) == 0;
 }
 
-bool vmras_registry_overlaps(struct vmras_registry *r, uint64_t gpa, uint64_t len)
+bool vmras_registry_overlaps(struct vmras_registry *r, uint64_t gpa, uint64_t len,
+			     uint64_t *first)
 {
-	bool hit = false;
+	uint64_t end = gpa + len < gpa ? UINT64_MAX : gpa + len, low = UINT64_MAX;
 
 	if (!len)
 		return false;
 	pthread_mutex_lock(&r->lock);
-	for (size_t i = 0; i < r->nlarge && !hit; i++)
-		hit = r->large[i].gpa < gpa + len && gpa < r->large[i].gpa + r->large[i].size;
-	/* Page by page through the hash, unless it is empty (the usual case). */
-	for (uint64_t a = gpa & ~(SMALL - 1); a < gpa + len && r->nsmall && !hit; a += SMALL)
-		hit = find(r, a) != NULL;
+	for (size_t i = 0; i < r->nlarge; i++) {
+		const struct vmras_poison *e = &r->large[i];
+
+		if (e->gpa < end && gpa < e->gpa + e->size && (e->gpa > gpa ? e->gpa : gpa) < low)
+			low = e->gpa > gpa ? e->gpa : gpa;
+	}
+	/* A range of more pages than the hash has slots: look at every slot. */
+	if (r->nsmall && (end - gpa) / SMALL > r->nslots) {
+		for (size_t i = 0; i < r->nslots; i++) {
+			uint64_t a = r->slots[i].gpa;
+
+			if (a != EMPTY && a + SMALL > gpa && a < end && (a > gpa ? a : gpa) < low)
+				low = a > gpa ? a : gpa;
+		}
+		goto out;
+	}
+	/* Page by page through the hash (unless it is empty, the usual case). */
+	for (uint64_t a = gpa & ~(SMALL - 1); a < end && a < low && r->nsmall; a += SMALL) {
+		size_t mask = r->nslots - 1;
+		bool hit = false;
+
+		for (size_t h = hash(a / SMALL, mask); r->slots[h].gpa != EMPTY && !hit;
+		     h = (h + 1) & mask)
+			hit = r->slots[h].gpa == a;
+		if (hit)
+			low = a > gpa ? a : gpa;
+		if (a + SMALL < a)
+			break;
+	}
+out:
 	pthread_mutex_unlock(&r->lock);
-	return hit;
+	if (low != UINT64_MAX && first)
+		*first = low;
+	return low != UINT64_MAX;
 }
 
 int vmras_registry_set_state(struct vmras_registry *r, uint64_t gpa, uint32_t bits)

@@ -51,8 +51,10 @@ struct thread_facts {
 	unsigned int ar_lsb;
 	int ar_code;
 	uint64_t last_consumed;	/* to tell a re-executing fault from a sent signal */
-	uint64_t last_consumed_ns;
+	uint64_t last_consumed_ns;	/* CLOCK_MONOTONIC */
 	sigjmp_buf *volatile copy_jb;
+	uint64_t copy_lo, copy_len;	/* the armed copy's guest RAM (hva) */
+	uint64_t copy_fault;	/* where the jump came from */
 };
 
 static struct vmras *g_vmras;		/* one per process: it owns SIGBUS */
@@ -154,6 +156,7 @@ static struct thread_facts *thread_slot(int32_t tid, bool claim)
 			t->ar_pending = 0;
 			t->last_consumed = 0;
 			t->copy_jb = NULL;
+			t->copy_fault = 0;
 			return t;
 		}
 	}
@@ -171,35 +174,48 @@ static void release_slot(struct thread_facts *t)
  * cost more than copying a page. A thread keeps the slot it claimed until
  * it exits (the key's destructor), so its hint stays good; the hint is
  * checked against the slot's tid, so one cleared or claimed by another
- * thread since is never used. The handler does not use these (TLS of the
- * initial-exec model is safe there, but the slow path is simpler to trust).
+ * thread since is never used. The handler never reads this TLS (a
+ * dlopen()ed library's TLS may be allocated lazily). A thread holds its
+ * slot while it lives: THREADS bounds the threads that ever ran a vCPU or
+ * a safe copy and are still alive.
  */
-static __thread __attribute__((tls_model("initial-exec"))) struct thread_facts *t_hint;
-static __thread __attribute__((tls_model("initial-exec"))) int32_t t_tid;
+static __thread struct thread_facts *t_hint;
+static __thread int32_t t_tid;
 static pthread_key_t g_slot_key;
 static pthread_once_t g_slot_once = PTHREAD_ONCE_INIT;
 static bool g_slot_key_ok;
 
-static void slot_exit(void *arg)
+/* Give the slot back if it is still tid's (a clear may have given it away). */
+static void release_own(struct thread_facts *t, int32_t tid)
 {
-	struct thread_facts *t = arg;
-
-	/* Still ours (a clear may have given it to another thread since). */
-	if (t_tid && __atomic_load_n(&t->tid, __ATOMIC_ACQUIRE) == t_tid)
-		release_slot(t);
+	__atomic_compare_exchange_n(&t->tid, &tid, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 }
 
-/* A forked child's only thread is not the thread its parent's cache named. */
-static void forget_tid_in_child(void)
+static void slot_exit(void *arg)
+{
+	if (t_tid)
+		release_own(arg, t_tid);
+}
+
+/* A forked child has one thread, and it is not the one the caches name. */
+static void forget_threads_in_child(void)
 {
 	t_tid = 0;
 	t_hint = NULL;
+	vr_threads_clear();
 }
 
 static void slot_once(void)
 {
 	g_slot_key_ok = pthread_key_create(&g_slot_key, slot_exit) == 0;
-	(void)pthread_atfork(NULL, NULL, forget_tid_in_child);
+	(void)pthread_atfork(NULL, NULL, forget_threads_in_child);
+}
+
+/* Unloaded (dlclose): no destructor may point into unmapped code. */
+__attribute__((destructor)) static void slot_key_delete(void)
+{
+	if (g_slot_key_ok)
+		pthread_key_delete(g_slot_key);
 }
 
 static struct thread_facts *own_slot(bool claim)
@@ -230,7 +246,7 @@ int vr_thread_set_vcpu(int vcpu)
 		return vcpu >= 0 ? -ENOSPC : 0;
 	t->vcpu = vcpu;
 	if (vcpu < 0 && !g_slot_key_ok && !t->copy_jb)
-		release_slot(t);
+		release_own(t, t_tid);
 	return 0;
 }
 
@@ -248,25 +264,31 @@ bool vr_thread_take_ar(uint64_t *hva, unsigned int *lsb, int *si_code)
 	return true;
 }
 
-int vr_thread_arm_copy(sigjmp_buf *jb)
+int vr_thread_arm_copy(sigjmp_buf *jb, const void *ram, size_t len)
 {
 	struct thread_facts *t = own_slot(true);
 
 	if (!t)
 		return -ENOSPC;
-	t->copy_jb = jb;
+	t->copy_lo = (uintptr_t)ram;
+	t->copy_len = len;
+	t->copy_fault = 0;
+	__atomic_store_n(&t->copy_jb, jb, __ATOMIC_RELEASE);
 	return 0;
 }
 
-void vr_thread_disarm_copy(void)
+uint64_t vr_thread_disarm_copy(void)
 {
 	struct thread_facts *t = own_slot(false);
+	uint64_t fault;
 
 	if (!t)
-		return;
+		return 0;
 	t->copy_jb = NULL;
+	fault = t->copy_fault;
 	if (!g_slot_key_ok && t->vcpu < 0 && !t->last_consumed)
-		release_slot(t);
+		release_own(t, t_tid);
+	return fault;
 }
 
 void vr_threads_clear(void)
@@ -355,6 +377,7 @@ static bool handle(struct vmras *v, int sig, siginfo_t *si, void *uc)
 		.addr = addr,
 		.time_ns = vr_now_ns(),
 	};
+	uint64_t mono = vr_mono_ns();
 	struct thread_facts *t;
 
 	/*
@@ -369,16 +392,18 @@ static bool handle(struct vmras *v, int sig, siginfo_t *si, void *uc)
 		return true;
 	}
 	t = thread_slot(c.tid, true);
-	if (t && t->copy_jb) {
+	/* The armed copy's own access: not a fault elsewhere on this thread. */
+	if (t && t->copy_jb && addr - t->copy_lo < t->copy_len) {
 		sigjmp_buf *jb = t->copy_jb;
 
 		c.from_copy = true;
 		push(v, &c);
 		t->copy_jb = NULL;
+		t->copy_fault = addr;
 		__atomic_fetch_sub(&g_in_handler, 1, __ATOMIC_SEQ_CST);
 		siglongjmp(*jb, 1);
 	}
-	if (!t || (t->last_consumed == addr && c.time_ns - t->last_consumed_ns < REFAULT_NS)) {
+	if (!t || (t->last_consumed == addr && mono - t->last_consumed_ns < REFAULT_NS)) {
 		/*
 		 * The same address again at once, not taken in between: an
 		 * access re-executing outside the safe copy (or a thread we
@@ -389,7 +414,7 @@ static bool handle(struct vmras *v, int sig, siginfo_t *si, void *uc)
 		return true;
 	}
 	t->last_consumed = addr;
-	t->last_consumed_ns = c.time_ns;
+	t->last_consumed_ns = mono;
 	if (t->vcpu >= 0) {
 		/* KVM's AR for this vCPU: vmras_vcpu_exit takes it from here. */
 		if (t->ar_pending && t->ar_hva != addr) {

@@ -4,7 +4,8 @@
  * its lock-free ring, and the per-thread facts the handler needs (which
  * vCPU a thread runs, its pending AR, its armed safe copy). Per-thread
  * facts live in a table keyed by thread id, not in TLS: a dlopen()ed
- * library's TLS may be allocated lazily, which no handler may trigger.
+ * library's TLS may be allocated lazily, which no handler may trigger
+ * (threads find their own slot through a TLS hint, outside the handler).
  */
 #ifndef VMRAS_LIB_SOURCES_H
 #define VMRAS_LIB_SOURCES_H
@@ -41,9 +42,13 @@ void vr_sigbus_uninstall(struct vmras *v);
 int vr_thread_set_vcpu(int vcpu);
 /* This thread's pending AR, from a SIGBUS while it ran a vCPU. */
 bool vr_thread_take_ar(uint64_t *hva, unsigned int *lsb, int *si_code);
-/* For the safe copy: arm / disarm this thread's recovery point. */
-int vr_thread_arm_copy(sigjmp_buf *jb);
-void vr_thread_disarm_copy(void);
+/*
+ * For the safe copy: arm this thread's recovery point for consumed poison
+ * in [ram, ram + len) (jb filled already); disarm returns where a jump
+ * came from (0: none).
+ */
+int vr_thread_arm_copy(sigjmp_buf *jb, const void *ram, size_t len);
+uint64_t vr_thread_disarm_copy(void);
 /* Forget every thread (the context goes away). */
 void vr_threads_clear(void);
 
