@@ -230,6 +230,16 @@ static bool open_cancelled(const atomic_bool *cancel)
 	return cancel && atomic_load(cancel);
 }
 
+/* Set or clear O_NONBLOCK: 0 or -errno. */
+static int set_nonblock(int fd, bool on)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
 static int connect_fd(int fd, const struct sockaddr *sa, socklen_t len, const atomic_bool *cancel)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
@@ -237,8 +247,9 @@ static int connect_fd(int fd, const struct sockaddr *sa, socklen_t len, const at
 	int err, n;
 
 	/* Non-blocking: a peer that never answers must not hold a cancel up. */
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
-		return -errno;
+	err = set_nonblock(fd, true);
+	if (err)
+		return err;
 	/* A unix listener with a full backlog says EAGAIN at once: ask again, 10 s at most. */
 	for (int tries = 0; connect(fd, sa, len) < 0; tries++) {
 		if (errno == EINTR || errno == EINPROGRESS)
@@ -264,9 +275,7 @@ wait:
 		return -err;
 blocking:
 	/* The stream itself blocks (cancel shuts the socket down). */
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
-		return -errno;
-	return 0;
+	return set_nonblock(fd, false);
 }
 
 static int tcp_connect(const struct mig_uri *u, const char *uri, const atomic_bool *cancel,
@@ -721,13 +730,15 @@ static int read_preamble(struct mig_stream *s, struct vmm_error *e)
 static int regular_file(int fd, const char *path, struct vmm_error *e)
 {
 	struct stat st;
+	int err;
 
 	if (fstat(fd, &st) < 0)
 		return vmm_fail(e, -errno, "stat migration file %s", path);
 	if (!S_ISREG(st.st_mode))
 		return vmm_failf(e, -EINVAL, "migration file %s is not a regular file", path);
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
-		return vmm_fail(e, -errno, "open migration file %s", path);
+	err = set_nonblock(fd, false);
+	if (err)
+		return vmm_fail(e, err, "open migration file %s", path);
 	return 0;
 }
 

@@ -486,38 +486,60 @@ static unsigned int dirty_run(const uint64_t *bm, uint64_t p, uint64_t npages, u
 }
 
 /*
- * Pages [p, p + run) into data, safely, in one copy (a run that meets a
- * bad page goes again page by page); their list words into words, the
- * data pages packed at the front of data. Returns how many data pages.
+ * Pages [p, p + n) into data (page i at data + i pages), safely, in one
+ * copy; a page the copy meets bad is marked so in kinds, and the pages on
+ * either side go again (the bad page is never touched twice).
+ */
+static int read_range(struct vmm *vm, uint64_t p, uint64_t n, unsigned char *data,
+		      unsigned char *kinds, struct vmm_error *e)
+{
+	while (n) {
+		uint64_t bad = 0, b;
+		int r = vmras_copy_from_guest_at(vm->ras, data, p * PAGE, n * PAGE, &bad);
+
+		if (!r) {
+			for (uint64_t i = 0; i < n; i++)
+				kinds[i] = all_zero(data + i * PAGE) ? PG_ZERO : PG_DATA;
+			return 0;
+		}
+		b = bad / PAGE - p;
+		if (r != -EHWPOISON || bad / PAGE < p || b >= n)
+			return vmm_fail(e, r == -EHWPOISON ? -EIO : r, "read guest pages 0x%" PRIx64
+					"-0x%" PRIx64, (uint64_t)(p * PAGE),
+					(uint64_t)((p + n) * PAGE - 1));
+		kinds[b] = PG_POISONED;
+		r = read_range(vm, p, b, data, kinds, e);
+		if (r)
+			return r;
+		p += b + 1;
+		data += (b + 1) * PAGE;
+		kinds += b + 1;
+		n -= b + 1;
+	}
+	return 0;
+}
+
+/*
+ * Pages [p, p + run) read safely into data, the data pages packed at its
+ * front; their list words into words. Returns how many data pages.
  */
 static int read_run(struct vmm *vm, uint64_t p, unsigned int run, unsigned char *data,
 		    unsigned char *words, unsigned int *npoison, unsigned int *nzero,
 		    struct vmm_error *e)
 {
-	int cr = vmras_copy_from_guest(vm->ras, data, p * PAGE, run * PAGE);
+	unsigned char kinds[BATCH];
 	unsigned int ndata = 0;
+	int r = read_range(vm, p, run, data, kinds, e);
 
-	if (cr && cr != -EHWPOISON)
-		return vmm_fail(e, cr, "read guest pages 0x%" PRIx64 "-0x%" PRIx64,
-				(uint64_t)(p * PAGE), (uint64_t)((p + run) * PAGE - 1));
+	if (r)
+		return r;
 	for (unsigned int i = 0; i < run; i++) {
-		unsigned char *dst = data + ndata * PAGE;
-		const unsigned char *src = data + i * PAGE;
-		int kind;
-
-		if (cr) {
-			kind = read_page(vm, (p + i) * PAGE, dst, e);
-			if (kind < 0)
-				return kind;
-		} else {
-			kind = all_zero(src) ? PG_ZERO : PG_DATA;
-			if (kind == PG_DATA && dst != src)
-				memmove(dst, src, PAGE);
-		}
-		put(words + i * 8, (p + i) * PAGE | (uint64_t)kind, 8);
-		ndata += kind == PG_DATA;
-		*npoison += kind == PG_POISONED;
-		*nzero += kind == PG_ZERO;
+		if (kinds[i] == PG_DATA && ndata != i)
+			memmove(data + ndata * PAGE, data + i * PAGE, PAGE);
+		put(words + i * 8, (p + i) * PAGE | kinds[i], 8);
+		ndata += kinds[i] == PG_DATA;
+		*npoison += kinds[i] == PG_POISONED;
+		*nzero += kinds[i] == PG_ZERO;
 	}
 	return (int)ndata;
 }
@@ -1064,26 +1086,35 @@ static int store_page(struct incoming *in, uint64_t gpa, const unsigned char *da
 }
 
 /*
- * A run of data pages at consecutive addresses: one safe copy, or page by
- * page when it meets a bad page (which store_page then poisons).
+ * Data pages at consecutive addresses, in one safe copy; a page that goes
+ * bad here while it loads is poisoned, like the source's, and the pages
+ * on either side go again (the bad page is never touched twice).
  */
-static int store_run(struct incoming *in, uint64_t gpa, const unsigned char *data, uint64_t run,
-		     unsigned int kind, struct vmm_error *e)
+static int store_run(struct incoming *in, uint64_t gpa, const unsigned char *data, uint64_t n,
+		     struct vmm_error *e)
 {
-	int r = run > 1 ? vmras_copy_to_guest(in->vm->ras, gpa, data, run * PAGE) : -EHWPOISON;
+	while (n) {
+		uint64_t bad = 0, b;
+		int r = vmras_copy_to_guest_at(in->vm->ras, gpa, data, n * PAGE, &bad);
 
-	if (!r) {
-		for (uint64_t k = 0; k < run; k++)
-			note_page(in, gpa + k * PAGE, kind);
-		return 0;
+		if (!r) {
+			for (uint64_t k = 0; k < n; k++)
+				note_page(in, gpa + k * PAGE, PG_DATA);
+			return 0;
+		}
+		b = (bad - gpa) / PAGE;
+		if (r != -EHWPOISON || bad < gpa || b >= n)
+			return vmm_fail(e, r == -EHWPOISON ? -EIO : r, "load guest pages 0x%" PRIx64
+					"-0x%" PRIx64, gpa, (uint64_t)(gpa + n * PAGE - 1));
+		note_page(in, bad, PG_POISONED);
+		r = store_run(in, gpa, data, b, e);
+		if (r)
+			return r;
+		gpa += (b + 1) * PAGE;
+		data += (b + 1) * PAGE;
+		n -= b + 1;
 	}
-	if (r != -EHWPOISON)
-		return vmm_fail(e, r, "load guest pages 0x%" PRIx64 "-0x%" PRIx64, gpa,
-				(uint64_t)(gpa + run * PAGE - 1));
-	r = 0;
-	for (uint64_t k = 0; k < run && !r; k++)
-		r = store_page(in, gpa + k * PAGE, data ? data + k * PAGE : NULL, kind, e);
-	return r;
+	return 0;
 }
 
 /* After the end section: the stream had everything this VM needs. */
@@ -1145,7 +1176,10 @@ static int load_ram(struct incoming *in, const struct mig_section *sec, struct v
 		for (run = 1; kind == PG_DATA && i + run < n &&
 			      get(p + 8 + (i + run) * 8, 8) == ((gpa + run * PAGE) | PG_DATA); run++)
 			;
-		r = store_run(in, gpa, kind == PG_DATA ? p + off : NULL, run, (unsigned int)kind, e);
+		if (kind == PG_DATA)
+			r = store_run(in, gpa, p + off, run, e);
+		else
+			r = store_page(in, gpa, NULL, (unsigned int)kind, e);
 		off += kind == PG_DATA ? run * PAGE : 0;
 	}
 out:
@@ -1312,6 +1346,28 @@ static int wait_go(struct incoming *in, struct vmm_error *e)
 	return 0;
 }
 
+/*
+ * Every page of the destination will be written: allocate RAM before
+ * listening, as QEMU does with prealloc=on, so that the stream does not
+ * pay a page fault per page (on this nested host, half the destination's
+ * time, and erratic). A chunk at a time, so a quit is not kept waiting;
+ * best effort (an old kernel, a short huge page pool: the copies fault
+ * instead).
+ */
+#define PREALLOC_CHUNK (32ULL << 20)
+
+static void prealloc(struct vmm *vm)
+{
+	for (uint64_t off = 0; off < vm->ram.size && !atomic_load(&vm->mig.cancel_flag);
+	     off += PREALLOC_CHUNK) {
+		uint64_t len = vm->ram.size - off < PREALLOC_CHUNK ? vm->ram.size - off
+								   : PREALLOC_CHUNK;
+
+		if (madvise(vm->ram.hva + off, len, MADV_POPULATE_WRITE) && errno == EINVAL)
+			break;	/* not this kernel */
+	}
+}
+
 int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 {
 	uint64_t words = (vm->ram.size / PAGE + 63) / 64;
@@ -1328,13 +1384,8 @@ int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 	set_incoming(vm, true);
 	if (!in.poisoned || !in.present || !in.vcpus_loaded)
 		r = vmm_fail(e, -ENOMEM, "allocate the incoming page maps");
-	/*
-	 * Every page will be written: fault all of RAM in while waiting for
-	 * the source, not one page per copy on the stream's path. Best effort
-	 * (older kernels, a short huge page pool: the copies fault instead).
-	 */
 	if (!r)
-		(void)madvise(vm->ram.hva, vm->ram.size, MADV_POPULATE_WRITE);
+		prealloc(vm);
 	if (!r)
 		r = mig_open_incoming(uri, -1, &vm->mig.cancel_flag, &in.s, e);
 	if (!r) {
