@@ -214,8 +214,10 @@ static void slot_once(void)
 /* Unloaded (dlclose): no destructor may point into unmapped code. */
 __attribute__((destructor)) static void slot_key_delete(void)
 {
-	if (g_slot_key_ok)
+	if (g_slot_key_ok) {
+		g_slot_key_ok = false;	/* from now on slots go back at disarm */
 		pthread_key_delete(g_slot_key);
+	}
 }
 
 static struct thread_facts *own_slot(bool claim)
@@ -361,6 +363,14 @@ static void push(struct vmras *v, struct vr_capture *c)
 	(void)!write(v->wake_fd, &one, sizeof(one));
 }
 
+static bool poison_meets_copy(const struct thread_facts *t, uint64_t addr, unsigned int lsb)
+{
+	unsigned int shift = lsb < 12 ? 12 : lsb > 30 ? 30 : lsb;
+	uint64_t lo = addr & ~((1ULL << shift) - 1), hi = lo + (1ULL << shift);
+
+	return lo < t->copy_lo + t->copy_len && t->copy_lo < hi;
+}
+
 /* Returns false when the signal is not ours (chain it). */
 static bool handle(struct vmras *v, int sig, siginfo_t *si, void *uc)
 {
@@ -392,14 +402,19 @@ static bool handle(struct vmras *v, int sig, siginfo_t *si, void *uc)
 		return true;
 	}
 	t = thread_slot(c.tid, true);
-	/* The armed copy's own access: not a fault elsewhere on this thread. */
-	if (t && t->copy_jb && addr - t->copy_lo < t->copy_len) {
+	/*
+	 * The armed copy's own access, not a fault elsewhere on this thread:
+	 * the lost extent (si_addr may be its start, not the byte touched)
+	 * meets the copy's range.
+	 */
+	if (t && t->copy_jb && poison_meets_copy(t, addr, (unsigned int)si->si_addr_lsb)) {
 		sigjmp_buf *jb = t->copy_jb;
 
 		c.from_copy = true;
 		push(v, &c);
 		t->copy_jb = NULL;
-		t->copy_fault = addr;
+		t->copy_fault = addr < t->copy_lo ? t->copy_lo
+			: addr - t->copy_lo >= t->copy_len ? t->copy_lo + t->copy_len - 1 : addr;
 		__atomic_fetch_sub(&g_in_handler, 1, __ATOMIC_SEQ_CST);
 		siglongjmp(*jb, 1);
 	}
