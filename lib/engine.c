@@ -27,6 +27,7 @@
 #include "arch/arch.h"
 #include "internal.h"
 #include "memory/backing.h"
+#include "record/record.h"
 #include "sources/sources.h"
 #include "uffd/router.h"
 #include "uffd/split.h"
@@ -57,10 +58,17 @@ void vr_engine_wake(struct vmras *v)
 
 void vr_report(struct vmras *v, struct vmras_failure *f)
 {
+	VR_STAT_ADD(v, actions[f->action], 1);
+	if (v->record && vr_record_failure(v->record, f))
+		return;
+	vr_report_now(v, f);
+}
+
+void vr_report_now(struct vmras *v, const struct vmras_failure *f)
+{
 	char line[768];
 	int n;
 
-	VR_STAT_ADD(v, actions[f->action], 1);
 	if (v->log_fd >= 0) {
 		n = vmras_failure_json(f, line, sizeof(line) - 1);
 		if (n > 0) {
@@ -455,6 +463,8 @@ static int reset_execute(struct vmras *v)
 	}
 	free(list);
 	vmras_registry_clear(v->registry);
+	if (v->record)
+		vr_record_reset(v->record);
 	vr_hw_forget(v);
 	vr_notify_drop_all(v, "the guest was reset before it could be told");
 	__atomic_add_fetch(&v->generation, 1, __ATOMIC_SEQ_CST);

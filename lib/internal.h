@@ -45,6 +45,7 @@
 #define EHWPOISON 133
 #endif
 
+struct vr_record;
 struct vr_ring;
 struct vr_router;
 struct vr_split;
@@ -113,6 +114,9 @@ struct vmras {
 	struct vr_router *router;
 	int wake_fd;		/* eventfd: ring or queue has work, or stop */
 	int log_fd;
+	struct vr_record *record;	/* NULL: not recording (record_err says why) */
+	int record_err;
+	char record_why[192];
 	bool ram_mmio;		/* KVM reports RAM it cannot use as MMIO */
 
 	const struct vr_arch_ops *arch;
@@ -158,7 +162,10 @@ int vr_submit_event(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 int vr_engine_start(struct vmras *v);
 void vr_engine_stop(struct vmras *v);
 /* Report an outcome (log, stats, ops.failure) and apply reset/fatal. */
+/* Report an outcome: through the record when recording (it reports once on disk). */
 void vr_report(struct vmras *v, struct vmras_failure *f);
+/* Event log line and ops.failure, now. */
+void vr_report_now(struct vmras *v, const struct vmras_failure *f);
 void vr_apply(struct vmras *v, const struct vmras_failure *f);
 
 /* notify.c: per-vCPU notice queues */

@@ -24,6 +24,7 @@
 
 #include "arch/arch.h"
 #include "internal.h"
+#include "record/record.h"
 #include "util/crc32c.h"
 #include "vmras/migrate.h"
 
@@ -537,4 +538,10 @@ int vmras_migration_apply(struct vmras *v, const struct vmras_migration *m, char
 	if (err)
 		fail(why, why_len, "recreate the RAS state: %s", strerror(-err));
 	return err;
+}
+
+void vmras_migration_handed_over(struct vmras *v)
+{
+	if (v->record)
+		vr_record_migrated_out(v->record);
 }

@@ -18,6 +18,7 @@
 #include "arch/arch.h"
 #include "internal.h"
 #include "memory/backing.h"
+#include "record/record.h"
 #include "sources/sources.h"
 #include "uffd/router.h"
 #include "uffd/split.h"
@@ -102,6 +103,9 @@ void vmras_free(struct vmras *v)
 	vr_engine_stop(v);
 	if (v->router)
 		vr_router_stop(v->router);
+	/* After everything that reports: it records and reports what is queued. */
+	vr_record_close(v->record);
+	v->record = NULL;
 	vr_sigbus_uninstall(v);
 	vr_threads_clear();
 	vr_split_free_all(v);
@@ -187,9 +191,17 @@ int vmras_start(struct vmras *v)
 	/* Without a userfaultfd the engine still runs; containment fails and says why. */
 	if (!v->router)
 		(void)vr_router_new(v, -1, &v->router);
+	/* A database that cannot be used leaves recording off, not the VM. */
+	v->record_err = -ENOENT;
+	if (v->cfg.record) {
+		v->record_err = vr_record_open(v, v->cfg.record, &v->record, v->record_why,
+					       sizeof(v->record_why));
+		if (v->record_err)
+			VR_STAT_ADD(v, record_errors, 1);
+	}
 	err = vr_sigbus_install(v);
 	if (err)
-		return err;
+		goto fail_record;
 	if (v->router) {
 		err = vr_router_start(v->router);
 		if (err)
@@ -203,7 +215,17 @@ fail:
 	if (v->router)
 		vr_router_stop(v->router);
 	vr_sigbus_uninstall(v);
+fail_record:
+	vr_record_close(v->record);
+	v->record = NULL;
 	return err;
+}
+
+int vmras_record_status(struct vmras *v, char *why, size_t len)
+{
+	if (len)
+		snprintf(why, len, "%s", v->record_err && v->record_err != -ENOENT ? v->record_why : "");
+	return v->record ? 0 : v->record_err ? v->record_err : -ENOENT;
 }
 
 struct vmras_registry *vmras_get_registry(struct vmras *v)

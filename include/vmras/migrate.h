@@ -48,6 +48,8 @@ void vmras_migration_counts(const struct vmras_migration *m, size_t *ranges, siz
 int vmras_migration_apply(struct vmras *v, const struct vmras_migration *m, char *why,
 			  size_t why_len);
 void vmras_migration_free(struct vmras_migration *m);
+/* Source: the destination took the guest over (the record says its ranges left). */
+void vmras_migration_handed_over(struct vmras *v);
 
 #pragma GCC visibility pop
 

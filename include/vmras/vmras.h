@@ -105,6 +105,15 @@ struct vmras_config {
 	struct vmras_ops ops;
 	const char *event_log;	/* append each failure as a JSON line, or NULL */
 	enum vmras_ram_mmio ram_mmio;
+	/*
+	 * The durable record: an SQLite database (WAL) that every VMM on the
+	 * host may share, or NULL. Opened at vmras_start; one that cannot be
+	 * used leaves recording off and the VM running (vmras_record_status).
+	 * While it records, an outcome reaches the event log and ops.failure
+	 * once it is in the database (its own thread; the engine never waits).
+	 */
+	const char *record;
+	const char *vm_name, *vm_uuid;	/* how the record names this VM */
 };
 
 struct vmras_stats {
@@ -128,6 +137,8 @@ struct vmras_stats {
 	uint64_t fill_errors;	/* split fill: reads, maps, markers or frees that failed */
 	uint64_t reports_lost;	/* reports that could not be queued (no memory, shut down) */
 	uint64_t copies_refused;	/* safe copies refused: their range held a known-bad page */
+	uint64_t record_dropped;	/* outcomes and changes not recorded (queue full, errors) */
+	uint64_t record_errors;	/* record writes that failed (and a record that could not open) */
 };
 
 void vmras_policy_default(struct vmras_policy *p);
@@ -161,6 +172,11 @@ int vmras_start(struct vmras *v);
 struct vmras_registry *vmras_get_registry(struct vmras *v);
 const struct vmras_memmap *vmras_get_memmap(struct vmras *v);
 void vmras_get_stats(struct vmras *v, struct vmras_stats *s);
+/*
+ * 0: recording into the database; -errno: not (none configured: -ENOENT,
+ * why ""), with why saying what went wrong in one line.
+ */
+int vmras_record_status(struct vmras *v, char *why, size_t len);
 
 /*
  * What this context can do, and why not. split: a huge page error costs

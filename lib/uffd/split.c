@@ -38,6 +38,7 @@
 #include "kabi/userfaultfd.h"
 #include "memory/backing.h"
 #include "memory/vma.h"
+#include "record/record.h"
 #include "uffd/router.h"
 #include "uffd/split.h"
 #include "util/clock.h"
@@ -348,8 +349,11 @@ static void fill_range(struct vr_split *s, uint32_t first, uint32_t last, bool *
 		i += done ? done : 1;
 	}
 	pthread_mutex_unlock(&s->lock);
-	if (filled)
+	if (filled) {
 		VR_STAT_ADD(v, subpages_salvaged, filled * (s->sub / SUB));
+		if (v->record)
+			vr_record_change(v->record, s->gpa, s->size, "salvaged");
+	}
 }
 
 static void fill_around(struct vr_split *s, uint64_t addr)
@@ -747,6 +751,8 @@ static int begin_top(struct vmras *v, const struct vmras_region *r, uint64_t gpa
 		v->splits = s;
 		v->stats.splits++;
 		pthread_mutex_unlock(&v->lock);
+		if (v->record)
+			vr_record_change(v->record, s->gpa, s->size, "split");
 	}
 	t_resumed = vr_mono_ns();
 	v->cfg.ops.resume_vcpus(v->cfg.ops.opaque);
@@ -801,6 +807,8 @@ static int begin_nested(struct vmras *v, struct vr_split *p, uint64_t gpa, uint6
 		pthread_rwlock_unlock(&v->map_lock);
 	} else {
 		VR_STAT_ADD(v, splits, 1);
+		if (v->record)
+			vr_record_change(v->record, p->gpa + (uint64_t)idx * MID, MID, "split");
 	}
 	if (err == -ECANCELED &&
 	    vr_router_add(v->router, p->hva, p->size, FILL_MODE, false, &split_ops, p)) {
