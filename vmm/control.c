@@ -381,6 +381,17 @@ static int cmd_query_memory_errors(void *ctx, json_object *args, json_object **r
 	return 0;
 }
 
+static int cmd_query_memory_error_stats(void *ctx, json_object *args, json_object **ret,
+					struct qmp_error *err)
+{
+	static const char *const allowed[] = { NULL };
+
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	*ret = vmm_memory_error_stats_json(ctx);
+	return 0;
+}
+
 const struct qmp_command vmm_qmp_commands[] = {
 	{ "query-status", cmd_query_status },
 	{ "stop", cmd_stop },
@@ -393,6 +404,7 @@ const struct qmp_command vmm_qmp_commands[] = {
 	{ "x-protect-guest-memory", cmd_protect_guest_memory },
 	{ "inject-memory-error", cmd_inject_memory_error },
 	{ "query-memory-errors", cmd_query_memory_errors },
+	{ "query-memory-error-stats", cmd_query_memory_error_stats },
 	{ "migrate", cmd_migrate },
 	{ "migrate_cancel", cmd_migrate_cancel },
 	{ "query-migrate", cmd_query_migrate },

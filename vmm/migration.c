@@ -873,6 +873,8 @@ done:
 			m->handed_over = true;
 		pthread_mutex_unlock(&m->lock);
 		pthread_mutex_unlock(&vm->lock);
+		if (!r)
+			vmras_migration_handed_over(vm->ras);
 		if (!r) {
 			r = mig_write_section(s, SEC_GO, 0, NULL, 0, &e) ?: mig_flush(s, &e);
 			if (r) {
@@ -1363,8 +1365,10 @@ static void prealloc(struct vmm *vm)
 		uint64_t len = vm->ram.size - off < PREALLOC_CHUNK ? vm->ram.size - off
 								   : PREALLOC_CHUNK;
 
-		if (madvise(vm->ram.hva + off, len, MADV_POPULATE_WRITE) && errno == EINVAL)
-			break;	/* not this kernel */
+		/* Not this kernel, or no more memory (a short huge page pool). */
+		if (madvise(vm->ram.hva + off, len, MADV_POPULATE_WRITE) &&
+		    (errno == EINVAL || errno == ENOMEM))
+			break;
 	}
 }
 

@@ -7,7 +7,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <linux/kvm.h>
 
@@ -116,8 +120,41 @@ static enum vmras_x86_vendor guest_vendor(const struct x86_machine *m)
 	return x86_cpuid_vendor(m->cpuid);
 }
 
+/* The record's path (NULL: none), and the VM's name and UUID in it. */
+static const char *record_setup(struct vmm *vm)
+{
+	const char *path = vm->cfg.record ? vm->cfg.record : VMM_DEFAULT_RECORD;
+	unsigned char u[16];
+
+	snprintf(vm->rec_name, sizeof(vm->rec_name), "%s", vm->cfg.name ? vm->cfg.name : "");
+	if (!vm->cfg.name)
+		snprintf(vm->rec_name, sizeof(vm->rec_name), "vm-%d", (int)getpid());
+	if (vm->cfg.uuid) {
+		snprintf(vm->rec_uuid, sizeof(vm->rec_uuid), "%s", vm->cfg.uuid);
+	} else {
+		/* Version 4 (random); a failed getrandom leaves the pid in it. */
+		memset(u, 0, sizeof(u));
+		if (getrandom(u, sizeof(u), 0) != (ssize_t)sizeof(u))
+			memcpy(u, &(int){ getpid() }, sizeof(int));
+		u[6] = (u[6] & 0x0f) | 0x40;
+		u[8] = (u[8] & 0x3f) | 0x80;
+		snprintf(vm->rec_uuid, sizeof(vm->rec_uuid),
+			 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+			 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11],
+			 u[12], u[13], u[14], u[15]);
+	}
+	if (!*path)
+		return NULL;
+	/* The host's shared database: its directory may not exist yet. */
+	if (!vm->cfg.record)
+		(void)mkdir("/var/lib/vmras", 0755);
+	return path;
+}
+
 int vmm_ras_init(struct vmm *vm, struct vmm_error *e)
 {
+	const char *record = vm->rec_path = record_setup(vm);
+	char why[224];
 	struct vmras_config cfg = {
 		.policy = vm->cfg.policy,
 		.ops = {
@@ -132,6 +169,9 @@ int vmm_ras_init(struct vmm *vm, struct vmm_error *e)
 			.remap = ras_remap,
 		},
 		.event_log = vm->cfg.event_log,
+		.record = record,
+		.vm_name = vm->rec_name,
+		.vm_uuid = vm->rec_uuid,
 	};
 	struct vmras_x86_config x86 = {
 		.mcg_cap = vm->x86.mcg_cap,
@@ -179,6 +219,9 @@ int vmm_ras_init(struct vmm *vm, struct vmm_error *e)
 	r = vmras_start(vm->ras);
 	if (r)
 		return vmm_fail(e, r, "libvmras: start (SIGBUS handler, engine)");
+	/* A record that cannot be kept does not stop the VM: one line, counted. */
+	if (record && vmras_record_status(vm->ras, why, sizeof(why)))
+		fprintf(stderr, "vmras run: recording off: %s: %s\n", record, why);
 	return 0;
 }
 
@@ -231,6 +274,46 @@ void vmm_ras_pass_done(struct vmm *vm, unsigned int from, unsigned int pass)
 		if (due && vmm_inject_error(vm, in->gpa, in->kind, -1, true, &e))
 			fprintf(stderr, "vmras run: --inject: %s\n", e.msg);
 	}
+}
+
+json_object *vmm_memory_error_stats_json(struct vmm *vm)
+{
+	struct vmras_registry *reg = vmras_get_registry(vm->ras);
+	size_t n = vmras_registry_count(reg);
+	struct vmras_poison *list = calloc(n ? n : 1, sizeof(*list));
+	json_object *o = json_object_new_object();
+	uint64_t errors = 0, poisoned = 0;
+	struct vmras_stats st;
+	char why[224];
+	int rec = vmras_record_status(vm->ras, why, sizeof(why));
+
+	vmras_get_stats(vm->ras, &st);
+	for (int a = 0; a < VMRAS_ACTION_COUNT; a++)
+		errors += st.actions[a];
+	if (list) {
+		n = vmras_registry_snapshot(reg, list, n);
+		for (size_t i = 0; i < n; i++)
+			poisoned += list[i].size;
+		free(list);
+	}
+	json_object_object_add(o, "vm", json_object_new_string(vm->rec_name));
+	json_object_object_add(o, "uuid", json_object_new_string(vm->rec_uuid));
+	json_object_object_add(o, "record", vm->rec_path ? json_object_new_string(vm->rec_path) : NULL);
+	json_object_object_add(o, "recording", json_object_new_boolean(rec == 0));
+	json_object_object_add(o, "record-error", rec && vm->rec_path ? json_object_new_string(why)
+								    : NULL);
+#define C(k, v) json_object_object_add(o, (k), json_object_new_uint64(v))
+	C("errors-total", errors);
+	C("bytes-lost", st.bytes_lost);
+	C("poisoned-bytes", list ? poisoned : 0);
+	C("huge-page-splits", st.splits);
+	C("notifications-deferred", st.notice_deferred);
+	C("notifications-undeliverable", st.notice_undeliverable);
+	C("events-dropped", st.dropped);
+	C("record-dropped", st.record_dropped);
+	C("record-write-errors", st.record_errors);
+#undef C
+	return o;
 }
 
 json_object *vmm_memory_errors_json(struct vmm *vm)
@@ -296,6 +379,8 @@ json_object *vmm_memory_errors_json(struct vmm *vm)
 	C("splits-refused", st.splits_refused);
 	C("uffd-faults", st.uffd_faults);
 	C("uffd-unrouted", st.uffd_unrouted);
+	C("record-dropped", st.record_dropped);
+	C("record-errors", st.record_errors);
 #undef C
 	json_object_object_add(o, "counters", c);
 	return o;

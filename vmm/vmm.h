@@ -27,6 +27,8 @@ struct vmm_inject {
 	bool done;
 };
 
+#define VMM_DEFAULT_RECORD "/var/lib/vmras/vmras.db"
+
 struct vmm_config {
 	unsigned int nr_vcpus;
 	uint64_t mem_size;
@@ -44,6 +46,8 @@ struct vmm_config {
 	bool no_broadcast;		/* machine checks to the consuming vCPU only */
 	enum x86_cpu_vendor cpu_vendor;	/* what CPUID tells the guest (default: the host's) */
 	const char *event_log;		/* MEMORY_FAILURE events as JSON lines */
+	const char *record;		/* the durable record: NULL default, "" none */
+	const char *name, *uuid;	/* for the record: NULL, a default */
 	const char *incoming;		/* load a migration stream first (tcp:/unix:/file:) */
 	unsigned int ninject;
 	struct vmm_inject inject[VMM_MAX_INJECT];
@@ -103,6 +107,8 @@ int vmm_inject_error(struct vmm *vm, uint64_t gpa, enum vmras_error_kind kind, i
 		     bool signal, struct vmm_error *e);
 /* The poison registry and counters as JSON (query-memory-errors). */
 json_object *vmm_memory_errors_json(struct vmm *vm);
+/* The numbers vmras metrics gives, for this VM now (query-memory-error-stats). */
+json_object *vmm_memory_error_stats_json(struct vmm *vm);
 
 /* The guest's latest report as JSON (query-guest, summary). */
 json_object *vmm_guest_report_json(struct vmm *vm);

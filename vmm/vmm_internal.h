@@ -48,6 +48,8 @@ struct host_check {
 
 struct vmm {
 	struct vmm_config cfg;
+	char rec_name[64], rec_uuid[40];	/* how the record names this VM */
+	const char *rec_path;		/* the record's database, or NULL */
 	int kvm_fd, vm_fd;
 	struct guest_ram ram;
 	struct x86_machine x86;

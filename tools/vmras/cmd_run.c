@@ -37,6 +37,10 @@ static void run_usage(FILE *f)
 		"  --cpu-vendor host|intel|amd  the vCPUs' CPUID vendor, and so how machine\n"
 		"                     checks are encoded (default host: the host's vendor)\n"
 		"  --event-log PATH   append MEMORY_FAILURE events as JSON lines\n"
+		"  --record PATH      the durable error record, an SQLite database every VMM\n"
+		"                     on the host may share (default " VMM_DEFAULT_RECORD ")\n"
+		"  --no-record        keep no record\n"
+		"  --name NAME, --uuid UUID  how the record names this VM (default vm-PID, random)\n"
 		"  --guest-no-mce     the guest leaves CR4.MCE clear (tests)\n"
 		"  --sample N         the guest checks every Nth page (plus each --inject's\n"
 		"                     neighbours); the VMM checks every page from the host\n"
@@ -131,6 +135,10 @@ int run_main(int argc, char **argv)
 		{ "policy", required_argument, NULL, 'o' },
 		{ "no-broadcast", no_argument, NULL, 'B' },
 		{ "event-log", required_argument, NULL, 'L' },
+		{ "record", required_argument, NULL, 'R' },
+		{ "no-record", no_argument, NULL, 'n' },
+		{ "name", required_argument, NULL, 'a' },
+		{ "uuid", required_argument, NULL, 'u' },
 		{ "guest-no-mce", no_argument, NULL, 'M' },
 		{ "sample", required_argument, NULL, 'A' },
 		{ "cpu-vendor", required_argument, NULL, 'V' },
@@ -213,6 +221,10 @@ int run_main(int argc, char **argv)
 			break;
 		case 'B': cfg.no_broadcast = true; break;
 		case 'L': cfg.event_log = optarg; break;
+		case 'R': cfg.record = optarg; break;
+		case 'n': cfg.record = ""; break;
+		case 'a': cfg.name = optarg; break;
+		case 'u': cfg.uuid = optarg; break;
 		case 'M': cfg.guest_no_mce = true; break;
 		case 'A':
 			if (parse_uint(optarg, 1u << 20, &cfg.sample)) {
