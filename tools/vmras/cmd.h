@@ -24,5 +24,8 @@ int inject_main(int argc, char **argv);
 int events_main(int argc, char **argv);
 int migrate_main(int argc, char **argv);
 int x86_plan_main(int argc, char **argv);
+int errors_main(int argc, char **argv);
+int metrics_main(int argc, char **argv);
+int exporter_main(int argc, char **argv);
 
 #endif

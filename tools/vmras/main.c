@@ -21,6 +21,9 @@ static const struct {
 	{ "inject", inject_main, "inject a memory error into a running VM (--control)" },
 	{ "events", events_main, "print a running VM's events as they come (--control)" },
 	{ "migrate", migrate_main, "move a running VM to another vmras process, or to a file (--control)" },
+	{ "errors", errors_main, "the host's memory errors from the durable record (--json, --summary)" },
+	{ "metrics", metrics_main, "the record's numbers in Prometheus text format" },
+	{ "exporter", exporter_main, "serve those metrics over HTTP for Prometheus to scrape" },
 	{ "x86-plan", x86_plan_main, "the x86 machine checks libvmras sends for one error, as JSON" },
 };
 
