@@ -106,8 +106,9 @@ def run_watched(*args):
     """`vmras run ARGS --summary json` to the end, like vmtest.run, but a
     run that stops using CPU for STALL seconds is killed: (code, summary,
     stderr), or None when it hung."""
-    with tempfile.TemporaryFile("w+") as err:
-        p = subprocess.Popen([vmtest.VMRAS, "run", *args, "--summary", "json"],
+    with tempfile.TemporaryFile("w+") as err, tempfile.TemporaryDirectory() as where:
+        p = subprocess.Popen([vmtest.VMRAS, "run", *args, *vmtest.record_args(args, where),
+                              "--summary", "json"],
                              stdout=subprocess.PIPE, stderr=err, text=True)
         start = last_busy = time.time()
         ticks = -1

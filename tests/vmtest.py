@@ -229,7 +229,7 @@ class VM:
         """prefix: a command to run it under (e.g. ip netns exec NAME)."""
         self.dir = tempfile.mkdtemp(prefix="vmras-test-")
         self.sock = os.path.join(self.dir, "qmp.sock") if control else None
-        cmd = [*prefix, VMRAS, "run", *RUN_ARGS, *args]
+        cmd = [*prefix, VMRAS, "run", *RUN_ARGS, *args, *record_args(args, self.dir)]
         if control:
             cmd += ["--control", self.sock]
         if summary:
@@ -273,10 +273,20 @@ class VM:
         self.err.close()
 
 
+def record_args(args, where):
+    """Each test VM records into a database of its own (in where), unless
+    the test chose: the host's shared one is no place for test runs."""
+    if any(a in ("--record", "--no-record") for a in args):
+        return []
+    return ["--record", os.path.join(where, "record.db")]
+
+
 def run(*args, timeout=300):
     """Run `vmras run ARGS --summary json` to the end: (code, summary, stderr)."""
-    p = subprocess.run([VMRAS, "run", *RUN_ARGS, *args, "--summary", "json"],
-                       capture_output=True, text=True, timeout=timeout)
+    with tempfile.TemporaryDirectory(prefix="vmras-run-") as where:
+        os.chmod(where, 0o755)
+        p = subprocess.run([VMRAS, "run", *RUN_ARGS, *args, *record_args(args, where),
+                            "--summary", "json"], capture_output=True, text=True, timeout=timeout)
     summary = None
     lines = [l for l in p.stdout.splitlines() if l.strip()]
     if lines:
