@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +41,7 @@
 #define OPEN_BUSY_MS 1000	/* another writer holds the database at open */
 #define WRITE_BUSY_MS 5000	/* ... at a commit */
 #define WRITE_TRIES 3		/* then the batch is dropped, counted */
+#define RECORD_NICE 10
 
 enum item_kind { IT_FAILURE, IT_CHANGE, IT_RESET, IT_MIGRATED_OUT };
 
@@ -600,6 +602,12 @@ static void *record_main(void *arg)
 	struct vr_record *rec = arg;
 	struct stmts s = { 0 };
 	bool ready = stmts_prepare(rec->db, &s) == 0, stop = false;
+
+	/*
+	 * Behind the engine and the vCPUs for the CPU: the disk can wait, a
+	 * machine check should not (a thread may always lower its priority).
+	 */
+	(void)setpriority(PRIO_PROCESS, (id_t)vr_gettid(), RECORD_NICE);
 
 	if (!ready)
 		VR_STAT_ADD(rec->v, record_errors, 1);
