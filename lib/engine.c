@@ -59,8 +59,22 @@ void vr_engine_wake(struct vmras *v)
 void vr_report(struct vmras *v, struct vmras_failure *f)
 {
 	VR_STAT_ADD(v, actions[f->action], 1);
-	if (v->record && vr_record_failure(v->record, f))
+	if (v->record && vr_record_failure(v->record, f, false))
 		return;
+	vr_report_now(v, f);
+}
+
+/*
+ * Report and carry out a reset or fatal decision. While recording, the
+ * record thread does both, report first: the VMM hears of the error
+ * before it acts on it, as without the record.
+ */
+void vr_report_apply(struct vmras *v, struct vmras_failure *f)
+{
+	VR_STAT_ADD(v, actions[f->action], 1);
+	if (v->record && vr_record_failure(v->record, f, true))
+		return;
+	vr_apply(v, f);
 	vr_report_now(v, f);
 }
 
@@ -219,8 +233,7 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 		f.action = ev->kind == VMRAS_AR ? v->cfg.policy.ar_not_guest : VMRAS_ACTION_IGNORE;
 		snprintf(f.detail, sizeof(f.detail),
 			 "memory error at HVA 0x%" PRIx64 " outside guest RAM", f.ev.hva);
-		vr_apply(v, &f);
-		vr_report(v, &f);
+		vr_report_apply(v, &f);
 		return;
 	}
 
@@ -346,8 +359,7 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 		vmras_registry_set_state(v->registry, p.gpa, VMRAS_PS_IGNORED);
 	else if (!f.detail[0])
 		snprintf(f.detail, sizeof(f.detail), "policy %s", vmras_action_name(action));
-	vr_apply(v, &f);
-	vr_report(v, &f);
+	vr_report_apply(v, &f);
 }
 
 static struct vmras_event capture_event(struct vmras *v, const struct vr_capture *c)
@@ -624,8 +636,17 @@ int vr_submit_event(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 int vmras_guest_reset(struct vmras *v)
 {
 	struct vr_work w = { .kind = VR_WORK_RESET };
+	int err = vr_engine_submit(v, &w, true);
 
-	return vr_engine_submit(v, &w, true);
+	/* The reports about the old memory reach the VMM before it resets. */
+	if (!err && v->record)
+		vr_record_flush(v->record);
+	return err;
+}
+
+int vmras_record_flush(struct vmras *v)
+{
+	return v->record ? vr_record_flush(v->record) : 0;
 }
 
 int vr_engine_start(struct vmras *v)

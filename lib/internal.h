@@ -166,6 +166,8 @@ void vr_engine_stop(struct vmras *v);
 void vr_report(struct vmras *v, struct vmras_failure *f);
 /* Event log line and ops.failure, now. */
 void vr_report_now(struct vmras *v, const struct vmras_failure *f);
+/* vr_report, and a reset or fatal decision carried out after it. */
+void vr_report_apply(struct vmras *v, struct vmras_failure *f);
 void vr_apply(struct vmras *v, const struct vmras_failure *f);
 
 /* notify.c: per-vCPU notice queues */

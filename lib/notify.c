@@ -60,8 +60,7 @@ static void undeliverable(struct vmras *v, struct vmras_failure *f, enum vmras_a
 	VR_STAT_ADD(v, notice_undeliverable, 1);
 	f->action = action;
 	snprintf(f->detail, sizeof(f->detail), "%s", why);
-	vr_apply(v, f);
-	vr_report(v, f);
+	vr_report_apply(v, f);
 }
 
 /*

@@ -52,7 +52,8 @@ def probe(prefix):
 def guest_with_error(prefix):
     p = subprocess.run(prefix + [vmtest.VMRAS, "run", "--backend", "hugetlb-2m", "--vcpus", "1",
                                  "--mem", "32M", "--passes", "2", "--cpu-vendor", "intel",
-                                 "--inject", "ao:%#x" % GPA, "--summary", "json"],
+                                 "--inject", "ao:%#x" % GPA, "--summary", "json",
+                                 "--no-record"],
                        capture_output=True, text=True, timeout=300)
     lines = [l for l in p.stdout.splitlines() if l.strip()]
     try:

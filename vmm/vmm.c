@@ -714,6 +714,9 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 	pthread_mutex_unlock(&vm->lock);
 	if (report_all_done(&vm->report))
 		vmm_guest_host_check(vm);
+	/* Outcomes still being recorded reach QMP and the summary before SHUTDOWN. */
+	if (vm->ras)
+		(void)vmras_record_flush(vm->ras);
 	{
 		json_object *d = json_object_new_object();
 

@@ -177,6 +177,12 @@ void vmras_get_stats(struct vmras *v, struct vmras_stats *s);
  * why ""), with why saying what went wrong in one line.
  */
 int vmras_record_status(struct vmras *v, char *why, size_t len);
+/*
+ * Wait until every outcome reported so far has reached the event log and
+ * ops.failure (they follow the record's commit): before a VMM stops
+ * listening to them. -EDEADLK from a hook on the record's thread.
+ */
+int vmras_record_flush(struct vmras *v);
 
 /*
  * What this context can do, and why not. split: a huge page error costs

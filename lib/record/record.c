@@ -7,9 +7,11 @@
  *                               memory: JSON array of the regions
  *   events(id, vm_id, seq, time_ns, kind, source, si_code, addr_lsb, vcpu,
  *          tid, hva, gpa, valid, recipient, action, action_required,
- *          recursive, contained, size, page_size, detail)
- *                               every outcome; page_size: the backing's
- *                               page at gpa (what QEMU would have lost)
+ *          recursive, contained, size, lost, page_size, detail)
+ *                               every outcome; lost: the bytes it newly
+ *                               cost (a duplicate or stale report: 0);
+ *                               page_size: the backing's page at gpa
+ *                               (what QEMU would have lost)
  *   range_changes(id, vm_id, time_ns, gpa, size, change, event_id)
  *                               reported contained notified ignored
  *                               contain-failed split salvaged migrated-in
@@ -41,6 +43,7 @@
 #define OPEN_BUSY_MS 1000	/* another writer holds the database at open */
 #define WRITE_BUSY_MS 5000	/* ... at a commit */
 #define WRITE_TRIES 3		/* then the batch is dropped, counted */
+#define DEGRADED_BUSY_MS 100	/* a try after a batch failed */
 #define RECORD_NICE 10
 
 enum item_kind { IT_FAILURE, IT_CHANGE, IT_RESET, IT_MIGRATED_OUT };
@@ -50,6 +53,7 @@ struct item {
 	enum item_kind kind;
 	uint64_t time_ns;
 	struct vmras_failure f;		/* FAILURE */
+	bool apply;			/* FAILURE: carry out its reset/fatal after the report */
 	uint64_t page_size;		/* FAILURE: the backing's page at f.ev.gpa */
 	struct vmras_poison range;	/* FAILURE: the registry's entry then (size 0: none) */
 	uint64_t gpa, size;		/* CHANGE */
@@ -62,11 +66,14 @@ struct vr_record {
 	int64_t vm_id;
 	pthread_t thread;
 
-	pthread_mutex_t lock;		/* a leaf: the queue and stop */
-	pthread_cond_t cond;
+	pthread_mutex_t lock;		/* a leaf: the queue, the counts, stop */
+	pthread_cond_t cond;		/* work for the thread */
+	pthread_cond_t done;		/* items reported (flush) */
 	struct item *head, **tail;
 	size_t queued;
-	bool stop;
+	uint64_t enqueued, reported;	/* items ever queued, ever reported */
+	bool stop, exited;
+	bool degraded;			/* the record thread's: the last batch failed */
 };
 
 static const char *const schema_v1[] = {
@@ -80,7 +87,8 @@ static const char *const schema_v1[] = {
 	"vcpu INTEGER NOT NULL, tid INTEGER NOT NULL, hva INTEGER, gpa INTEGER, "
 	"valid INTEGER NOT NULL, recipient TEXT NOT NULL, action TEXT NOT NULL, "
 	"action_required INTEGER NOT NULL, recursive INTEGER NOT NULL, contained INTEGER NOT NULL, "
-	"size INTEGER NOT NULL, page_size INTEGER NOT NULL, detail TEXT NOT NULL)",
+	"size INTEGER NOT NULL, lost INTEGER NOT NULL, page_size INTEGER NOT NULL, "
+	"detail TEXT NOT NULL)",
 	"CREATE INDEX IF NOT EXISTS events_vm_time ON events(vm_id, time_ns)",
 	"CREATE TABLE IF NOT EXISTS range_changes(id INTEGER PRIMARY KEY, vm_id INTEGER NOT NULL "
 	"REFERENCES vms(id), time_ns INTEGER NOT NULL, gpa INTEGER NOT NULL, size INTEGER NOT NULL, "
@@ -234,10 +242,14 @@ static int add_vm(struct vr_record *rec)
 	for (unsigned int i = 0; i < vmras_memmap_count(rec->v->map); i++) {
 		const struct vmras_region *r = vmras_memmap_region(rec->v->map, i);
 
-		n += (size_t)snprintf(memory + n, sizeof(memory) - n,
-				      "%s{\"gpa\":%" PRIu64 ",\"size\":%" PRIu64 ",\"backing\":\"%s\","
-				      "\"page-size\":%" PRIu64 "}", i ? "," : "", r->gpa, r->size,
-				      backing_name(r->backing), r->page_size);
+		int k = snprintf(memory + n, sizeof(memory) - n,
+				 "%s{\"gpa\":%" PRIu64 ",\"size\":%" PRIu64 ",\"backing\":\"%s\","
+				 "\"page-size\":%" PRIu64 "}", i ? "," : "", r->gpa, r->size,
+				 backing_name(r->backing), r->page_size);
+
+		if (k < 0 || (size_t)k >= sizeof(memory) - n - 1)
+			return -ENOSPC;	/* 96 bytes a region always fit */
+		n += (size_t)k;
 	}
 	snprintf(memory + n, sizeof(memory) - n, "]");
 	(void)gethostname(host, sizeof(host) - 1);
@@ -268,6 +280,7 @@ int vr_record_open(struct vmras *v, const char *path, struct vr_record **out, ch
 	int err, rc;
 
 	snprintf(why, why_len, "cannot use it");
+	pthread_cond_init(&rec->done, NULL);
 	if (!rec)
 		return -ENOMEM;
 	rec->v = v;
@@ -282,7 +295,7 @@ int vr_record_open(struct vmras *v, const char *path, struct vr_record **out, ch
 		/* WAL: readers (vmras errors, other VMMs) never block the writer. */
 		err = prepare(rec->db, "PRAGMA journal_mode=WAL", &st);
 		if (!err && sqlite3_step(st) == SQLITE_ROW &&
-		    strcmp((const char *)sqlite3_column_text(st, 0), "wal"))
+		    strcmp((const char *)sqlite3_column_text(st, 0) ?: "", "wal"))
 			err = -EROFS;
 		else if (!err)
 			err = sql_err(sqlite3_errcode(rec->db));
@@ -290,6 +303,16 @@ int vr_record_open(struct vmras *v, const char *path, struct vr_record **out, ch
 	}
 	if (!err)
 		err = exec(rec->db, "PRAGMA synchronous=NORMAL");
+	/*
+	 * Keep the -wal and -shm files when the last writer closes: a reader
+	 * that may not write the directory (vmras errors as a user, an
+	 * exporter) can open a WAL database read-only only while they exist.
+	 */
+	if (!err) {
+		int persist = 1;
+
+		sqlite3_file_control(rec->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+	}
 	if (!err)
 		err = migrate_schema(rec->db, why, why_len);
 	if (!err)
@@ -297,11 +320,14 @@ int vr_record_open(struct vmras *v, const char *path, struct vr_record **out, ch
 	if (!err) {
 		sqlite3_busy_timeout(rec->db, WRITE_BUSY_MS);
 		err = -pthread_create(&rec->thread, NULL, record_main, rec);
+		if (err)
+			snprintf(why, why_len, "start its thread: %s", strerror(-err));
 	}
 	if (err) {
-		if (err != -EPROTONOSUPPORT)
+		if (err != -EPROTONOSUPPORT && !strstr(why, "thread"))
 			snprintf(why, why_len, "%s", rec->db ? sqlite3_errmsg(rec->db) : strerror(-err));
 		sqlite3_close(rec->db);
+		pthread_cond_destroy(&rec->done);
 		pthread_cond_destroy(&rec->cond);
 		pthread_mutex_destroy(&rec->lock);
 		free(rec);
@@ -324,6 +350,7 @@ static bool enqueue(struct vr_record *rec, struct item *it)
 		*rec->tail = it;
 		rec->tail = &it->next;
 		rec->queued++;
+		rec->enqueued++;
 		pthread_cond_signal(&rec->cond);
 	}
 	pthread_mutex_unlock(&rec->lock);
@@ -345,7 +372,7 @@ static struct item *item_new(enum item_kind kind)
 	return it;
 }
 
-bool vr_record_failure(struct vr_record *rec, const struct vmras_failure *f)
+bool vr_record_failure(struct vr_record *rec, const struct vmras_failure *f, bool apply)
 {
 	struct item *it = item_new(IT_FAILURE);
 	const struct vmras_region *r;
@@ -355,6 +382,7 @@ bool vr_record_failure(struct vr_record *rec, const struct vmras_failure *f)
 		return false;
 	}
 	it->f = *f;
+	it->apply = apply;
 	if (f->ev.valid & VMRAS_EV_GPA) {
 		r = vmras_memmap_find_gpa(rec->v->map, f->ev.gpa);
 		it->page_size = r ? r->page_size : 0;
@@ -399,6 +427,20 @@ void vr_record_migrated_out(struct vr_record *rec)
 	queue_simple(rec, IT_MIGRATED_OUT);
 }
 
+int vr_record_flush(struct vr_record *rec)
+{
+	uint64_t target;
+
+	if (pthread_equal(pthread_self(), rec->thread))
+		return -EDEADLK;
+	pthread_mutex_lock(&rec->lock);
+	target = rec->enqueued;
+	while (rec->reported < target && !rec->exited)
+		pthread_cond_wait(&rec->done, &rec->lock);
+	pthread_mutex_unlock(&rec->lock);
+	return 0;
+}
+
 /* ---- writing (the record thread) ----------------------------------- */
 
 struct stmts {
@@ -410,8 +452,9 @@ static int stmts_prepare(sqlite3 *db, struct stmts *s)
 {
 	return prepare(db, "INSERT INTO events(vm_id, seq, time_ns, kind, source, si_code, "
 		       "addr_lsb, vcpu, tid, hva, gpa, valid, recipient, action, action_required, "
-		       "recursive, contained, size, page_size, detail) "
-		       "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
+		       "recursive, contained, size, page_size, detail, lost) "
+		       "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,"
+		       "?21)",
 		       &s->event) ?:
 	       prepare(db, "INSERT INTO range_changes(vm_id, time_ns, gpa, size, change, event_id) "
 		       "VALUES(?1, ?2, ?3, ?4, ?5, ?6)", &s->change) ?:
@@ -457,9 +500,25 @@ static int write_failure(struct vr_record *rec, struct stmts *s, const struct it
 	const struct vmras_failure *f = &it->f;
 	const struct vmras_poison *p = &it->range;
 	sqlite3_stmt *e = s->event;
+	bool newly_lost;
 	int64_t id;
-	int old = -1, err;
+	int old = -1, err = 0, rc;
 
+	/* What is new about the range since the record last saw it. */
+	if (p->size) {
+		sqlite3_bind_int64(s->old_state, 1, rec->vm_id);
+		sqlite3_bind_int64(s->old_state, 2, i64(p->gpa));
+		rc = sqlite3_step(s->old_state);
+		if (rc == SQLITE_ROW)
+			old = sqlite3_column_int(s->old_state, 0);
+		else if (rc != SQLITE_DONE)
+			err = sql_err(rc);
+		sqlite3_reset(s->old_state);
+		if (err)
+			return err;
+	}
+	newly_lost = p->size && (p->state & VMRAS_PS_CONTAINED) &&
+		     (old < 0 || !(old & VMRAS_PS_CONTAINED));
 	sqlite3_bind_int64(e, 1, rec->vm_id);
 	sqlite3_bind_int64(e, 2, i64(f->ev.seq));
 	sqlite3_bind_int64(e, 3, i64(f->ev.time_ns));
@@ -482,16 +541,11 @@ static int write_failure(struct vr_record *rec, struct stmts *s, const struct it
 	sqlite3_bind_int64(e, 18, i64(f->size));
 	sqlite3_bind_int64(e, 19, i64(it->page_size));
 	sqlite3_bind_text(e, 20, f->detail, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(e, 21, newly_lost ? i64(f->size ? f->size : p->size) : 0);
 	err = step_done(e);
 	if (err || !p->size)
 		return err;
 	id = sqlite3_last_insert_rowid(rec->db);
-	/* What is new about the range since the record last saw it. */
-	sqlite3_bind_int64(s->old_state, 1, rec->vm_id);
-	sqlite3_bind_int64(s->old_state, 2, i64(p->gpa));
-	if (sqlite3_step(s->old_state) == SQLITE_ROW)
-		old = sqlite3_column_int(s->old_state, 0);
-	sqlite3_reset(s->old_state);
 	if (old < 0 && f->ev.source == VMRAS_SRC_MIGRATION)
 		err = add_change(rec, s, it->time_ns, p->gpa, p->size, "migrated-in", id);
 	for (unsigned int b = 0; !err && b < sizeof(state_names) / sizeof(state_names[0]); b++)
@@ -631,8 +685,15 @@ static void *record_main(void *arg)
 		pthread_mutex_unlock(&rec->lock);
 		if (!batch)
 			continue;
-		for (int t = 0; ready && err && t < WRITE_TRIES; t++)
+		/*
+		 * After a failed batch (a database locked for long), one short
+		 * try a batch, so reports are not held up for minutes behind a
+		 * lock; the full wait again once a batch goes through.
+		 */
+		sqlite3_busy_timeout(rec->db, rec->degraded ? DEGRADED_BUSY_MS : WRITE_BUSY_MS);
+		for (int t = 0; ready && err && t < (rec->degraded ? 1 : WRITE_TRIES); t++)
 			err = write_batch(rec, &s, batch);
+		rec->degraded = err != 0;
 		if (err) {
 			VR_STAT_ADD(rec->v, record_errors, 1);
 			for (it = batch; it; it = it->next)
@@ -641,10 +702,17 @@ static void *record_main(void *arg)
 		/* On disk (or counted as lost): now the world may hear of it. */
 		while ((it = batch)) {
 			batch = it->next;
-			if (it->kind == IT_FAILURE)
+			if (it->kind == IT_FAILURE) {
 				vr_report_now(rec->v, &it->f);
+				if (it->apply)
+					vr_apply(rec->v, &it->f);
+			}
 			free(it);
 		}
+		pthread_mutex_lock(&rec->lock);
+		rec->reported += n;
+		pthread_cond_broadcast(&rec->done);
+		pthread_mutex_unlock(&rec->lock);
 	}
 	/* The run ends: its end time, its last counters. */
 	if (ready && !exec(rec->db, "BEGIN IMMEDIATE")) {
@@ -654,6 +722,10 @@ static void *record_main(void *arg)
 			(void)exec(rec->db, "ROLLBACK");
 	}
 	stmts_finalize(&s);
+	pthread_mutex_lock(&rec->lock);
+	rec->exited = true;
+	pthread_cond_broadcast(&rec->done);
+	pthread_mutex_unlock(&rec->lock);
 	return NULL;
 }
 
@@ -667,6 +739,7 @@ void vr_record_close(struct vr_record *rec)
 	pthread_mutex_unlock(&rec->lock);
 	pthread_join(rec->thread, NULL);
 	sqlite3_close(rec->db);
+	pthread_cond_destroy(&rec->done);
 	pthread_cond_destroy(&rec->cond);
 	pthread_mutex_destroy(&rec->lock);
 	free(rec);

@@ -36,8 +36,14 @@ int vr_record_open(struct vmras *v, const char *path, struct vr_record **out, ch
 /* Record and report everything queued, then close. */
 void vr_record_close(struct vr_record *rec);
 
-/* Queue an outcome; false: not queued (full, closing), report it yourself. */
-bool vr_record_failure(struct vr_record *rec, const struct vmras_failure *f);
+/*
+ * Queue an outcome (with apply, the record thread carries out its reset or
+ * fatal decision after reporting it); false: not queued (full, closing),
+ * report and apply it yourself.
+ */
+bool vr_record_failure(struct vr_record *rec, const struct vmras_failure *f, bool apply);
+/* Wait until everything queued so far is reported; -EDEADLK on its thread. */
+int vr_record_flush(struct vr_record *rec);
 /* A bad range changed: "split", "salvaged", "migrated-out" (no report follows). */
 void vr_record_change(struct vr_record *rec, uint64_t gpa, uint64_t size, const char *change);
 /* The guest was reset: every bad range is fresh memory again ("restored"). */

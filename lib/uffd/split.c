@@ -349,11 +349,8 @@ static void fill_range(struct vr_split *s, uint32_t first, uint32_t last, bool *
 		i += done ? done : 1;
 	}
 	pthread_mutex_unlock(&s->lock);
-	if (filled) {
+	if (filled)
 		VR_STAT_ADD(v, subpages_salvaged, filled * (s->sub / SUB));
-		if (v->record)
-			vr_record_change(v->record, s->gpa, s->size, "salvaged");
-	}
 }
 
 static void fill_around(struct vr_split *s, uint64_t addr)
@@ -414,6 +411,9 @@ static void finish(struct vr_split *s)
 		      (off_t)s->size))
 		VR_STAT_ADD(s->v, fill_errors, 1); /* the old page stays until reset */
 	s->filled = true;
+	/* Every good subpage is back (rec->lock is a leaf: fine under s->lock). */
+	if (s->v->record)
+		vr_record_change(s->v->record, s->gpa, s->size, "salvaged");
 }
 
 /* One background step on s; true when s is filled. */

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * The exporter's request parser on arbitrary bytes, fed as it would be
- * read: whole, and cut at every length. Whatever it says, a path it
+ * read: whole, and cut at each of the last 64 lengths (a request arrives
+ * in pieces; each piece is parsed anew). Whatever it says, a path it
  * returns is NUL-terminated, starts with '/', and fits.
  */
 #include <stdint.h>

@@ -182,7 +182,7 @@ static int dest_start(struct dest *d, const struct demo_files *f, const struct v
 	const char *argv[] = {
 		"vmras", "run", "--incoming", uri, "--vcpus", vcpus, "--mem", mem,
 		"--backend", backend, "--passes", passes, "--seed", seed,
-		"--cpu-vendor", vendor, "--summary", "json", NULL,
+		"--cpu-vendor", vendor, "--summary", "json", "--no-record", NULL,
 	};
 	pid_t parent = getpid();
 	uint64_t end;
@@ -546,6 +546,7 @@ int demo_main(int argc, char **argv)
 	snprintf(f.err, sizeof(f.err), "%s/destination.err", f.dir);
 	snprintf(mv.uri, sizeof(mv.uri), "unix:%s", f.sock);
 	cfg.event_log = f.log;
+	cfg.record = "";	/* a demo's errors are not the host's */
 
 	printf("vmras demo: a KVM guest with %u vCPUs and %" PRIu64 " MiB of %s RAM checks its own\n"
 	       "memory, %u passes over every page. After pass 1 the host page behind GPA\n"

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -139,7 +140,7 @@ static int errors_table(sqlite3 *db, const struct filter *f)
 	int rc, n = 0;
 
 	snprintf(sql, sizeof(sql), "SELECT e.time_ns, v.name, e.kind, e.source, e.action, e.gpa, "
-		 "e.size, e.detail FROM events e JOIN vms v ON v.id = e.vm_id WHERE %s "
+		 "e.lost, e.detail FROM events e JOIN vms v ON v.id = e.vm_id WHERE %s "
 		 "ORDER BY e.time_ns, e.id", FILTER_SQL);
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		return db_fail("errors", db, "events");
@@ -236,7 +237,7 @@ static int errors_json(sqlite3 *db, const struct filter *f)
 	static const char *const names[] = {
 		"id", "vm", "uuid", "seq", "time", "kind", "source", "si-code", "addr-lsb", "vcpu",
 		"tid", "hva", "gpa", "recipient", "action", "action-required", "recursive",
-		"contained", "size", "page-size", "detail",
+		"contained", "size", "lost", "page-size", "detail",
 	};
 	json_object *o = json_object_new_object(), *a = json_object_new_array(),
 		    *ranges = json_object_new_array();
@@ -246,7 +247,7 @@ static int errors_json(sqlite3 *db, const struct filter *f)
 
 	snprintf(sql, sizeof(sql), "SELECT e.id, v.name, v.uuid, e.seq, e.time_ns, e.kind, e.source, "
 		 "e.si_code, e.addr_lsb, e.vcpu, e.tid, e.hva, e.gpa, e.recipient, e.action, "
-		 "e.action_required, e.recursive, e.contained, e.size, e.page_size, e.detail "
+		 "e.action_required, e.recursive, e.contained, e.size, e.lost, e.page_size, e.detail "
 		 "FROM events e JOIN vms v ON v.id = e.vm_id WHERE %s ORDER BY e.time_ns, e.id",
 		 FILTER_SQL);
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -290,14 +291,15 @@ static int errors_json(sqlite3 *db, const struct filter *f)
 
 /*
  * Per VM name and for the host: errors, bytes lost, what QEMU would have
- * lost (the whole backing page of each error that cost memory), splits.
+ * lost (the whole backing page of each error that cost memory, once per
+ * page and run), splits.
  */
 static const char SUMMARY_SQL[] =
 	"WITH ev AS (SELECT e.*, v.name FROM events e JOIN vms v ON v.id = e.vm_id WHERE %s), "
 	"lost AS (SELECT name, vm_id, gpa - gpa %% max(page_size, 4096) AS base, "
-	"max(page_size, size) AS bytes FROM ev WHERE size > 0 AND gpa IS NOT NULL "
+	"max(max(page_size, lost)) AS bytes FROM ev WHERE lost > 0 AND gpa IS NOT NULL "
 	"GROUP BY name, vm_id, base), "
-	"per AS (SELECT name, count(*) AS errors, sum(size) AS bytes_lost FROM ev GROUP BY name), "
+	"per AS (SELECT name, count(*) AS errors, sum(lost) AS bytes_lost FROM ev GROUP BY name), "
 	"q AS (SELECT name, sum(bytes) AS qemu FROM lost GROUP BY name), "
 	"sp AS (SELECT v.name, count(*) AS splits FROM range_changes c JOIN vms v ON v.id = c.vm_id "
 	"WHERE c.change = 'split' AND c.time_ns >= ?5 AND c.time_ns < ?6 AND "
@@ -546,25 +548,31 @@ static int metrics_text(sqlite3 *db, struct text *t)
 			       "ORDER BY 1, 2, 3, 4", -1, &st, NULL) != SQLITE_OK)
 		return -1;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		/* Every label escaped: the database is shared, not ours alone. */
 		put(t, "vmras_memory_errors_total{vm=\"");
 		put_label(t, col_text(st, 0));
-		put(t, "\",kind=\"%s\",source=\"%s\",action=\"%s\"} %" PRId64 "\n", col_text(st, 1),
-		    col_text(st, 2), col_text(st, 3), (int64_t)sqlite3_column_int64(st, 4));
+		put(t, "\",kind=\"");
+		put_label(t, col_text(st, 1));
+		put(t, "\",source=\"");
+		put_label(t, col_text(st, 2));
+		put(t, "\",action=\"");
+		put_label(t, col_text(st, 3));
+		put(t, "\"} %" PRId64 "\n", (int64_t)sqlite3_column_int64(st, 4));
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return -1;
-	family(t, "vmras_memory_bytes_lost_total", "counter",
+	family(t, "vmras_memory_lost_bytes_total", "counter",
 	       "Guest memory lost to errors, in bytes (4 KiB where vmras split a huge page).");
-	if (per_vm(db, t, "vmras_memory_bytes_lost_total",
-		   "SELECT v.name, sum(e.size) FROM events e JOIN vms v ON v.id = e.vm_id "
+	if (per_vm(db, t, "vmras_memory_lost_bytes_total",
+		   "SELECT v.name, sum(e.lost) FROM events e JOIN vms v ON v.id = e.vm_id "
 		   "GROUP BY v.name ORDER BY v.name"))
 		return -1;
-	family(t, "vmras_memory_qemu_bytes_lost_total", "counter",
+	family(t, "vmras_memory_qemu_lost_bytes_total", "counter",
 	       "What QEMU would have lost for the same errors: each one's whole backing page.");
-	if (per_vm(db, t, "vmras_memory_qemu_bytes_lost_total",
-		   "SELECT name, sum(bytes) FROM (SELECT v.name, max(e.page_size, e.size) AS bytes "
-		   "FROM events e JOIN vms v ON v.id = e.vm_id WHERE e.size > 0 AND e.gpa IS NOT NULL "
+	if (per_vm(db, t, "vmras_memory_qemu_lost_bytes_total",
+		   "SELECT name, sum(bytes) FROM (SELECT v.name, max(max(e.page_size, e.lost)) AS bytes "
+		   "FROM events e JOIN vms v ON v.id = e.vm_id WHERE e.lost > 0 AND e.gpa IS NOT NULL "
 		   "GROUP BY e.vm_id, e.gpa - e.gpa % max(e.page_size, 4096)) GROUP BY name "
 		   "ORDER BY name"))
 		return -1;
@@ -651,30 +659,62 @@ static void on_stop(int sig)
 	exporter_stop = 1;
 }
 
+/* All of buf, or false (the client went away, or stalled past SO_SNDTIMEO). */
+static bool send_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
 static void respond(int fd, const char *status, const char *type, const char *body, size_t len,
 		    bool head)
 {
-	char h[256];
+	char h[320];
 	int n = snprintf(h, sizeof(h), "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-			 "Connection: close\r\n\r\n", status, type, len);
+			 "%sConnection: close\r\n\r\n", status, type, len,
+			 strncmp(status, "405", 3) ? "" : "Allow: GET, HEAD\r\n");
 
-	if (send(fd, h, (size_t)n, MSG_NOSIGNAL) == n && !head && len)
-		(void)send(fd, body, len, MSG_NOSIGNAL);
+	if (send_all(fd, h, (size_t)n) && !head && len)
+		(void)send_all(fd, body, len);
 }
 
-/* One connection: read the request (2 s at most), answer, close. */
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * One connection: the whole request within 2 s, the answer within 5 s (a
+ * client that trickles or never reads cannot hold a scrape up), close.
+ */
 static void serve(int fd, const char *path)
 {
 	char req[HTTP_MAX_REQUEST], url[256];
+	struct timeval snd = { .tv_sec = 5 };
+	int64_t end = mono_ms() + 2000;
 	size_t got = 0;
 	int head = 0;
 	enum http_parse p = HTTP_INCOMPLETE;
 
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd));
 	while (p == HTTP_INCOMPLETE && got < sizeof(req)) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int64_t left = end - mono_ms();
 		ssize_t n;
 
-		if (poll(&pfd, 1, 2000) <= 0)
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
 			break;
 		n = recv(fd, req + got, sizeof(req) - got, 0);
 		if (n <= 0)
@@ -763,7 +803,7 @@ int exporter_main(int argc, char **argv)
 		tool_error("exporter", "--listen %s: %s", listen_at, gai_strerror(rc));
 		return 2;
 	}
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 16)) {
 		tool_error("exporter", "listen on %s: %s", listen_at, strerror(errno));

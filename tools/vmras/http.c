@@ -30,7 +30,7 @@ enum http_parse http_parse_request(const char *buf, size_t len, char *path, size
 	if (!sp1)
 		return HTTP_BAD;
 	sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
-	if (!sp2 || eol - sp2 < 9 || memcmp(sp2 + 1, "HTTP/1.", 7))
+	if (!sp2 || eol - sp2 < 9 || memcmp(sp2 + 1, "HTTP/1.", 7) || sp2[8] < '0' || sp2[8] > '9')
 		return HTTP_BAD;
 	for (const char *c = buf; c < sp1; c++)
 		if (*c < 'A' || *c > 'Z')
