@@ -113,6 +113,43 @@ def test_history(work):
     return db
 
 
+def test_reader_without_write_access(db):
+    """After the writer is gone, a user who cannot write the directory reads."""
+    if os.getuid() != 0 or not shutil.which("setpriv"):
+        tap.skip("a reader without write access", "needs root and setpriv to become nobody")
+        return
+    os.chmod(os.path.dirname(db), 0o755)
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        vmtest.VMRAS, "errors", "--record", db, "--summary"],
+                       capture_output=True, text=True, timeout=60)
+    tap.ok(p.returncode == 0 and "history" in p.stdout, "a reader without write access to the "
+           "record's directory (nobody) reads it after the VMM exited", p.stdout + p.stderr)
+
+
+def test_order(work):
+    """With the record, a report still comes before the reset or stop it asks for."""
+    bad = []
+    for i, policy in enumerate(("reset", "fatal") * (1 if QUICK else 3)):
+        vm = VM("--paused", "--vcpus", "1", "--mem", "16M", "--policy", "ao=" + policy,
+                "--record", os.path.join(work, "order.db"))
+        try:
+            q = vm.qmp()
+            q.cmd("inject-memory-error", gpa=0x600000 + i * PAGE, type="ao")
+            seen = []
+            try:
+                q.wait_event(lambda e: seen.append(e["event"]) or
+                             e["event"] in ("RESET", "SHUTDOWN"), timeout=30)
+            except (OSError, EOFError, RuntimeError, TimeoutError) as e:
+                seen.append("(%s)" % e.__class__.__name__)
+            if "MEMORY_FAILURE" not in seen or ("RESET" in seen and
+                                                seen.index("MEMORY_FAILURE") > seen.index("RESET")):
+                bad.append("%s: %s" % (policy, seen))
+        finally:
+            vm.kill()
+    tap.ok(not bad, "policy reset/fatal with the record: MEMORY_FAILURE comes first, every time",
+           "; ".join(bad))
+
+
 def test_metrics(db):
     code, text, err = vmras("metrics", "--record", db)
     if not tap.eq(code, 0, "metrics: exit 0", err):
@@ -425,6 +462,8 @@ def main():
         tap.run(lambda: got.append(test_history(work)))
         if got and got[0]:
             tap.run(test_metrics, got[0])
+            tap.run(test_reader_without_write_access, got[0])
+        tap.run(test_order, work)
         tap.run(test_two_writers, work)
         tap.run(test_kills, work)
         tap.run(test_bad_databases, work)
