@@ -283,6 +283,7 @@ json_object *vmm_memory_error_stats_json(struct vmm *vm)
 	struct vmras_poison *list = calloc(n ? n : 1, sizeof(*list));
 	json_object *o = json_object_new_object();
 	uint64_t errors = 0, poisoned = 0;
+	bool listed = list != NULL;
 	struct vmras_stats st;
 	char why[224];
 	int rec = vmras_record_status(vm->ras, why, sizeof(why));
@@ -305,7 +306,7 @@ json_object *vmm_memory_error_stats_json(struct vmm *vm)
 #define C(k, v) json_object_object_add(o, (k), json_object_new_uint64(v))
 	C("errors-total", errors);
 	C("bytes-lost", st.bytes_lost);
-	C("poisoned-bytes", list ? poisoned : 0);
+	C("poisoned-bytes", listed ? poisoned : 0);
 	C("huge-page-splits", st.splits);
 	C("notifications-deferred", st.notice_deferred);
 	C("notifications-undeliverable", st.notice_undeliverable);
