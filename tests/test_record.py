@@ -37,7 +37,7 @@ vmtest.VMRAS = sys.argv[1]
 QUICK = os.environ.get("VMRAS_TEST_QUICK") == "1"
 # Under the sanitizers (CI sets VMRAS_TEST_QUICK=1) fewer kills and a
 # smaller burst; the plain build runs the 20 and 1,000.
-KILLS = 4 if QUICK else 20
+KILLS = 3 if QUICK else 20
 BURST = 200 if QUICK else 1000
 PAGE = 4096
 AO_GPA, AR_GPA = 0x603000, 0xa05000   # vCPU 0's and vCPU 1's slices of 32 MiB, two huge pages
@@ -274,7 +274,7 @@ BURST_ARGS = ("--paused", "--no-shutdown", "--vcpus", "2", "--mem", "32M",
 
 def test_two_writers(work):
     db = os.path.join(work, "shared.db")
-    n = BURST // 2
+    n = 100 if QUICK else BURST // 2
     vms = [VM(*BURST_ARGS, "--record", db, "--name", "writer%d" % i) for i in range(2)]
     try:
         qs = [vm.qmp() for vm in vms]
