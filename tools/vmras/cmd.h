@@ -27,5 +27,6 @@ int x86_plan_main(int argc, char **argv);
 int errors_main(int argc, char **argv);
 int metrics_main(int argc, char **argv);
 int exporter_main(int argc, char **argv);
+int serve_snapshot_main(int argc, char **argv);
 
 #endif

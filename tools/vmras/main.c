@@ -24,6 +24,7 @@ static const struct {
 	{ "errors", errors_main, "the host's memory errors from the durable record (--json, --summary)" },
 	{ "metrics", metrics_main, "the record's numbers in Prometheus text format" },
 	{ "exporter", exporter_main, "serve those metrics over HTTP for Prometheus to scrape" },
+	{ "serve-snapshot", serve_snapshot_main, "serve a Firecracker snapshot's memory on demand (userfaultfd), poison-aware" },
 	{ "x86-plan", x86_plan_main, "the x86 machine checks libvmras sends for one error, as JSON" },
 };
 
@@ -69,7 +70,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "Usage: %s COMMAND [OPTIONS]\n\nCommands:\n", prog);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+		fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].help);
 	fprintf(f, "\n'%s COMMAND --help' describes a command's options.\n", prog);
 }
 
