@@ -885,6 +885,82 @@ static void test_client_exit(void)
 	free(out);
 }
 
+/*
+ * --- UFFDIO_POISON refused: the fault is left unserved, never zero-filled ---
+ * A client that calls its hugetlb region 4 KiB pages: the kernel refuses a
+ * 4 KiB UFFDIO_POISON there (EINVAL; the kernel names a hugetlb fault by
+ * its huge page's start, so the bad page is the first). The client's
+ * thread waits for ever, as it would in Firecracker; SIGKILL ends it.
+ */
+static void test_poison_refused(void)
+{
+	const char *extra[] = { "--poison-offset", "0", "--stats", "--timeout-ms", "10000",
+				NULL };
+	char why[128], *err = NULL, *out = NULL;
+	int status = 0, hstatus = 0;
+	struct stats st;
+	uint64_t end;
+	uint8_t *h;
+	pid_t pid, c;
+
+	watchdog("UFFDIO_POISON refused");
+	h = map_huge(why, sizeof(why));
+	if (!h) {
+		tap_skip("poison refused: the fault is left unserved", "%s", why);
+		return;
+	}
+	munmap(h, H_SIZE);
+	pid = spawn_handler(extra);
+	if (!ok(pid > 0, "poison refused: handler started"))
+		return;
+	c = fork();
+	if (c == 0) {
+		int uffd = test_uffd_open(UFFD_FEATURE_EVENT_REMOVE), sock, n;
+		uint8_t *m = mmap(NULL, HUGE, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
+		char json[256];
+
+		if (uffd < 0 || m == MAP_FAILED || uffd_register(uffd, m, HUGE))
+			_exit(3);
+		sock = connect_handler(10000);
+		n = snprintf(json, sizeof(json), "[{\"base_host_virt_addr\":%lu,\"size\":%lu,"
+			     "\"offset\":0,\"page_size\":4096}]", (unsigned long)(uintptr_t)m, HUGE);
+		if (sock < 0 || send_msg(sock, json, (size_t)n, &uffd, 1))
+			_exit(4);
+		_exit(*(volatile uint8_t *)(m + 0x1000) == 0 ? 5 : 6);	/* never returns */
+	}
+	end = now_ms() + EXIT_WAIT_MS;
+	while (c > 0 && now_ms() < end && waitpid(c, &status, WNOHANG) == 0) {
+		free(err);
+		err = read_text(err_path);
+		if (err && strstr(err, "UFFDIO_POISON"))
+			break;
+		sleep_ms(10);
+	}
+	if (!ok(err && strstr(err, "UFFDIO_POISON at 0x") && strstr(err, "Invalid argument") &&
+		strstr(err, "fault left unserved"),
+		"poison refused: the handler reports UFFDIO_POISON's EINVAL, the fault unserved"))
+		tap_diag("stderr: %s", err ? err : "(none)");
+	if (c > 0) {
+		kill(c, SIGKILL);
+		wait_exit(c, EXIT_WAIT_MS, &status);
+	}
+	ok(c > 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+	   "poison refused: the client's touch got neither data nor zeros (it waited until "
+	   "SIGKILL; status 0x%x)", status);
+	ok(!wait_exit(pid, EXIT_WAIT_MS, &hstatus) && WIFEXITED(hstatus) &&
+	   WEXITSTATUS(hstatus) == 1,
+	   "poison refused: the handler exits 1 when its client is gone (status 0x%x)", hstatus);
+	free(err);
+	err = read_text(err_path);
+	out = read_text(out_path);
+	ok(err && strstr(err, "1 faults were left unserved") && parse_stats(out, &st) &&
+	   st.unserved == 1 && !st.copied && !st.zero && !st.poisoned,
+	   "poison refused: it said so, and served nothing (no copy, no zero page)");
+	free(err);
+	free(out);
+}
+
 /* --- (5) bad handshakes --- */
 
 enum attach { NO_FD, UFFD, NOT_UFFD };
@@ -1057,6 +1133,7 @@ int main(int argc, char **argv)
 
 	test_main_run();
 	test_client_exit();
+	test_poison_refused();
 	test_bad_handshakes();
 	alarm(0);
 
