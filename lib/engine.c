@@ -29,6 +29,7 @@
 #include "memory/backing.h"
 #include "record/record.h"
 #include "sources/sources.h"
+#include "uffd/lazy.h"
 #include "uffd/router.h"
 #include "uffd/split.h"
 #include "util/clock.h"
@@ -41,6 +42,8 @@
  */
 #define RETRY_MS_MIN 1
 #define RETRY_MS_MAX 16
+/* A lazy huge page the engine must split is fetched first, waiting at most this. */
+#define LAZY_SETTLE_MS 10000
 
 uint64_t vr_next_seq(struct vmras *v)
 {
@@ -246,6 +249,14 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 		/* A whole page lost on the source: whole here too. */
 		if (1ULL << ev->addr_lsb >= r->page_size)
 			how = PLAN_WHOLE;
+	}
+	/*
+	 * A huge page of lazy memory that has not arrived cannot be split
+	 * (the split fills from it): fetch it first, or lose it whole.
+	 */
+	if (how == PLAN_SPLIT && vr_lazy_settle(v, f.ev.gpa, LAZY_SETTLE_MS)) {
+		how = PLAN_WHOLE;
+		snprintf(why, sizeof(why), "its data never arrived (lazy memory)");
 	}
 	if (how == PLAN_WHOLE && why[0])
 		snprintf(f.detail, sizeof(f.detail), "huge page lost whole: %s", why);

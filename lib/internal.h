@@ -18,7 +18,7 @@
  *                              and eventfd write only.
  *
  * Locks, in the order they may be taken (never the reverse):
- *   map_lock (rwlock) > split->lock > router->lock > v->lock
+ *   map_lock (rwlock) > split->lock > router->lock > lazy->lock > v->lock
  * map_lock: read by the safe copy, written by the engine while it swaps a
  * mapping (vCPUs paused). v->lock guards vcpus[], the work queue and stats;
  * it is a leaf. No library lock is held while a VMM hook runs.
@@ -49,6 +49,7 @@ struct vr_record;
 struct vr_ring;
 struct vr_router;
 struct vr_split;
+struct vr_lazy;
 struct vr_arch_ops;
 
 /* One notice for one vCPU: what the guest is told, in its arch's terms. */
@@ -112,6 +113,7 @@ struct vmras {
 	struct vmras_registry *registry;
 	struct vr_ring *ring;
 	struct vr_router *router;
+	struct vr_lazy *lazy;	/* lazy memory (uffd/lazy.c), set once (atomic) */
 	int wake_fd;		/* eventfd: ring or queue has work, or stop */
 	int log_fd;
 	struct vr_record *record;	/* NULL: not recording (record_err says why) */

@@ -21,6 +21,7 @@
 
 #include "arch/arch.h"
 #include "internal.h"
+#include "uffd/lazy.h"
 #include "sources/sources.h"
 #include "util/clock.h"
 
@@ -455,6 +456,7 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 	if (vcpu >= VR_MAX_VCPUS || !v->vcpus[vcpu].registered || !v->arch)
 		return -EINVAL;
 	s = &v->vcpus[vcpu];
+	vr_lazy_vcpu_runs(v);
 	r = raise_injected_ar(v, vcpu, s);
 	if (r)
 		return r;

@@ -20,6 +20,7 @@
 #include "memory/backing.h"
 #include "record/record.h"
 #include "sources/sources.h"
+#include "uffd/lazy.h"
 #include "uffd/router.h"
 #include "uffd/split.h"
 
@@ -109,6 +110,7 @@ void vmras_free(struct vmras *v)
 	vr_sigbus_uninstall(v);
 	vr_threads_clear();
 	vr_split_free_all(v);
+	vr_lazy_free(v);
 	vr_router_free(v->router);
 	if (v->arch && v->arch->free)
 		v->arch->free(v->arch_data);

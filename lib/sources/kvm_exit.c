@@ -7,6 +7,9 @@
  *   (c) where KVM emulates guest instructions (detected, see
  *       probe/ram_mmio.c): an MMIO exit inside writable guest RAM on a
  *       poisoned page. A read gets all-ones filler, never data.
+ * And lazy memory KVM could not wait for (the userfaultfd takes no kernel
+ * faults): (b) or (c) on a page that has not arrived is fetched here and
+ * the vCPU enters again.
  * Anything else is the VMM's: a write to a read-only slot (ROM, flash),
  * a page the VMM protected, a private/shared conversion.
  */
@@ -20,8 +23,12 @@
 #include "kabi/kvm.h"
 #include "memory/backing.h"
 #include "sources/sources.h"
+#include "uffd/lazy.h"
 #include "uffd/split.h"
 #include "util/clock.h"
+
+/* A memory-fault exit on a lazy page waits this long for it (then the VMM hears why). */
+#define LAZY_EXIT_WAIT_MS 60000
 
 static bool page_is_bad(struct vmras *v, const struct vmras_region *r, uint64_t gpa)
 {
@@ -111,6 +118,12 @@ int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int
 	    run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
 		const struct kabi_kvm_memory_fault *mf = kabi_kvm_run_memory_fault(run);
 
+		/* KVM could not wait for a lazy page: fetch it here and enter again. */
+		if (run_ret == -EFAULT && vr_lazy_missing(v, mf->gpa)) {
+			vr_lazy_count_exit(v);
+			err = vr_lazy_settle(v, mf->gpa, LAZY_EXIT_WAIT_MS);
+			return err ?: VMRAS_EXIT_HANDLED;
+		}
 		r = vmras_memmap_find_gpa(v->map, mf->gpa);
 		if (run_ret == -EFAULT && (!r || !page_is_bad(v, r, mf->gpa)))
 			return VMRAS_EXIT_NOT_MINE; /* e.g. a private/shared conversion */
@@ -126,6 +139,13 @@ int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int
 	r = vmras_memmap_find_gpa(v->map, run->mmio.phys_addr);
 	if (!r || (r->flags & VMRAS_REGION_READONLY))
 		return VMRAS_EXIT_NOT_MINE;
+	/* A lazy page KVM could not wait for (a user-mode-only userfaultfd): fetch it. */
+	if (vr_lazy_missing(v, run->mmio.phys_addr)) {
+		vr_lazy_count_exit(v);
+		err = vr_lazy_settle(v, run->mmio.phys_addr, LAZY_EXIT_WAIT_MS);
+		if (err)
+			return err;
+	}
 	if (page_is_bad(v, r, run->mmio.phys_addr)) {
 		/* KVM completes the read with this before the notice: never real data. */
 		if (!run->mmio.is_write)

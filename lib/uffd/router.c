@@ -45,6 +45,8 @@ struct vr_router {
 	pthread_mutex_t lock;	/* everything below */
 	pthread_cond_t idle_cond;	/* a route's callbacks finished */
 	bool stopping;
+	struct route *fallback;	/* faults nobody else owns (vr_router_set_fallback) */
+	const struct vr_fallback_ops *fb_ops;
 	struct route **routes;
 	size_t n, cap;
 };
@@ -154,7 +156,8 @@ int vr_router_new(struct vmras *v, int given_uffd, struct vr_router **out)
 		err = fd;
 		goto fail;
 	}
-	api.features = offered & WANTED_FEATURES;
+	/* The faulting thread's id: lazy memory's per-vCPU blocked time. */
+	api.features = offered & (WANTED_FEATURES | UFFD_FEATURE_THREAD_ID);
 	err = (int)kabi_ioctl(fd, UFFDIO_API, &api);
 	if (err) {
 		close(fd);
@@ -177,6 +180,7 @@ void vr_router_free(struct vr_router *rt)
 	for (size_t i = 0; i < rt->n; i++)
 		free(rt->routes[i]);
 	free(rt->routes);
+	free(rt->fallback);
 	if (rt->uffd >= 0)
 		close(rt->uffd);
 	if (rt->wake_fd >= 0)
@@ -359,6 +363,35 @@ bool vr_router_vmm_owned(struct vr_router *rt, uint64_t start, uint64_t len)
 	return owned;
 }
 
+int vr_router_set_fallback(struct vr_router *rt, const struct vr_fallback_ops *ops, void *opaque)
+{
+	struct route *r = NULL, *old;
+
+	if (ops) {
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return -ENOMEM;
+		*r = (struct route){ .opaque = opaque, .more = VR_IDLE_DONE };
+	}
+	pthread_mutex_lock(&rt->lock);
+	old = rt->fallback;
+	if (old && r) {
+		pthread_mutex_unlock(&rt->lock);
+		free(r);
+		return -EEXIST;
+	}
+	rt->fallback = r;
+	rt->fb_ops = ops;
+	if (old) {
+		old->dead = true;
+		while (old->running)
+			pthread_cond_wait(&rt->idle_cond, &rt->lock);
+	}
+	pthread_mutex_unlock(&rt->lock);
+	free(old);
+	return 0;
+}
+
 void vr_router_kick(struct vr_router *rt)
 {
 	uint64_t one = 1;
@@ -367,9 +400,16 @@ void vr_router_kick(struct vr_router *rt)
 	for (size_t i = 0; i < rt->n; i++)
 		if (rt->routes[i]->ops && rt->routes[i]->ops->idle)
 			rt->routes[i]->more = VR_IDLE_MORE;
+	if (rt->fallback && rt->fb_ops->idle)
+		rt->fallback->more = VR_IDLE_MORE;
 	pthread_mutex_unlock(&rt->lock);
 
 	(void)!write(rt->wake_fd, &one, sizeof(one));
+}
+
+int vr_uffd_register(struct vr_router *rt, uint64_t start, uint64_t len, uint64_t mode)
+{
+	return uffd_register(rt->uffd, start, len, mode);
 }
 
 int vr_uffd_poison(struct vr_router *rt, uint64_t start, uint64_t len)
@@ -386,6 +426,25 @@ int vr_uffd_wake(struct vr_router *rt, uint64_t start, uint64_t len)
 	return (int)kabi_ioctl(rt->uffd, UFFDIO_WAKE, &range);
 }
 
+int vr_uffd_copy(struct vr_router *rt, uint64_t dst, const void *src, uint64_t len,
+		 uint64_t *done)
+{
+	struct uffdio_copy c = { .dst = dst, .src = (uintptr_t)src, .len = len };
+	int err = (int)kabi_ioctl(rt->uffd, UFFDIO_COPY, &c);
+
+	*done = c.copy > 0 ? (uint64_t)c.copy : 0;
+	return err;
+}
+
+int vr_uffd_zero(struct vr_router *rt, uint64_t dst, uint64_t len, uint64_t *done)
+{
+	struct uffdio_zeropage z = { .range = { .start = dst, .len = len } };
+	int err = (int)kabi_ioctl(rt->uffd, UFFDIO_ZEROPAGE, &z);
+
+	*done = z.zeropage > 0 ? (uint64_t)z.zeropage : 0;
+	return err;
+}
+
 /* ---- the thread ------------------------------------------------------ */
 
 static void put(struct vr_router *rt, struct route *r)
@@ -396,19 +455,30 @@ static void put(struct vr_router *rt, struct route *r)
 	pthread_mutex_unlock(&rt->lock);
 }
 
-static void dispatch(struct vr_router *rt, uint64_t addr, uint64_t flags)
+static void dispatch(struct vr_router *rt, uint64_t addr, uint64_t flags, uint32_t tid)
 {
 	struct vmras *v = rt->v;
 	struct route *r;
+	bool fallback = false;
 
 	addr &= ~(SMALL_PAGE - 1);
 	pthread_mutex_lock(&rt->lock);
 	r = find(rt, addr);
+	if (!r && rt->fallback) {
+		r = rt->fallback;
+		fallback = true;
+	}
 	if (r && !r->dead)
 		r->running++;
 	else
 		r = NULL;
 	pthread_mutex_unlock(&rt->lock);
+	if (fallback && r) {
+		VR_STAT_ADD(v, uffd_faults, 1);
+		rt->fb_ops->fault(r->opaque, addr, flags, tid);
+		put(rt, r);
+		return;
+	}
 	if (!r) {
 		/* Nobody owns it (its route is going away): let it retry, and say so. */
 		VR_STAT_ADD(v, uffd_unrouted, 1);
@@ -435,7 +505,8 @@ static void read_faults(struct vr_router *rt)
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
 				dispatch(rt, msgs[i].arg.pagefault.address,
-					 msgs[i].arg.pagefault.flags);
+					 msgs[i].arg.pagefault.flags,
+					 msgs[i].arg.pagefault.feat.ptid);
 		if ((size_t)n < sizeof(msgs))
 			break;
 	}
@@ -454,16 +525,24 @@ static int run_idle(struct vr_router *rt)
 		struct route *r;
 		int again;
 
+		bool fallback = false;
+
 		pthread_mutex_lock(&rt->lock);
 		while (i < rt->n && !(rt->routes[i]->more != VR_IDLE_DONE && !rt->routes[i]->dead))
 			i++;
 		r = i < rt->n ? rt->routes[i] : NULL;
+		/* The fallback's turn comes after every route's. */
+		if (!r && i == rt->n && rt->fallback && !rt->fallback->dead &&
+		    rt->fallback->more != VR_IDLE_DONE) {
+			r = rt->fallback;
+			fallback = true;
+		}
 		if (r)
 			r->running++;
 		pthread_mutex_unlock(&rt->lock);
 		if (!r)
 			break;
-		again = r->ops->idle(r->opaque);
+		again = fallback ? rt->fb_ops->idle(r->opaque) : r->ops->idle(r->opaque);
 		pthread_mutex_lock(&rt->lock);
 		r->more = again;
 		if (again == VR_IDLE_MORE || (again == VR_IDLE_STALLED && result == VR_IDLE_DONE))

@@ -57,11 +57,27 @@ bool vr_router_covers(struct vr_router *rt, uint64_t start, uint64_t len,
 		      const struct vr_route_ops *ops);
 /* Does the VMM route any of [start, start + len) to a handler of its own? */
 bool vr_router_vmm_owned(struct vr_router *rt, uint64_t start, uint64_t len);
+/*
+ * The route of last resort: faults no route owns, with the faulting
+ * thread's id (0: unknown), and its idle work. Lazy memory is this:
+ * containment and splits inside lazy RAM are ordinary routes and win.
+ * Setting NULL waits until no callback of the old one runs.
+ */
+struct vr_fallback_ops {
+	void (*fault)(void *opaque, uint64_t addr, uint64_t flags, uint32_t tid);
+	int (*idle)(void *opaque);
+};
+int vr_router_set_fallback(struct vr_router *rt, const struct vr_fallback_ops *ops, void *opaque);
 /* Routes have new background work (none runs before the first kick). */
 void vr_router_kick(struct vr_router *rt);
 
 /* userfaultfd ioctls on the router's fd: 0 or -errno. */
+int vr_uffd_register(struct vr_router *rt, uint64_t start, uint64_t len, uint64_t mode);
 int vr_uffd_poison(struct vr_router *rt, uint64_t start, uint64_t len);
 int vr_uffd_wake(struct vr_router *rt, uint64_t start, uint64_t len);
+/* UFFDIO_COPY / UFFDIO_ZEROPAGE; *done: bytes placed (also on error). */
+int vr_uffd_copy(struct vr_router *rt, uint64_t dst, const void *src, uint64_t len,
+		 uint64_t *done);
+int vr_uffd_zero(struct vr_router *rt, uint64_t dst, uint64_t len, uint64_t *done);
 
 #endif

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Lazy guest memory inside the library (the API is vmras/lazy.h): the
+ * hooks the engine and the vCPU exit path call.
+ */
+#ifndef VMRAS_LIB_LAZY_H
+#define VMRAS_LIB_LAZY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct vmras;
+struct vr_lazy;
+
+/*
+ * Make sure the backing page holding gpa is here (fetch it and wait, at
+ * most timeout_ms): before the engine splits or contains it, and for a
+ * memory-fault exit. 0 (here, or not lazy memory), -ETIMEDOUT, -errno.
+ */
+int vr_lazy_settle(struct vmras *v, uint64_t gpa, int timeout_ms);
+/* Is gpa lazy memory that has not arrived? */
+bool vr_lazy_missing(struct vmras *v, uint64_t gpa);
+void vr_lazy_count_exit(struct vmras *v);
+/* A vCPU enters the guest (from now on a huge page may not arrive half poisoned). */
+void vr_lazy_vcpu_runs(struct vmras *v);
+/* The context goes away (router stopped). */
+void vr_lazy_free(struct vmras *v);
+
+#endif
