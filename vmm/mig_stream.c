@@ -1211,6 +1211,38 @@ int mig_read_end(struct mig_stream *s, const struct mig_section *sec, struct vmm
 	return 0;
 }
 
+int mig_read_skip(struct mig_stream *s, const struct mig_section *sec, struct vmm_error *e)
+{
+	uint64_t skip;
+	size_t buffered;
+	int r = rd_section(s, sec, e);
+
+	if (r)
+		return r;
+	if (s->is_socket)
+		return sec_fail(s, e, -EINVAL, sec->type, sec->offset, "cannot be skipped on a socket");
+	skip = s->r_left + CRC_SIZE;
+	buffered = s->rlen - s->rpos;
+	if (skip <= buffered) {
+		s->rpos += skip;
+	} else if (s->fd < 0) {
+		return rd_fail(s, 0, e);
+	} else {
+		if (lseek(s->fd, (off_t)(skip - buffered), SEEK_CUR) < 0)
+			return rd_fail(s, -errno, e);
+		s->rpos = s->rlen = 0;
+	}
+	s->in_off += skip;
+	s->r_left = 0;
+	s->r_open = false;
+	return 0;
+}
+
+int mig_file_fd(const struct mig_stream *s)
+{
+	return s->is_socket ? -1 : s->fd;
+}
+
 int mig_read_payload(struct mig_stream *s, const struct mig_section *sec, void **payload,
 		     struct vmm_error *e)
 {

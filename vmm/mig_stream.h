@@ -45,7 +45,7 @@
 #include "error.h"
 
 #define MIG_MAGIC "VMRASMIG"
-#define MIG_VERSION 1
+#define MIG_VERSION 2
 
 struct mig_stream;
 
@@ -131,6 +131,13 @@ int mig_read_payload(struct mig_stream *s, const struct mig_section *sec, void *
 int mig_read_data(struct mig_stream *s, const struct mig_section *sec, void *buf, size_t len,
 		  struct vmm_error *e);
 int mig_read_end(struct mig_stream *s, const struct mig_section *sec, struct vmm_error *e);
+/*
+ * A file: skip the rest of the section, its checksum unchecked (a lazy
+ * restore checks each page as it reads it instead). Sockets: -EINVAL.
+ */
+int mig_read_skip(struct mig_stream *s, const struct mig_section *sec, struct vmm_error *e);
+/* A file stream's descriptor (-1 for sockets and buffers). */
+int mig_file_fd(const struct mig_stream *s);
 /* Where the next byte read comes from. */
 uint64_t mig_in_offset(const struct mig_stream *s);
 

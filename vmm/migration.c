@@ -12,9 +12,12 @@
 
 #include "kabi/ioctl.h"
 #include "kabi/kvm.h"
+#include "lazy_image.h"
+#include "util/crc32c.h"
 #include "mig_stream.h"
 #include "migration.h"
 #include "vmm_internal.h"
+#include "vmras/lazy.h"
 #include "vmras/migrate.h"
 #include "x86_state.h"
 
@@ -53,6 +56,8 @@ static const char *const section_names[SEC_COUNT] = {
 enum { PG_DATA = 0, PG_ZERO = 1, PG_POISONED = 2 };
 
 #define HEADER_BYTES 64
+/* ram-image: u64 npages, u64 data_offset, u32 crc of the map, u32 0, kinds, crcs */
+#define IMAGE_HEAD(npages) (24 + 5 * (npages))
 
 static const char *const status_names[] = {
 	[MIG_NONE] = "none", [MIG_SETUP] = "setup", [MIG_ACTIVE] = "active",
@@ -214,11 +219,56 @@ bool migration_handed_over(struct vmm *vm)
 	return h;
 }
 
+/*
+ * Lazy memory's numbers: QEMU's postcopy statistics (blocktime in ms,
+ * latency in ns, its distribution by power-of-two microseconds) and ours.
+ */
+static void add_lazy(struct vmm *vm, json_object *o)
+{
+	struct vmras_lazy_stats st;
+	uint64_t ns[64];
+	json_object *l, *dist, *per;
+	unsigned int n = vm->cfg.nr_vcpus < 64 ? vm->cfg.nr_vcpus : 64;
+
+	if (vmras_lazy_get_stats(vm->ras, &st) || vmras_lazy_vcpu_blocktime(vm->ras, ns, n))
+		return;
+	l = json_object_new_object();
+	dist = json_object_new_array();
+	per = json_object_new_array();
+	json_object_object_add(l, "complete", json_object_new_boolean(st.complete));
+	json_object_object_add(l, "pages-total", json_object_new_uint64(st.pages_total));
+	json_object_object_add(l, "pages-present", json_object_new_uint64(st.pages_present));
+	json_object_object_add(l, "faulted", json_object_new_uint64(st.faulted));
+	json_object_object_add(l, "prefetched", json_object_new_uint64(st.prefetched));
+	json_object_object_add(l, "zero-pages", json_object_new_uint64(st.zero_pages));
+	json_object_object_add(l, "poisoned-pages", json_object_new_uint64(st.poisoned_pages));
+	json_object_object_add(l, "refaults", json_object_new_uint64(st.refaults));
+	json_object_object_add(l, "memory-fault-exits", json_object_new_uint64(st.memfault_exits));
+	json_object_object_add(l, "fetch-errors", json_object_new_uint64(st.fetch_errors));
+	json_object_object_add(l, "bad-image-pages",
+			       json_object_new_uint64(lazy_image_bad_pages(vm->lazy_image)));
+	json_object_object_add(l, "first-fault-before-complete",
+			       json_object_new_boolean(st.first_fault_ns &&
+						       (!st.complete_ns ||
+							st.first_fault_ns < st.complete_ns)));
+	json_object_object_add(o, "lazy", l);
+	json_object_object_add(o, "postcopy-blocktime",
+			       json_object_new_uint64(st.blocktime_ns / 1000000));
+	for (unsigned int i = 0; i < n; i++)
+		json_object_array_add(per, json_object_new_uint64(ns[i] / 1000000));
+	json_object_object_add(o, "postcopy-vcpu-blocktime", per);
+	json_object_object_add(o, "postcopy-latency", json_object_new_uint64(st.latency_ns));
+	for (unsigned int i = 0; i < VMRAS_LAZY_LATENCY_BUCKETS; i++)
+		json_object_array_add(dist, json_object_new_uint64(st.latency_dist[i]));
+	json_object_object_add(o, "postcopy-latency-dist", dist);
+}
+
 json_object *migration_query(struct vmm *vm)
 {
 	struct vmm_migration *m = &vm->mig;
 	json_object *o = json_object_new_object(), *ram = json_object_new_object();
 
+	add_lazy(vm, o);
 	pthread_mutex_lock(&m->lock);
 	if (m->status == MIG_NONE) {
 		pthread_mutex_unlock(&m->lock);
@@ -624,8 +674,9 @@ out:
 static int send_image(struct vmm *vm, struct mig_stream *s, struct vmm_error *e)
 {
 	struct vmm_migration *m = &vm->mig;
-	uint64_t head = 16 + m->npages, start, data_off, pad, len;
+	uint64_t head = IMAGE_HEAD(m->npages), start, data_off, pad, len;
 	unsigned char *map = calloc(1, head), *page = malloc(PAGE), zero[256] = { 0 };
+	unsigned char *kinds = map + 24, *crcs = kinds + m->npages;
 	int r;
 
 	if (!map || !page) {
@@ -637,7 +688,9 @@ static int send_image(struct vmm *vm, struct mig_stream *s, struct vmm_error *e)
 		r = read_page(vm, p * PAGE, page, e);
 		if (r < 0)
 			goto out;
-		map[16 + p] = (unsigned char)r;
+		kinds[p] = (unsigned char)r;
+		/* The VM is stopped: the page is the same when it is written below. */
+		put(crcs + p * 4, r == PG_DATA ? vr_crc32c(0, page, PAGE) : 0, 4);
 	}
 	/* The section header is 24 bytes; its payload starts after it. */
 	start = mig_out_offset(s) + 24;
@@ -646,11 +699,12 @@ static int send_image(struct vmm *vm, struct mig_stream *s, struct vmm_error *e)
 	len = head + pad + m->npages * PAGE;
 	put(map, m->npages, 8);
 	put(map + 8, data_off, 8);
+	put(map + 16, vr_crc32c(0, kinds, head - 24), 4);
 	r = mig_section_begin(s, SEC_RAM_IMAGE, 0, len, e) ?: mig_section_data(s, map, head, e);
 	for (uint64_t k = 0; !r && k < pad; k += sizeof(zero))
 		r = mig_section_data(s, zero, pad - k < sizeof(zero) ? pad - k : sizeof(zero), e);
 	for (uint64_t p = 0; !r && p < m->npages; p++) {
-		int kind = map[16 + p];
+		int kind = kinds[p];
 
 		if (kind == PG_DATA) {
 			int now = read_page(vm, p * PAGE, page, e);
@@ -1189,43 +1243,101 @@ out:
 	return r;
 }
 
-static int load_image(struct incoming *in, const struct mig_section *sec, struct vmm_error *e)
+/* The image's head (IMAGE_HEAD bytes), read and checked; malloc'd into *headp. */
+static int read_image_head(struct incoming *in, const struct mig_section *sec,
+			   unsigned char **headp, uint64_t *data_offp, struct vmm_error *e)
 {
-	struct vmm *vm = in->vm;
-	uint64_t npages = vm->ram.size / PAGE, head = 16 + npages, data_off, pad;
-	unsigned char *map = malloc(head), skip[256], *page = malloc(PAGE);
+	uint64_t npages = in->vm->ram.size / PAGE, head = IMAGE_HEAD(npages), data_off, pad;
+	unsigned char *map = malloc(head);
 	int r;
 
-	if (!map || !page) {
-		free(map);
-		free(page);
+	if (!map)
 		return vmm_fail(e, -ENOMEM, "allocate the RAM image map");
-	}
 	r = sec->len < head ? vmm_failf(e, -EPROTO, "ram-image section too short") : 0;
 	if (!r)
 		r = mig_read_data(in->s, sec, map, head, e);
 	if (r)
-		goto out;
+		goto fail;
 	data_off = get(map + 8, 8);
 	pad = data_off - (sec->offset + 24) - head;
 	if (get(map, 8) != npages || data_off < sec->offset + 24 + head || (data_off & (PAGE - 1)) ||
-	    pad >= PAGE || sec->len != head + pad + npages * PAGE) {
+	    pad >= PAGE || sec->len != head + pad + npages * PAGE || get(map + 20, 4)) {
 		r = vmm_failf(e, -EPROTO, "ram-image section at offset %" PRIu64 ": its layout "
 			      "does not fit a %" PRIu64 "-page guest", sec->offset, npages);
+		goto fail;
+	}
+	if (get(map + 16, 4) != vr_crc32c(0, map + 24, head - 24)) {
+		r = vmm_failf(e, -EPROTO, "ram-image section at offset %" PRIu64 ": its page map "
+			      "fails its checksum", sec->offset);
+		goto fail;
+	}
+	for (uint64_t p = 0; p < npages; p++)
+		if (map[24 + p] > PG_POISONED) {
+			r = vmm_failf(e, -EPROTO, "ram-image: page %" PRIu64 " has kind %u", p,
+				      map[24 + p]);
+			goto fail;
+		}
+	*headp = map;
+	*data_offp = data_off;
+	return 0;
+fail:
+	free(map);
+	return r;
+}
+
+/* --lazy: the pages stay in the file; libvmras asks for each when it is needed. */
+static int load_image_lazy(struct incoming *in, const struct mig_section *sec,
+			   const unsigned char *map, uint64_t data_off, struct vmm_error *e)
+{
+	struct vmm *vm = in->vm;
+	uint64_t npages = vm->ram.size / PAGE;
+	uint32_t *crcs = malloc(npages * sizeof(*crcs));
+	int fd = mig_file_fd(in->s), r;
+
+	if (!crcs)
+		return vmm_fail(e, -ENOMEM, "allocate the page checksums");
+	for (uint64_t p = 0; p < npages; p++)
+		crcs[p] = (uint32_t)get(map + 24 + npages + p * 4, 4);
+	r = fd < 0 ? vmm_failf(e, -EINVAL, "--lazy needs a file: snapshot")
+		   : lazy_image_begin(vm->ras, fd, data_off, npages, map + 24, crcs, true,
+				      &vm->lazy_image, e);
+	free(crcs);
+	if (!r)
+		r = mig_read_skip(in->s, sec, e);
+	for (uint64_t p = 0; !r && p < npages; p++)
+		note_page(in, p * PAGE, map[24 + p]);
+	return r;
+}
+
+static int load_image(struct incoming *in, const struct mig_section *sec, struct vmm_error *e)
+{
+	struct vmm *vm = in->vm;
+	uint64_t npages = vm->ram.size / PAGE, data_off = 0, pad;
+	unsigned char *map = NULL, skip[256], *page = malloc(PAGE);
+	int r;
+
+	if (!page)
+		return vmm_fail(e, -ENOMEM, "allocate the RAM image map");
+	r = read_image_head(in, sec, &map, &data_off, e);
+	if (r)
+		goto out;
+	if (vm->cfg.lazy) {
+		r = load_image_lazy(in, sec, map, data_off, e);
 		goto out;
 	}
+	pad = data_off - (sec->offset + 24) - IMAGE_HEAD(npages);
 	for (uint64_t k = 0; !r && k < pad; k += sizeof(skip))
 		r = mig_read_data(in->s, sec, skip, pad - k < sizeof(skip) ? pad - k : sizeof(skip), e);
 	for (uint64_t p = 0; !r && p < npages; p++) {
-		if (map[16 + p] > PG_POISONED) {
-			r = vmm_failf(e, -EPROTO, "ram-image: page %" PRIu64 " has kind %u", p,
-				      map[16 + p]);
-			break;
-		}
+		unsigned int kind = map[24 + p];
+
 		r = mig_read_data(in->s, sec, page, PAGE, e);
+		if (!r && kind == PG_DATA &&
+		    vr_crc32c(0, page, PAGE) != get(map + 24 + npages + p * 4, 4))
+			r = vmm_failf(e, -EPROTO, "ram-image section at offset %" PRIu64 ": page %"
+				      PRIu64 " fails its checksum", sec->offset, p);
 		if (!r)
-			r = store_page(in, p * PAGE, map[16 + p] == PG_DATA ? page : NULL,
-				       map[16 + p], e);
+			r = store_page(in, p * PAGE, kind == PG_DATA ? page : NULL, kind, e);
 	}
 	if (!r)
 		r = mig_read_end(in->s, sec, e);
@@ -1388,7 +1500,8 @@ int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 	set_incoming(vm, true);
 	if (!in.poisoned || !in.present || !in.vcpus_loaded)
 		r = vmm_fail(e, -ENOMEM, "allocate the incoming page maps");
-	if (!r)
+	/* A lazy restore fills RAM on demand: allocating it first would defeat it. */
+	if (!r && !vm->cfg.lazy)
 		prealloc(vm);
 	if (!r)
 		r = mig_open_incoming(uri, -1, &vm->mig.cancel_flag, &in.s, e);

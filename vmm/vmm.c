@@ -22,6 +22,7 @@
 #include "kabi/ioctl.h"
 #include "kabi/kvm.h"
 #include "util/fileio.h"
+#include "lazy_image.h"
 #include "vmm_internal.h"
 
 extern const unsigned char vmm_builtin_guest[];
@@ -239,6 +240,7 @@ void vmm_destroy(struct vmm *vm)
 	if (vm->mig.vmm_dirty)
 		migration_destroy(vm);
 	vmras_free(vm->ras);
+	lazy_image_free(vm->lazy_image);
 	vm->ras = NULL;
 	if (vm->vcpus) {
 		for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)

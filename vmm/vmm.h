@@ -49,6 +49,7 @@ struct vmm_config {
 	const char *record;		/* the durable record: NULL default, "" none */
 	const char *name, *uuid;	/* for the record: NULL, a default */
 	const char *incoming;		/* load a migration stream first (tcp:/unix:/file:) */
+	bool lazy;			/* file: incoming: run before RAM is loaded */
 	unsigned int ninject;
 	struct vmm_inject inject[VMM_MAX_INJECT];
 };

@@ -76,6 +76,7 @@ struct vmm {
 	struct guest_report report;
 
 	struct vmras *ras;	/* libvmras */
+	struct lazy_image *lazy_image;	/* --lazy: the snapshot RAM is served from */
 	bool reset_requested;	/* by libvmras policy */
 	char reset_reason[128];
 	bool fatal;		/* a memory error with policy fatal */

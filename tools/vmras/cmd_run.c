@@ -26,6 +26,8 @@ static void run_usage(FILE *f)
 		"  --paused           start with the vCPUs stopped (QMP cont starts them)\n"
 		"  --incoming URI     first load a migration stream or snapshot: tcp:HOST:PORT,\n"
 		"                     unix:PATH or file:PATH (the same --mem, --vcpus, --seed)\n"
+		"  --lazy             with --incoming file:PATH, run at once and load each page\n"
+		"                     when it is first touched (and all of them in the background)\n"
 		"  --summary json     print one JSON summary line on stdout at the end\n"
 		"  --seed N           pattern seed (default 1)\n"
 		"  --inject ao:GPA[@PASS] | ar:GPA[@PASS]\n"
@@ -129,6 +131,7 @@ int run_main(int argc, char **argv)
 		{ "no-shutdown", no_argument, NULL, 'N' },
 		{ "paused", no_argument, NULL, 'P' },
 		{ "incoming", required_argument, NULL, 'I' },
+		{ "lazy", no_argument, NULL, 'z' },
 		{ "summary", required_argument, NULL, 's' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "inject", required_argument, NULL, 'i' },
@@ -190,6 +193,7 @@ int run_main(int argc, char **argv)
 		case 'N': cfg.no_shutdown = true; break;
 		case 'P': cfg.start_paused = true; break;
 		case 'I': cfg.incoming = optarg; break;
+		case 'z': cfg.lazy = true; break;
 		case 's':
 			if (strcmp(optarg, "json")) {
 				tool_error("run", "--summary: only 'json' is supported");
@@ -245,6 +249,11 @@ int run_main(int argc, char **argv)
 	}
 	if (optind != argc) {
 		tool_error("run", "unexpected argument '%s'", argv[optind]);
+		return 2;
+	}
+
+	if (cfg.lazy && (!cfg.incoming || strncmp(cfg.incoming, "file:", 5))) {
+		tool_error("run", "--lazy needs --incoming file:PATH (a snapshot)");
 		return 2;
 	}
 
