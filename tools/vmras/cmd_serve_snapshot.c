@@ -340,15 +340,15 @@ static int socket_listen(struct server *s, const char *path)
 		return 1;
 	}
 	if (unlink(tmp) && errno != ENOENT) {
-		tool_error(CMD, "--socket %s: %s", tmp, strerror(errno));
+		tool_error(CMD, "--socket %s: unlink %s: %s", path, tmp, strerror(errno));
 		goto fail;
 	}
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		tool_error(CMD, "--socket %s: bind: %s", tmp, strerror(errno));
+		tool_error(CMD, "--socket %s: bind: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (listen(fd, 1)) {
-		tool_error(CMD, "--socket %s: listen: %s", tmp, strerror(errno));
+		tool_error(CMD, "--socket %s: listen: %s", path, strerror(errno));
 		unlink(tmp);
 		goto fail;
 	}
