@@ -254,9 +254,15 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 	 * A huge page of lazy memory that has not arrived cannot be split
 	 * (the split fills from it): fetch it first, or lose it whole.
 	 */
-	if (how == PLAN_SPLIT && vr_lazy_settle(v, f.ev.gpa, LAZY_SETTLE_MS)) {
-		how = PLAN_WHOLE;
-		snprintf(why, sizeof(why), "its data never arrived (lazy memory)");
+	if (how == PLAN_SPLIT) {
+		int lazy = vr_lazy_settle(v, f.ev.gpa, LAZY_SETTLE_MS);
+
+		if (lazy) {
+			how = PLAN_WHOLE;
+			snprintf(why, sizeof(why), "%s", lazy == -EHWPOISON
+				 ? "the lazy memory source lost it whole"
+				 : "its data never arrived (lazy memory)");
+		}
 	}
 	if (how == PLAN_WHOLE && why[0])
 		snprintf(f.detail, sizeof(f.detail), "huge page lost whole: %s", why);
@@ -448,6 +454,7 @@ static int reset_execute(struct vmras *v)
 	while (ring_next(v, UINT64_MAX))
 		;
 	err = vr_split_restore_all(v);
+	vr_lazy_guest_reset(v);
 	n = vmras_registry_count(v->registry);
 	list = calloc(n ? n : 1, sizeof(*list));
 	if (!list)

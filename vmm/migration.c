@@ -247,6 +247,9 @@ static void add_lazy(struct vmm *vm, json_object *o)
 	json_object_object_add(l, "fetch-errors", json_object_new_uint64(st.fetch_errors));
 	json_object_object_add(l, "bad-image-pages",
 			       json_object_new_uint64(lazy_image_bad_pages(vm->lazy_image)));
+	if (st.complete_ns)
+		json_object_object_add(l, "load-time-us",
+				       json_object_new_uint64((st.complete_ns - st.begin_ns) / 1000));
 	json_object_object_add(l, "first-fault-before-complete",
 			       json_object_new_boolean(st.first_fault_ns &&
 						       (!st.complete_ns ||
@@ -270,6 +273,12 @@ json_object *migration_query(struct vmm *vm)
 
 	add_lazy(vm, o);
 	pthread_mutex_lock(&m->lock);
+	/* Destination: how long the stream took before the vCPUs could start. */
+	if (m->incoming_us) {
+		json_object_object_add(o, "incoming-time",
+				       json_object_new_uint64(m->incoming_us / 1000));
+		json_object_object_add(o, "incoming-time-us", json_object_new_uint64(m->incoming_us));
+	}
 	if (m->status == MIG_NONE) {
 		pthread_mutex_unlock(&m->lock);
 		json_object_put(ram);
@@ -699,7 +708,7 @@ static int send_image(struct vmm *vm, struct mig_stream *s, struct vmm_error *e)
 	len = head + pad + m->npages * PAGE;
 	put(map, m->npages, 8);
 	put(map + 8, data_off, 8);
-	put(map + 16, vr_crc32c(0, kinds, head - 24), 4);
+	put(map + 16, vr_crc32c(0, kinds, m->npages), 4);
 	r = mig_section_begin(s, SEC_RAM_IMAGE, 0, len, e) ?: mig_section_data(s, map, head, e);
 	for (uint64_t k = 0; !r && k < pad; k += sizeof(zero))
 		r = mig_section_data(s, zero, pad - k < sizeof(zero) ? pad - k : sizeof(zero), e);
@@ -1179,10 +1188,15 @@ static int check_complete(struct incoming *in, struct vmm_error *e)
 	struct vmm *vm = in->vm;
 	uint64_t npages = vm->ram.size / PAGE;
 
-	for (uint64_t p = 0; p < npages; p++)
-		if (!(in->present[p / 64] & (1ULL << (p % 64))))
+	/* A word at a time: a lazy restore's first instruction waits for this. */
+	for (uint64_t w = 0; w < (npages + 63) / 64; w++) {
+		uint64_t want = npages - w * 64 >= 64 ? ~0ULL : (1ULL << (npages - w * 64)) - 1;
+		uint64_t missing = want & ~in->present[w];
+
+		if (missing)
 			return vmm_failf(e, -EPROTO, "the stream never carried guest page 0x%"
-					 PRIx64, (uint64_t)(p * PAGE));
+					 PRIx64, (uint64_t)((w * 64 + (uint64_t)__builtin_ctzll(missing)) * PAGE));
+	}
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
 		if (!(in->vcpus_loaded[i / 64] & (1ULL << (i % 64))))
 			return vmm_failf(e, -EPROTO, "the stream has no state for vCPU %u", i);
@@ -1243,19 +1257,22 @@ out:
 	return r;
 }
 
-/* The image's head (IMAGE_HEAD bytes), read and checked; malloc'd into *headp. */
+/*
+ * The image's head up to the kinds (24 + npages bytes; the CRCs follow),
+ * read and checked; malloc'd into *headp.
+ */
 static int read_image_head(struct incoming *in, const struct mig_section *sec,
 			   unsigned char **headp, uint64_t *data_offp, struct vmm_error *e)
 {
 	uint64_t npages = in->vm->ram.size / PAGE, head = IMAGE_HEAD(npages), data_off, pad;
-	unsigned char *map = malloc(head);
+	unsigned char *map = malloc(24 + npages);
 	int r;
 
 	if (!map)
 		return vmm_fail(e, -ENOMEM, "allocate the RAM image map");
 	r = sec->len < head ? vmm_failf(e, -EPROTO, "ram-image section too short") : 0;
 	if (!r)
-		r = mig_read_data(in->s, sec, map, head, e);
+		r = mig_read_data(in->s, sec, map, 24 + npages, e);
 	if (r)
 		goto fail;
 	data_off = get(map + 8, 8);
@@ -1266,12 +1283,17 @@ static int read_image_head(struct incoming *in, const struct mig_section *sec,
 			      "does not fit a %" PRIu64 "-page guest", sec->offset, npages);
 		goto fail;
 	}
-	if (get(map + 16, 4) != vr_crc32c(0, map + 24, head - 24)) {
+	if (get(map + 16, 4) != vr_crc32c(0, map + 24, npages)) {
 		r = vmm_failf(e, -EPROTO, "ram-image section at offset %" PRIu64 ": its page map "
 			      "fails its checksum", sec->offset);
 		goto fail;
 	}
+	/* One pass that vectorizes; the page is looked for only if there is one. */
+	unsigned char worst = 0;
+
 	for (uint64_t p = 0; p < npages; p++)
+		worst |= map[24 + p] > PG_POISONED;
+	for (uint64_t p = 0; worst && p < npages; p++)
 		if (map[24 + p] > PG_POISONED) {
 			r = vmm_failf(e, -EPROTO, "ram-image: page %" PRIu64 " has kind %u", p,
 				      map[24 + p]);
@@ -1291,33 +1313,35 @@ static int load_image_lazy(struct incoming *in, const struct mig_section *sec,
 {
 	struct vmm *vm = in->vm;
 	uint64_t npages = vm->ram.size / PAGE;
-	uint32_t *crcs = malloc(npages * sizeof(*crcs));
+	const unsigned char *kinds = map + 24, *k;
 	int fd = mig_file_fd(in->s), r;
 
-	if (!crcs)
-		return vmm_fail(e, -ENOMEM, "allocate the page checksums");
-	for (uint64_t p = 0; p < npages; p++)
-		crcs[p] = (uint32_t)get(map + 24 + npages + p * 4, 4);
+	/* The section's payload starts after its 24-byte header; the CRCs after the kinds. */
 	r = fd < 0 ? vmm_failf(e, -EINVAL, "--lazy needs a file: snapshot")
-		   : lazy_image_begin(vm->ras, fd, data_off, npages, map + 24, crcs, true,
-				      &vm->lazy_image, e);
-	free(crcs);
+		   : lazy_image_begin(vm->ras, fd, data_off, sec->offset + 24 + 24 + npages,
+				      npages, kinds, true, &vm->lazy_image, e);
 	if (!r)
 		r = mig_read_skip(in->s, sec, e);
-	for (uint64_t p = 0; !r && p < npages; p++)
-		note_page(in, p * PAGE, map[24 + p]);
-	return r;
+	if (r)
+		return r;
+	/* Every page came (in the file); the poisoned ones found with memchr, not one by one. */
+	memset(in->present, 0xff, (npages + 63) / 64 * sizeof(uint64_t));
+	for (k = kinds; (k = memchr(k, PG_POISONED, (size_t)(kinds + npages - k))); k++)
+		note_page(in, (uint64_t)(k - kinds) * PAGE, PG_POISONED);
+	return 0;
 }
 
 static int load_image(struct incoming *in, const struct mig_section *sec, struct vmm_error *e)
 {
 	struct vmm *vm = in->vm;
 	uint64_t npages = vm->ram.size / PAGE, data_off = 0, pad;
-	unsigned char *map = NULL, skip[256], *page = malloc(PAGE);
+	unsigned char *map = NULL, skip[256], *page = malloc(PAGE), *crcs = malloc(npages * 4);
 	int r;
 
-	if (!page)
-		return vmm_fail(e, -ENOMEM, "allocate the RAM image map");
+	if (!page || !crcs) {
+		r = vmm_fail(e, -ENOMEM, "allocate the RAM image map");
+		goto out;
+	}
 	r = read_image_head(in, sec, &map, &data_off, e);
 	if (r)
 		goto out;
@@ -1325,6 +1349,7 @@ static int load_image(struct incoming *in, const struct mig_section *sec, struct
 		r = load_image_lazy(in, sec, map, data_off, e);
 		goto out;
 	}
+	r = mig_read_data(in->s, sec, crcs, npages * 4, e);
 	pad = data_off - (sec->offset + 24) - IMAGE_HEAD(npages);
 	for (uint64_t k = 0; !r && k < pad; k += sizeof(skip))
 		r = mig_read_data(in->s, sec, skip, pad - k < sizeof(skip) ? pad - k : sizeof(skip), e);
@@ -1332,8 +1357,7 @@ static int load_image(struct incoming *in, const struct mig_section *sec, struct
 		unsigned int kind = map[24 + p];
 
 		r = mig_read_data(in->s, sec, page, PAGE, e);
-		if (!r && kind == PG_DATA &&
-		    vr_crc32c(0, page, PAGE) != get(map + 24 + npages + p * 4, 4))
+		if (!r && kind == PG_DATA && vr_crc32c(0, page, PAGE) != get(crcs + p * 4, 4))
 			r = vmm_failf(e, -EPROTO, "ram-image section at offset %" PRIu64 ": page %"
 				      PRIu64 " fails its checksum", sec->offset, p);
 		if (!r)
@@ -1344,6 +1368,7 @@ static int load_image(struct incoming *in, const struct mig_section *sec, struct
 out:
 	free(map);
 	free(page);
+	free(crcs);
 	return r;
 }
 
@@ -1495,6 +1520,7 @@ int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 	};
 	struct mig_section sec;
 	char why[200];
+	uint64_t t0 = now_ns();
 	int r = 0;
 
 	set_incoming(vm, true);
@@ -1520,9 +1546,10 @@ int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 	if (!r)
 		r = check_complete(&in, e);
 	/* RAM is all here: poison what the source lost, before any vCPU runs. */
-	for (uint64_t p = 0; !r && p < vm->ram.size / PAGE; p++)
-		if (in.poisoned[p / 64] & (1ULL << (p % 64)))
-			r = vmras_migration_add_page(in.ras, p * PAGE);
+	for (uint64_t w = 0; !r && w < words; w++)
+		for (uint64_t bits = in.poisoned[w]; bits && !r; bits &= bits - 1)
+			r = vmras_migration_add_page(in.ras,
+						     (uint64_t)((w * 64 + (uint64_t)__builtin_ctzll(bits)) * PAGE));
 	if (!r) {
 		r = vmras_migration_apply(vm->ras, in.ras, why, sizeof(why));
 		if (r)
@@ -1549,6 +1576,11 @@ int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 			r = wait_go(&in, e);
 	}
 	set_in_stream(vm, NULL);
+	if (!r) {
+		pthread_mutex_lock(&vm->mig.lock);
+		vm->mig.incoming_us = (now_ns() - t0) / 1000 ?: 1;
+		pthread_mutex_unlock(&vm->mig.lock);
+	}
 	vmras_migration_free(in.ras);
 	free(in.poisoned);
 	free(in.present);

@@ -76,6 +76,7 @@ struct vmm_migration {
 	uint64_t window_ns, window_bytes;	/* the throttle's current second */
 	bool handed_over;	/* the destination runs the guest now */
 	bool incoming;		/* migration_incoming runs */
+	uint64_t incoming_us;	/* it loaded the guest in this long (0: it did not) */
 	/* counters (query-migrate) */
 	uint64_t ram_total, transferred, remaining, pages, poisoned, zero_pages, data_bytes;
 	uint64_t dirty_syncs, iterations, downtime_ms, setup_ms, total_ms, start_ns;

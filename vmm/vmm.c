@@ -190,7 +190,8 @@ int vmm_create(const struct vmm_config *cfg, struct vmm **out, struct vmm_error 
 			 vm->ram.size);
 		goto err;
 	}
-	r = load_machine_memory(vm, e);
+	/* An incoming stream brings every page: writing the machine's memory first is waste. */
+	r = cfg->incoming ? 0 : load_machine_memory(vm, e);
 	if (r)
 		goto err;
 	r = migration_init(vm, e);

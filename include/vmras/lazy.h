@@ -91,7 +91,8 @@ struct vmras_lazy_stats {
 	uint64_t latency_count;
 	/* Faults by wait: [0] under 2 us, [i] 2^i to 2^(i+1) us, the last one longer. */
 	uint64_t latency_dist[VMRAS_LAZY_LATENCY_BUCKETS];
-	uint64_t first_fault_ns;	/* CLOCK_MONOTONIC of the first fault, 0: none */
+	uint64_t begin_ns;		/* CLOCK_MONOTONIC of vmras_lazy_begin */
+	uint64_t first_fault_ns;	/* of the first fault, 0: none */
 	uint64_t complete_ns;		/* when the last page arrived, 0: not yet */
 };
 

@@ -74,6 +74,23 @@ static int complete_good(struct vmras *v, const struct vmras_region *r, struct k
 	return VMRAS_EXIT_NOT_MINE;
 }
 
+/*
+ * Lazy memory KVM could not wait for: fetched here. The vCPU counts as
+ * parked meanwhile (a pause must not wait for a page from a slow source).
+ */
+static int lazy_exit(struct vmras *v, unsigned int vcpu, uint64_t gpa)
+{
+	bool wait = vr_lazy_missing(v, gpa) && v->cfg.ops.vcpu_blocked;
+	int r;
+
+	if (wait)
+		v->cfg.ops.vcpu_blocked(v->cfg.ops.opaque, vcpu, true);
+	r = vr_lazy_exit(v, gpa, LAZY_EXIT_WAIT_MS);
+	if (wait)
+		v->cfg.ops.vcpu_blocked(v->cfg.ops.opaque, vcpu, false);
+	return r;
+}
+
 static int submit_access(struct vmras *v, unsigned int vcpu, struct vmras_event *ev)
 {
 	uint32_t arch_state = 0;
@@ -119,10 +136,10 @@ int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int
 		const struct kabi_kvm_memory_fault *mf = kabi_kvm_run_memory_fault(run);
 
 		/* KVM could not wait for a lazy page: fetch it here and enter again. */
-		if (run_ret == -EFAULT && vr_lazy_missing(v, mf->gpa)) {
-			vr_lazy_count_exit(v);
-			err = vr_lazy_settle(v, mf->gpa, LAZY_EXIT_WAIT_MS);
-			return err ?: VMRAS_EXIT_HANDLED;
+		if (run_ret == -EFAULT) {
+			err = lazy_exit(v, vcpu, mf->gpa);
+			if (err)
+				return err < 0 ? err : VMRAS_EXIT_HANDLED;
 		}
 		r = vmras_memmap_find_gpa(v->map, mf->gpa);
 		if (run_ret == -EFAULT && (!r || !page_is_bad(v, r, mf->gpa)))
@@ -139,13 +156,10 @@ int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int
 	r = vmras_memmap_find_gpa(v->map, run->mmio.phys_addr);
 	if (!r || (r->flags & VMRAS_REGION_READONLY))
 		return VMRAS_EXIT_NOT_MINE;
-	/* A lazy page KVM could not wait for (a user-mode-only userfaultfd): fetch it. */
-	if (vr_lazy_missing(v, run->mmio.phys_addr)) {
-		vr_lazy_count_exit(v);
-		err = vr_lazy_settle(v, run->mmio.phys_addr, LAZY_EXIT_WAIT_MS);
-		if (err)
-			return err;
-	}
+	/* A lazy page KVM could not wait for: fetch it, then complete the access below. */
+	err = lazy_exit(v, vcpu, run->mmio.phys_addr);
+	if (err < 0)
+		return err;
 	if (page_is_bad(v, r, run->mmio.phys_addr)) {
 		/* KVM completes the read with this before the notice: never real data. */
 		if (!run->mmio.is_write)

@@ -26,6 +26,7 @@
 
 #include "internal.h"
 #include "kabi/userfaultfd.h"
+#include "memory/backing.h"
 #include "uffd/lazy.h"
 #include "uffd/router.h"
 #include "util/clock.h"
@@ -37,7 +38,9 @@
 #define MAX_HINTS 16
 #define EAGAIN_TRIES 1000
 
-enum { L_PRESENT = 1, L_ASKED = 2, L_URGENT = 4, L_WAITED = 8, L_POISON = 16 };
+/* L_FAILED: an urgent fetch failed; the idle step asks again after RETRY_NS. */
+enum { L_PRESENT = 1, L_ASKED = 2, L_URGENT = 4, L_WAITED = 8, L_POISON = 16, L_FAILED = 32 };
+#define RETRY_NS (100ULL * 1000 * 1000)
 
 struct lazy_range {
 	uint64_t gpa, size, hva, granule, n;
@@ -54,6 +57,7 @@ struct vr_lazy {
 	uint64_t zeros_len;
 	unsigned int nvcpus;	/* registered at begin: "all vCPUs blocked" */
 	bool vcpus_ran;		/* atomic: a vCPU entered the guest */
+	bool synced;		/* atomic: the engine caught up before the first entry */
 
 	pthread_mutex_t lock;	/* everything below */
 	pthread_cond_t cond;	/* a page arrived */
@@ -69,6 +73,9 @@ struct vr_lazy {
 	uint64_t all_down_since;
 	uint64_t vcpu_block_ns[VR_MAX_VCPUS];
 	uint64_t latency_sum;
+	unsigned int nfailed;	/* granules with L_FAILED */
+	uint64_t retry_at;	/* when they are asked again */
+	bool after_reset;	/* a guest reset: lost pages come back fresh, as eagerly */
 	struct vmras_lazy_stats st;
 };
 
@@ -155,7 +162,10 @@ static void mark_present(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g0,
 
 		if (st & L_PRESENT)
 			continue;
-		lr->state[g] = (uint8_t)(st | L_PRESENT | (kind == VMRAS_PAGE_POISONED ? L_POISON : 0));
+		if (st & L_FAILED)
+			lz->nfailed--;
+		lr->state[g] = (uint8_t)((st & ~L_FAILED) | L_PRESENT |
+					 (kind == VMRAS_PAGE_POISONED ? L_POISON : 0));
 		lz->present += lr->granule;
 		if (st & L_URGENT)
 			lz->st.faulted += pages;
@@ -175,15 +185,28 @@ static void mark_present(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g0,
 
 /* ---- asking the source ---------------------------------------------------- */
 
-static int fetch(struct vr_lazy *lz, uint64_t gpa, uint64_t len, bool urgent)
+/*
+ * Ask the source. A failed urgent fetch marks the page, so that the idle
+ * step asks again (a thread waits on it; nothing else would).
+ */
+static int fetch(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g, uint64_t ng,
+		 bool urgent)
 {
-	int err = lz->src.fetch(lz->opaque, gpa, len, urgent);
+	int err = lz->src.fetch(lz->opaque, lr->gpa + g * lr->granule, ng * lr->granule, urgent);
 
-	if (err) {
-		pthread_mutex_lock(&lz->lock);
-		lz->st.fetch_errors++;
-		pthread_mutex_unlock(&lz->lock);
-	}
+	if (!err)
+		return 0;
+	pthread_mutex_lock(&lz->lock);
+	lz->st.fetch_errors++;
+	for (uint64_t k = g; urgent && k < g + ng; k++)
+		if (!(lr->state[k] & (L_PRESENT | L_FAILED))) {
+			lr->state[k] |= L_FAILED;
+			lz->nfailed++;
+			lz->retry_at = vr_now_ns() + RETRY_NS;
+		}
+	pthread_mutex_unlock(&lz->lock);
+	if (urgent)
+		vr_router_kick(lz->v->router);
 	return err;
 }
 
@@ -224,8 +247,11 @@ static int place(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g0, uint64_
 			sched_yield();
 			continue;
 		}
-		if (err == -EEXIST && len > lr->granule) {
-			/* One granule of the run is there already: the rest one at a time. */
+		if ((err == -EEXIST || err == -ENOENT) && len > lr->granule) {
+			/*
+			 * One granule of the run is there already, or the run crosses
+			 * into another mapping (UFFDIO_COPY wants one VMA): one at a time.
+			 */
 			uint64_t g = (dst - lr->hva) / lr->granule, n = len / lr->granule;
 
 			for (uint64_t k = 0; k < n; k++) {
@@ -236,7 +262,11 @@ static int place(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g0, uint64_
 			return 0;
 		}
 		if (err == -EEXIST || err == -ENOENT) {
-			/* There already (a marker, a racing copy), or not ours any more. */
+			/*
+			 * One granule (never two mappings): there already (a marker, a
+			 * racing copy), or not registered any more (a guest reset gave
+			 * it fresh memory, a split replaced it).
+			 */
 			dst += lr->granule;
 			len -= len < lr->granule ? len : lr->granule;
 			if (src)
@@ -249,6 +279,19 @@ static int place(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g0, uint64_
 	return len ? (err ?: -EAGAIN) : 0;
 }
 
+/* 1: the granule was empty and now holds zeros; 0: something is there (or not ours); -errno. */
+static int zero_if_empty(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g)
+{
+	uint64_t dst = lr->hva + g * lr->granule, done;
+	int err = lr->granule == SMALL_PAGE
+			  ? vr_uffd_zero(lz->v->router, dst, lr->granule, &done)
+			  : vr_uffd_copy(lz->v->router, dst, lz->zeros, lr->granule, &done);
+
+	if (err == -EEXIST || err == -ENOENT)
+		return 0;
+	return err ?: 1;
+}
+
 /* A fault on a granule that was here and has been emptied since: fresh zeros. */
 static void refault(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g)
 {
@@ -259,8 +302,7 @@ static void refault(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g)
 	pthread_mutex_unlock(&lz->lock);
 }
 
-/* The source lost [gpa, gpa + size): the engine poisons it (its UFFDIO_POISON wakes waiters). */
-static int poison_page(struct vmras *v, uint64_t gpa, uint64_t size)
+static int poison_event(struct vmras *v, uint64_t gpa, uint64_t size)
 {
 	struct vr_work w = {
 		.kind = VR_WORK_EVENT,
@@ -275,16 +317,33 @@ static int poison_page(struct vmras *v, uint64_t gpa, uint64_t size)
 }
 
 /*
+ * The source lost [gpa, gpa + size): the marker goes in now (UFFDIO_POISON
+ * wakes whoever waits, into a SIGBUS), then the engine records and
+ * contains it as an error that arrived by migration.
+ */
+static int poison_page(struct vmras *v, uint64_t hva, uint64_t gpa, uint64_t size)
+{
+	int err = vr_uffd_poison(v->router, hva, size);
+
+	/* EEXIST: something is there (a racing copy); ENOENT: not ours any more. */
+	if (err && err != -EEXIST && err != -ENOENT)
+		return err;
+	return poison_event(v, gpa, size);
+}
+
+/*
  * A huge page with a bad 4 KiB page, after the vCPUs ran: it cannot be
  * placed and split before someone reads the bad part, so it is lost whole
  * (poisoned, never zeros), and counted so.
  */
 static int poison_granule(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g)
 {
+	/* Marked first, so that no fault meanwhile zero-fills it. */
 	pthread_mutex_lock(&lz->lock);
 	mark_present(lz, lr, g, 1, VMRAS_PAGE_POISONED);
 	pthread_mutex_unlock(&lz->lock);
-	return poison_page(lz->v, lr->gpa + g * lr->granule, lr->granule);
+	return poison_page(lz->v, lr->hva + g * lr->granule, lr->gpa + g * lr->granule,
+			   lr->granule);
 }
 
 /* What a granule holds: one kind, or -1 (mixed). */
@@ -335,21 +394,18 @@ static int supply_granule(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g,
 
 	if (granule_here(lz, lr, g))
 		return 0;
-	if (kind == VMRAS_PAGE_POISONED && lr->granule == SMALL_PAGE) {
-		/* Marked first, so that no fault meanwhile zero-fills it. */
-		pthread_mutex_lock(&lz->lock);
-		mark_present(lz, lr, g, 1, VMRAS_PAGE_POISONED);
-		pthread_mutex_unlock(&lz->lock);
-		return poison_page(lz->v, gpa, SMALL_PAGE);
-	}
-	if (kind < 0 || kind == VMRAS_PAGE_POISONED) {
+	if (kind == VMRAS_PAGE_POISONED)
+		return poison_granule(lz, lr, g); /* a 4 KiB page, or a huge one lost whole */
+	if (kind < 0) {
 		for (uint64_t i = 0; i < pages; i++)
 			npoisoned += kinds[i] == VMRAS_PAGE_POISONED;
-		/* Readable as zeros until the engine splits it: only while nothing runs. */
+		/*
+		 * Readable as zeros at the bad 4 KiB until the engine splits it:
+		 * only while no vCPU ran (the first entry waits for the engine).
+		 */
 		if (npoisoned && __atomic_load_n(&lz->vcpus_ran, __ATOMIC_ACQUIRE))
 			return poison_granule(lz, lr, g);
-		err = kind == VMRAS_PAGE_POISONED ? place(lz, lr, g, 1, NULL)
-						  : place_mixed(lz, lr, g, data, kinds);
+		err = place_mixed(lz, lr, g, data, kinds);
 	} else {
 		err = place(lz, lr, g, 1, kind == VMRAS_PAGE_DATA ? data : NULL);
 	}
@@ -361,14 +417,15 @@ static int supply_granule(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g,
 	pthread_mutex_unlock(&lz->lock);
 	for (uint64_t i = 0; npoisoned && i < pages && !err; i++)
 		if (kinds[i] == VMRAS_PAGE_POISONED)
-			err = poison_page(lz->v, gpa + i * SMALL_PAGE, SMALL_PAGE);
+			err = poison_event(lz->v, gpa + i * SMALL_PAGE, SMALL_PAGE);
 	return err;
 }
 
 int vmras_lazy_supply(struct vmras *v, uint64_t gpa, uint64_t len, const void *data,
 		      const uint8_t *kinds)
 {
-	struct vr_lazy *lz = v->lazy;
+	struct vr_lazy *lz = __atomic_load_n(&v->lazy, __ATOMIC_ACQUIRE);
+	uint8_t *fresh = NULL;
 	const unsigned char *d = data;
 	struct lazy_range *lr;
 	uint64_t g, end;
@@ -379,7 +436,7 @@ int vmras_lazy_supply(struct vmras *v, uint64_t gpa, uint64_t len, const void *d
 	lr = range_of_gpa(lz, gpa);
 	if (!lr || !len || ((gpa - lr->gpa) | len) & (lr->granule - 1) ||
 	    len > lr->size - (gpa - lr->gpa))
-		return -EINVAL;
+		return -EINVAL; /* gpa - lr->gpa < lr->size: no overflow in either test */
 	if (!data) {
 		for (uint64_t i = 0; i < len / SMALL_PAGE; i++)
 			if (!kinds || kinds[i] == VMRAS_PAGE_DATA)
@@ -388,6 +445,16 @@ int vmras_lazy_supply(struct vmras *v, uint64_t gpa, uint64_t len, const void *d
 	for (uint64_t i = 0; kinds && i < len / SMALL_PAGE; i++)
 		if (kinds[i] > VMRAS_PAGE_POISONED)
 			return -EINVAL;
+	/* After a guest reset a page the source lost comes back fresh, as it would eagerly. */
+	if (kinds && __atomic_load_n(&lz->after_reset, __ATOMIC_ACQUIRE) &&
+	    memchr(kinds, VMRAS_PAGE_POISONED, len / SMALL_PAGE)) {
+		fresh = malloc(len / SMALL_PAGE);
+		if (!fresh)
+			return -ENOMEM;
+		for (uint64_t i = 0; i < len / SMALL_PAGE; i++)
+			fresh[i] = kinds[i] == VMRAS_PAGE_POISONED ? VMRAS_PAGE_ZERO : kinds[i];
+		kinds = fresh;
+	}
 	g = (gpa - lr->gpa) / lr->granule;
 	end = g + len / lr->granule;
 	while (g < end && !err) {
@@ -395,16 +462,18 @@ int vmras_lazy_supply(struct vmras *v, uint64_t gpa, uint64_t len, const void *d
 		const uint8_t *k = kinds ? kinds + (g - (gpa - lr->gpa) / lr->granule) * pages : NULL;
 		const unsigned char *src = d ? d + (g * lr->granule - (gpa - lr->gpa)) : NULL;
 
-		/* Whole data granules in a row, none here yet: one copy. */
-		if (granule_kind(k, pages) == VMRAS_PAGE_DATA && !granule_here(lz, lr, g))
+		int kind = granule_kind(k, pages);
+
+		/* Whole data (or zero) granules in a row, none here yet: one ioctl. */
+		if ((kind == VMRAS_PAGE_DATA || kind == VMRAS_PAGE_ZERO) && !granule_here(lz, lr, g))
 			while (g + run < end && !granule_here(lz, lr, g + run) &&
-			       granule_kind(k ? k + run * pages : NULL, pages) == VMRAS_PAGE_DATA)
+			       granule_kind(k ? k + run * pages : NULL, pages) == kind)
 				run++;
 		if (run > 1) {
-			err = place(lz, lr, g, run, src);
+			err = place(lz, lr, g, run, kind == VMRAS_PAGE_DATA ? src : NULL);
 			if (!err) {
 				pthread_mutex_lock(&lz->lock);
-				mark_present(lz, lr, g, run, VMRAS_PAGE_DATA);
+				mark_present(lz, lr, g, run, kind);
 				pthread_mutex_unlock(&lz->lock);
 			}
 		} else {
@@ -412,6 +481,7 @@ int vmras_lazy_supply(struct vmras *v, uint64_t gpa, uint64_t len, const void *d
 		}
 		g += run;
 	}
+	free(fresh);
 	return err;
 }
 
@@ -456,8 +526,10 @@ static void lazy_fault(void *opaque, uint64_t addr, uint64_t flags, uint32_t tid
 		lz->hint[lz->nhints++] = gpa + lr->granule;
 	pthread_mutex_unlock(&lz->lock);
 	if (ask)
-		fetch(lz, gpa, lr->granule, true);
-	vr_router_kick(lz->v->router);
+		fetch(lz, lr, g, 1, true);
+	/* The pages past it next (prefetch), once this one is placed. */
+	if (lz->src.prefetch)
+		vr_router_kick(lz->v->router);
 }
 
 /* With lz->lock held: the next run to prefetch, marked asked; false if none. */
@@ -500,28 +572,70 @@ mark:
 	return true;
 }
 
+/* Ask again for the pages whose urgent fetch failed (threads wait on them). */
+static int retry_failed(struct vr_lazy *lz)
+{
+	uint64_t now = vr_now_ns();
+
+	pthread_mutex_lock(&lz->lock);
+	if (!lz->nfailed || now < lz->retry_at) {
+		int more = lz->nfailed ? VR_IDLE_STALLED : VR_IDLE_DONE;
+
+		pthread_mutex_unlock(&lz->lock);
+		return more;
+	}
+	lz->retry_at = now + RETRY_NS;
+	pthread_mutex_unlock(&lz->lock);
+	for (unsigned int i = 0; i < lz->nranges; i++) {
+		struct lazy_range *lr = &lz->range[i];
+
+		for (uint64_t g = 0; g < lr->n; g++) {
+			bool again;
+
+			pthread_mutex_lock(&lz->lock);
+			again = lr->state[g] & L_FAILED;
+			if (again) {
+				lr->state[g] &= (uint8_t)~L_FAILED;
+				lz->nfailed--;
+			}
+			pthread_mutex_unlock(&lz->lock);
+			if (again)
+				fetch(lz, lr, g, 1, true); /* marks it again if it fails */
+		}
+	}
+	pthread_mutex_lock(&lz->lock);
+	now = lz->nfailed;
+	pthread_mutex_unlock(&lz->lock);
+	return now ? VR_IDLE_STALLED : VR_IDLE_DONE;
+}
+
 static int lazy_idle(void *opaque)
 {
 	struct vr_lazy *lz = opaque;
 	struct lazy_range *lr;
 	uint64_t g0, ng;
+	int failed = retry_failed(lz);
 	bool found;
 
 	if (!lz->src.prefetch)
-		return VR_IDLE_DONE;
+		return failed;
 	pthread_mutex_lock(&lz->lock);
 	found = lz->present < lz->total && next_run(lz, &lr, &g0, &ng);
 	pthread_mutex_unlock(&lz->lock);
 	if (!found)
-		return VR_IDLE_DONE;
-	if (fetch(lz, lr->gpa + g0 * lr->granule, ng * lr->granule, false)) {
-		/* Not now: asked again after a pause, from where it stopped. */
+		return failed;
+	if (fetch(lz, lr, g0, ng, false)) {
+		unsigned int ri = (unsigned int)(lr - lz->range);
+
+		/* Not now: asked again after a pause; the sweep goes back to it. */
 		pthread_mutex_lock(&lz->lock);
 		for (uint64_t g = g0; g < g0 + ng; g++)
 			if (!(lr->state[g] & (L_PRESENT | L_URGENT)))
 				lr->state[g] &= (uint8_t)~L_ASKED;
-		lz->cur = (unsigned int)(lr - lz->range);
-		lz->cursor = g0 < lz->cursor ? g0 : lz->cursor;
+		if (ri < lz->cur || (ri == lz->cur && g0 < lz->cursor)) {
+			lz->cur = ri;
+			lz->cursor = g0;
+		}
 		pthread_mutex_unlock(&lz->lock);
 		return VR_IDLE_STALLED;
 	}
@@ -532,14 +646,9 @@ static const struct vr_fallback_ops lazy_ops = { .fault = lazy_fault, .idle = la
 
 /* ---- setting up ------------------------------------------------------------ */
 
-/* Register with the userfaultfd first, then empty: nothing can fill it in between. */
-static int make_lazy(struct vmras *v, const struct vmras_region *r)
+/* Drop what the region holds: lazy memory starts empty (a present page is never fetched). */
+static int empty_region(const struct vmras_region *r)
 {
-	int err = vr_uffd_register(v->router, (uintptr_t)r->hva, r->size,
-				   UFFDIO_REGISTER_MODE_MISSING);
-
-	if (err)
-		return err;
 	if (r->fd >= 0 && fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				    (off_t)r->fd_offset, (off_t)r->size))
 		return -errno;
@@ -559,16 +668,31 @@ static void lazy_free(struct vr_lazy *lz)
 	free(lz);
 }
 
+/* Undo the registrations of lz's first n ranges. */
+static void unregister_ranges(struct vmras *v, struct vr_lazy *lz, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++)
+		vr_uffd_unregister(v->router, lz->range[i].hva, lz->range[i].size);
+}
+
 int vmras_lazy_begin(struct vmras *v, const struct vmras_lazy_source *src, void *opaque)
 {
 	struct vr_lazy *lz;
+	unsigned int registered = 0;
 	int err = 0;
 
 	if (!src || !src->fetch)
 		return -EINVAL;
 	if (!v->router || !v->engine_started)
 		return -EOPNOTSUPP;
-	if (v->lazy)
+	/*
+	 * KVM must be able to wait for a page: with a user-mode-only
+	 * userfaultfd its own accesses (kvmclock, the emulator, vhost) would
+	 * fail instead of exiting.
+	 */
+	if (!vr_router_kernel_faults(v->router))
+		return -EOPNOTSUPP;
+	if (__atomic_load_n(&v->lazy, __ATOMIC_ACQUIRE))
 		return -EEXIST;
 	lz = calloc(1, sizeof(*lz));
 	if (!lz)
@@ -611,13 +735,27 @@ int vmras_lazy_begin(struct vmras *v, const struct vmras_lazy_source *src, void 
 			err = -errno;
 		}
 	}
+	/* Registered first: nothing can fill a page between emptying it and serving it. */
+	for (; !err && registered < lz->nranges; registered++)
+		err = vr_uffd_register(v->router, lz->range[registered].hva,
+				       lz->range[registered].size, UFFDIO_REGISTER_MODE_MISSING);
+	if (!err)
+		err = vr_router_set_fallback(v->router, &lazy_ops, lz);
+	if (err) {
+		unregister_ranges(v, lz, registered);
+		lazy_free(lz);
+		return err;
+	}
 	for (unsigned int i = 0; i < vmras_memmap_count(v->map) && !err; i++) {
 		const struct vmras_region *r = vmras_memmap_region(v->map, i);
 
 		if (!(r->flags & VMRAS_REGION_READONLY))
-			err = make_lazy(v, r);
+			err = empty_region(r);
 	}
 	if (err) {
+		/* Nobody serves it now: unregistered, it is plain (emptied) memory again. */
+		vr_router_set_fallback(v->router, NULL, NULL);
+		unregister_ranges(v, lz, registered);
 		lazy_free(lz);
 		return err;
 	}
@@ -627,13 +765,8 @@ int vmras_lazy_begin(struct vmras *v, const struct vmras_lazy_source *src, void 
 	pthread_mutex_unlock(&v->lock);
 	lz->st.active = true;
 	lz->st.pages_total = lz->total / SMALL_PAGE;
+	lz->st.begin_ns = vr_now_ns();
 	__atomic_store_n(&v->lazy, lz, __ATOMIC_RELEASE);
-	err = vr_router_set_fallback(v->router, &lazy_ops, lz);
-	if (err) {
-		__atomic_store_n(&v->lazy, NULL, __ATOMIC_RELEASE);
-		lazy_free(lz);
-		return err;
-	}
 	vr_router_kick(v->router);
 	return 0;
 }
@@ -695,46 +828,106 @@ int vr_lazy_settle(struct vmras *v, uint64_t gpa, int timeout_ms)
 	struct vr_lazy *lz = __atomic_load_n(&v->lazy, __ATOMIC_ACQUIRE);
 	struct lazy_range *lr = lz ? range_of_gpa(lz, gpa) : NULL;
 	struct timespec deadline;
-	uint64_t g, base;
+	uint64_t g;
 	bool ask;
 	int err = 0;
 
 	if (!lr)
 		return 0;
 	g = (gpa - lr->gpa) / lr->granule;
-	base = lr->gpa + g * lr->granule;
 	pthread_mutex_lock(&lz->lock);
 	ask = !(lr->state[g] & (L_PRESENT | L_URGENT));
 	if (!(lr->state[g] & L_PRESENT))
 		lr->state[g] |= L_ASKED | L_URGENT;
 	pthread_mutex_unlock(&lz->lock);
 	if (ask)
-		fetch(lz, base, lr->granule, true);
+		fetch(lz, lr, g, 1, true);
 	deadline_after(&deadline, timeout_ms);
 	pthread_mutex_lock(&lz->lock);
 	while (!(lr->state[g] & L_PRESENT) && !err)
 		err = wait_slice(lz, &deadline);
+	/* Lost whole (never placed): nothing to split or read there. */
+	if (!err && (lr->state[g] & L_POISON))
+		err = -EHWPOISON;
 	pthread_mutex_unlock(&lz->lock);
 	return err;
-}
-
-void vr_lazy_count_exit(struct vmras *v)
-{
-	struct vr_lazy *lz = __atomic_load_n(&v->lazy, __ATOMIC_ACQUIRE);
-
-	if (!lz)
-		return;
-	pthread_mutex_lock(&lz->lock);
-	lz->st.memfault_exits++;
-	pthread_mutex_unlock(&lz->lock);
 }
 
 void vr_lazy_vcpu_runs(struct vmras *v)
 {
 	struct vr_lazy *lz = __atomic_load_n(&v->lazy, __ATOMIC_ACQUIRE);
+	struct vr_work w = { .kind = VR_WORK_SYNC };
 
-	if (lz && !__atomic_load_n(&lz->vcpus_ran, __ATOMIC_RELAXED))
-		__atomic_store_n(&lz->vcpus_ran, true, __ATOMIC_RELEASE);
+	if (!lz || __atomic_load_n(&lz->vcpus_ran, __ATOMIC_ACQUIRE))
+		return;
+	/*
+	 * Huge pages placed with a bad 4 KiB page before now are split by
+	 * the engine before any vCPU may read them: wait for it, once.
+	 */
+	if (!__atomic_exchange_n(&lz->synced, true, __ATOMIC_ACQ_REL))
+		(void)vr_engine_submit(v, &w, true);
+	__atomic_store_n(&lz->vcpus_ran, true, __ATOMIC_RELEASE);
+}
+
+void vr_lazy_guest_reset(struct vmras *v)
+{
+	struct vr_lazy *lz = __atomic_load_n(&v->lazy, __ATOMIC_ACQUIRE);
+
+	if (!lz)
+		return;
+	__atomic_store_n(&lz->after_reset, true, __ATOMIC_RELEASE);
+	/* Pages the source lost that the registry does not know (yet) come back fresh too. */
+	for (unsigned int i = 0; i < lz->nranges; i++) {
+		struct lazy_range *lr = &lz->range[i];
+		const struct vmras_region *r = vmras_memmap_find_gpa(v->map, lr->gpa);
+
+		for (uint64_t g = 0; r && g < lr->n; g++) {
+			bool lost;
+
+			pthread_mutex_lock(&lz->lock);
+			lost = lr->state[g] & L_POISON;
+			lr->state[g] &= (uint8_t)~L_POISON;
+			pthread_mutex_unlock(&lz->lock);
+			if (lost)
+				(void)vr_backing(r)->restore(v, r, lr->gpa + g * lr->granule,
+							     lr->granule);
+		}
+	}
+}
+
+int vr_lazy_exit(struct vmras *v, uint64_t gpa, int timeout_ms)
+{
+	struct vr_lazy *lz = __atomic_load_n(&v->lazy, __ATOMIC_ACQUIRE);
+	struct lazy_range *lr = lz ? range_of_gpa(lz, gpa) : NULL;
+	struct vr_work w = { .kind = VR_WORK_SYNC };
+	uint64_t g;
+	uint8_t st;
+	int err;
+
+	if (!lr)
+		return 0;
+	g = (gpa - lr->gpa) / lr->granule;
+	pthread_mutex_lock(&lz->lock);
+	st = lr->state[g];
+	pthread_mutex_unlock(&lz->lock);
+	if (!(st & L_PRESENT)) {
+		err = vr_lazy_settle(v, gpa, timeout_ms);
+		/* Lost: the marker is in; KVM now says -EHWPOISON, the usual path. */
+		err = err == -EHWPOISON ? 1 : err ?: 1;
+	} else if (st & L_POISON) {
+		/* Its marker went in; the engine records it: let it catch up. */
+		(void)vr_engine_submit(v, &w, true);
+		err = 1;
+	} else {
+		/* Here once, emptied since (a guest reset): fresh zeros, if it really is empty. */
+		err = zero_if_empty(lz, lr, g);
+	}
+	if (err == 1) {
+		pthread_mutex_lock(&lz->lock);
+		lz->st.memfault_exits++;
+		pthread_mutex_unlock(&lz->lock);
+	}
+	return err;
 }
 
 int vmras_lazy_retry(struct vmras *v)
@@ -754,7 +947,7 @@ int vmras_lazy_retry(struct vmras *v)
 			ask = (lr->state[g] & (L_URGENT | L_PRESENT)) == L_URGENT;
 			pthread_mutex_unlock(&lz->lock);
 			if (ask) {
-				int e = fetch(lz, lr->gpa + g * lr->granule, lr->granule, true);
+				int e = fetch(lz, lr, g, 1, true);
 
 				err = err ?: e;
 			}

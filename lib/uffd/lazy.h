@@ -20,7 +20,14 @@ struct vr_lazy;
 int vr_lazy_settle(struct vmras *v, uint64_t gpa, int timeout_ms);
 /* Is gpa lazy memory that has not arrived? */
 bool vr_lazy_missing(struct vmras *v, uint64_t gpa);
-void vr_lazy_count_exit(struct vmras *v);
+/*
+ * KVM could not wait for gpa (a memory-fault or MMIO exit): 1 if it was
+ * lazy memory's doing and is resolved (enter again), 0 if not lazy
+ * memory's, -errno. Counted as a memory-fault exit.
+ */
+int vr_lazy_exit(struct vmras *v, uint64_t gpa, int timeout_ms);
+/* Engine, at a guest reset: pages the source lost come back fresh from now on. */
+void vr_lazy_guest_reset(struct vmras *v);
 /* A vCPU enters the guest (from now on a huge page may not arrive half poisoned). */
 void vr_lazy_vcpu_runs(struct vmras *v);
 /* The context goes away (router stopped). */

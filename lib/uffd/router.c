@@ -31,6 +31,7 @@ struct route {
 	/* A VMM's route (vmras_uffd_route) */
 	vmras_fault_fn fn;
 	void *fn_opaque;
+	const struct vr_fallback_ops *fb;	/* the route of last resort's */
 };
 
 struct vr_router {
@@ -46,7 +47,6 @@ struct vr_router {
 	pthread_cond_t idle_cond;	/* a route's callbacks finished */
 	bool stopping;
 	struct route *fallback;	/* faults nobody else owns (vr_router_set_fallback) */
-	const struct vr_fallback_ops *fb_ops;
 	struct route **routes;
 	size_t n, cap;
 };
@@ -371,7 +371,7 @@ int vr_router_set_fallback(struct vr_router *rt, const struct vr_fallback_ops *o
 		r = calloc(1, sizeof(*r));
 		if (!r)
 			return -ENOMEM;
-		*r = (struct route){ .opaque = opaque, .more = VR_IDLE_DONE };
+		*r = (struct route){ .opaque = opaque, .more = VR_IDLE_DONE, .fb = ops };
 	}
 	pthread_mutex_lock(&rt->lock);
 	old = rt->fallback;
@@ -381,7 +381,6 @@ int vr_router_set_fallback(struct vr_router *rt, const struct vr_fallback_ops *o
 		return -EEXIST;
 	}
 	rt->fallback = r;
-	rt->fb_ops = ops;
 	if (old) {
 		old->dead = true;
 		while (old->running)
@@ -400,7 +399,7 @@ void vr_router_kick(struct vr_router *rt)
 	for (size_t i = 0; i < rt->n; i++)
 		if (rt->routes[i]->ops && rt->routes[i]->ops->idle)
 			rt->routes[i]->more = VR_IDLE_MORE;
-	if (rt->fallback && rt->fb_ops->idle)
+	if (rt->fallback && rt->fallback->fb->idle)
 		rt->fallback->more = VR_IDLE_MORE;
 	pthread_mutex_unlock(&rt->lock);
 
@@ -410,6 +409,11 @@ void vr_router_kick(struct vr_router *rt)
 int vr_uffd_register(struct vr_router *rt, uint64_t start, uint64_t len, uint64_t mode)
 {
 	return uffd_register(rt->uffd, start, len, mode);
+}
+
+void vr_uffd_unregister(struct vr_router *rt, uint64_t start, uint64_t len)
+{
+	uffd_unregister(rt->uffd, start, len);
 }
 
 int vr_uffd_poison(struct vr_router *rt, uint64_t start, uint64_t len)
@@ -475,7 +479,7 @@ static void dispatch(struct vr_router *rt, uint64_t addr, uint64_t flags, uint32
 	pthread_mutex_unlock(&rt->lock);
 	if (fallback && r) {
 		VR_STAT_ADD(v, uffd_faults, 1);
-		rt->fb_ops->fault(r->opaque, addr, flags, tid);
+		r->fb->fault(r->opaque, addr, flags, tid);
 		put(rt, r);
 		return;
 	}
@@ -542,7 +546,7 @@ static int run_idle(struct vr_router *rt)
 		pthread_mutex_unlock(&rt->lock);
 		if (!r)
 			break;
-		again = fallback ? rt->fb_ops->idle(r->opaque) : r->ops->idle(r->opaque);
+		again = fallback ? r->fb->idle(r->opaque) : r->ops->idle(r->opaque);
 		pthread_mutex_lock(&rt->lock);
 		r->more = again;
 		if (again == VR_IDLE_MORE || (again == VR_IDLE_STALLED && result == VR_IDLE_DONE))

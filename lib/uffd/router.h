@@ -73,6 +73,7 @@ void vr_router_kick(struct vr_router *rt);
 
 /* userfaultfd ioctls on the router's fd: 0 or -errno. */
 int vr_uffd_register(struct vr_router *rt, uint64_t start, uint64_t len, uint64_t mode);
+void vr_uffd_unregister(struct vr_router *rt, uint64_t start, uint64_t len);
 int vr_uffd_poison(struct vr_router *rt, uint64_t start, uint64_t len);
 int vr_uffd_wake(struct vr_router *rt, uint64_t start, uint64_t len);
 /* UFFDIO_COPY / UFFDIO_ZEROPAGE; *done: bytes placed (also on error). */
