@@ -318,11 +318,62 @@ out:
 	close(dummy_vcpu);
 }
 
+/* Post-copy's case: RAM that partly arrived keeps those pages; the rest is fetched. */
+static void partial_paths(void)
+{
+	struct vmras_config cfg = { .ops = { .pause_vcpus = noop, .resume_vcpus = noop,
+					     .vcpu_blocked = noop_blocked } };
+	struct vmras_x86_config x86 = { .mcg_cap = 10 };
+	struct vmras_lazy_source src = { .fetch = fetch, .prefetch = false };
+	struct vmras_lazy_stats st;
+	char *ram = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct vmras_region reg = { .gpa = 0, .size = RAM, .hva = ram, .fd = -1,
+				    .backing = VMRAS_BACKING_ANON, .page_size = PAGE };
+	uint64_t here[RAM / PAGE / 64] = { 0 };
+	unsigned char b = 0;
+	int r;
+
+	/* Even pages arrived by pre-copy; odd ones hold stale data (written since). */
+	for (uint64_t p = 0; p < RAM / PAGE; p++) {
+		if (p % 2 == 0 && p != POISONED_PAGE) {
+			memcpy(ram + p * PAGE, image + p * PAGE, PAGE);
+			here[p / 64] |= 1ULL << (p % 64);
+		} else {
+			memset(ram + p * PAGE, 0xee, PAGE);
+		}
+	}
+	vmras_policy_default(&cfg.policy);
+	r = vmras_new(&cfg, &ras);
+	r = r ?: vmras_add_region(ras, &reg);
+	r = r ?: vmras_x86_setup(ras, &x86);
+	r = r ?: vmras_start(ras);
+	atomic_store(&fetches, 0);
+	r = r ?: vmras_lazy_begin_partial(ras, &src, NULL, here, RAM / PAGE);
+	if (!ok(!r, "partial: lazy RAM over what pre-copy sent (%s)", strerror(-r)))
+		goto out;
+	vmras_lazy_get_stats(ras, &st);
+	is_u64(st.pages_present, RAM / PAGE / 2 - 1, "partial: the pages that arrived count as here");
+	ok(vmras_copy_from_guest(ras, &b, 0x8000, 1) == 0 && b == page_byte(8) &&
+	   atomic_load(&fetches) == 0, "partial: a page that arrived is read as it was, not fetched");
+	ok(vmras_copy_from_guest(ras, &b, 0x9000, 1) == 0 && b == page_byte(9) &&
+	   atomic_load(&fetches) == 1, "partial: a stale page is fetched, never read as it was");
+	ok(vmras_copy_from_guest(ras, &b, POISONED_PAGE * PAGE, 1) == -EHWPOISON,
+	   "partial: a page the source lost is poisoned");
+	vmras_lazy_get_stats(ras, &st);
+	ok(st.faulted == 2 && st.prefetched == 0, "partial: only those were fetched (%" PRIu64 ")",
+	   st.faulted);
+out:
+	vmras_free(ras);
+	ras = NULL;
+	munmap(ram, RAM);
+}
+
 int main(void)
 {
 	make_image();
 	run_guest(false);
 	run_guest(true);
 	library_paths();
+	partial_paths();
 	return tap_done();
 }

@@ -59,6 +59,14 @@ struct vmras_lazy_source {
 /* Make all guest RAM lazy (before any vCPU runs). -EOPNOTSUPP: a backing uffd cannot serve. */
 int vmras_lazy_begin(struct vmras *v, const struct vmras_lazy_source *src, void *opaque);
 /*
+ * The same for RAM that has partly arrived (post-copy: what pre-copy sent
+ * and nothing wrote since): bit p of here (nbits long) set says the page
+ * at GPA p * 4096 holds its data and stays; a huge page stays only if all
+ * its 4 KiB pages do. Everything else is emptied and fetched.
+ */
+int vmras_lazy_begin_partial(struct vmras *v, const struct vmras_lazy_source *src, void *opaque,
+			     const uint64_t *here, uint64_t nbits);
+/*
  * Pages arrived: [gpa, gpa + len), whole pages of the backing. data holds
  * len bytes (only the DATA pages are read; NULL when there are none);
  * kinds one enum vmras_page_kind per 4 KiB page (NULL: all DATA). A page

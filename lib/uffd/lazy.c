@@ -646,13 +646,52 @@ static const struct vr_fallback_ops lazy_ops = { .fault = lazy_fault, .idle = la
 
 /* ---- setting up ------------------------------------------------------------ */
 
-/* Drop what the region holds: lazy memory starts empty (a present page is never fetched). */
-static int empty_region(const struct vmras_region *r)
+/* Drop what [off, off + len) of the region holds: a page that stays is never fetched. */
+static int empty_range(const struct vmras_region *r, uint64_t off, uint64_t len)
 {
 	if (r->fd >= 0 && fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				    (off_t)r->fd_offset, (off_t)r->size))
+				    (off_t)(r->fd_offset + off), (off_t)len))
 		return -errno;
-	return madvise(r->hva, r->size, MADV_DONTNEED) ? -errno : 0;
+	return madvise((char *)r->hva + off, len, MADV_DONTNEED) ? -errno : 0;
+}
+
+/* Does here (bit p: the page at GPA p * 4 KiB is here) hold all of [gpa, gpa + len)? */
+static bool all_here(const uint64_t *here, uint64_t nbits, uint64_t gpa, uint64_t len)
+{
+	for (uint64_t p = gpa / SMALL_PAGE; p < (gpa + len) / SMALL_PAGE; p++)
+		if (p >= nbits || !(here[p / 64] & (1ULL << (p % 64))))
+			return false;
+	return true;
+}
+
+/*
+ * Empty lr's region but for the granules here says are here (those are
+ * marked present): runs of missing granules at a time.
+ */
+static int empty_lazy_range(struct vr_lazy *lz, struct lazy_range *lr,
+			    const struct vmras_region *r, const uint64_t *here, uint64_t nbits)
+{
+	uint64_t g = 0;
+
+	while (g < lr->n) {
+		uint64_t run = 0;
+		int err;
+
+		while (g < lr->n && here && all_here(here, nbits, lr->gpa + g * lr->granule, lr->granule)) {
+			lr->state[g++] = L_PRESENT;
+			lz->present += lr->granule;
+		}
+		while (g + run < lr->n &&
+		       !(here && all_here(here, nbits, lr->gpa + (g + run) * lr->granule, lr->granule)))
+			run++;
+		if (!run)
+			continue;
+		err = empty_range(r, g * lr->granule, run * lr->granule);
+		if (err)
+			return err;
+		g += run;
+	}
+	return 0;
 }
 
 static void lazy_free(struct vr_lazy *lz)
@@ -676,6 +715,12 @@ static void unregister_ranges(struct vmras *v, struct vr_lazy *lz, unsigned int 
 }
 
 int vmras_lazy_begin(struct vmras *v, const struct vmras_lazy_source *src, void *opaque)
+{
+	return vmras_lazy_begin_partial(v, src, opaque, NULL, 0);
+}
+
+int vmras_lazy_begin_partial(struct vmras *v, const struct vmras_lazy_source *src, void *opaque,
+			     const uint64_t *here, uint64_t nbits)
 {
 	struct vr_lazy *lz;
 	unsigned int registered = 0;
@@ -746,12 +791,9 @@ int vmras_lazy_begin(struct vmras *v, const struct vmras_lazy_source *src, void 
 		lazy_free(lz);
 		return err;
 	}
-	for (unsigned int i = 0; i < vmras_memmap_count(v->map) && !err; i++) {
-		const struct vmras_region *r = vmras_memmap_region(v->map, i);
-
-		if (!(r->flags & VMRAS_REGION_READONLY))
-			err = empty_region(r);
-	}
+	for (unsigned int i = 0; i < lz->nranges && !err; i++)
+		err = empty_lazy_range(lz, &lz->range[i], vmras_memmap_find_gpa(v->map, lz->range[i].gpa),
+				       here, nbits);
 	if (err) {
 		/* Nobody serves it now: unregistered, it is plain (emptied) memory again. */
 		vr_router_set_fallback(v->router, NULL, NULL);
@@ -765,6 +807,8 @@ int vmras_lazy_begin(struct vmras *v, const struct vmras_lazy_source *src, void 
 	pthread_mutex_unlock(&v->lock);
 	lz->st.active = true;
 	lz->st.pages_total = lz->total / SMALL_PAGE;
+	if (lz->present == lz->total)
+		lz->st.complete_ns = vr_now_ns();
 	lz->st.begin_ns = vr_now_ns();
 	__atomic_store_n(&v->lazy, lz, __ATOMIC_RELEASE);
 	vr_router_kick(v->router);
