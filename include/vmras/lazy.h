@@ -22,6 +22,14 @@
  * and then vmras_migration_apply() if there is RAS state; run the vCPUs.
  * vmras_lazy_wait() returns once everything is here.
  *
+ * Limits: lazy RAM must be touched through this process's mappings only
+ * while it is lazy (another process or a vhost-user backend that maps a
+ * shmem/hugetlb backing, or a pwrite to its file, would allocate a zero
+ * page the library never hears of); the VMM must not vmras_uffd_unroute
+ * a range inside it (unregistered, a page that has not arrived reads as
+ * zeros); and the source stops calling vmras_lazy_supply before
+ * vmras_free.
+ *
  * Threads: fetch is called on the router thread (faults, prefetch), the
  * engine thread (a memory error on a page not here yet: it must be here
  * before it can be split) and vCPU threads (memory-fault exits), never
