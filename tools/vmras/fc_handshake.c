@@ -500,6 +500,31 @@ int fc_handshake_parse(const char *buf, size_t len, struct fc_region regions[FC_
 	return 0;
 }
 
+bool fc_scan_closed(struct fc_scan *sc, const char *buf, size_t len)
+{
+	for (; sc->pos < len && !sc->closed; sc->pos++) {
+		char c = buf[sc->pos];
+
+		if (sc->in_string) {
+			if (sc->escape)
+				sc->escape = false;
+			else if (c == '\\')
+				sc->escape = true;
+			else if (c == '"')
+				sc->in_string = false;
+		} else if (c == '"') {
+			sc->in_string = true;
+		} else if (c == '[' || c == '{') {
+			sc->depth++;
+		} else if (c == ']' || c == '}') {
+			if (sc->depth)
+				sc->depth--;
+			sc->closed = !sc->depth;
+		}
+	}
+	return sc->closed;
+}
+
 int fc_handshake_check(const struct fc_region *regions, size_t n, uint64_t file_size,
 		       char *why, size_t why_size)
 {

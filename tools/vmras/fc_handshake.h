@@ -12,6 +12,7 @@
 #ifndef VMRAS_TOOL_FC_HANDSHAKE_H
 #define VMRAS_TOOL_FC_HANDSHAKE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,23 @@ struct fc_region {
  */
 int fc_handshake_parse(const char *buf, size_t len, struct fc_region regions[FC_MAX_REGIONS],
 		       size_t *n, char *why, size_t why_size);
+
+/*
+ * Whether the bytes received so far may be a complete message: a
+ * resumable scan of brackets outside strings over the bytes not scanned
+ * before, so that a client sending a byte at a time costs linear time and
+ * not a full parse per byte. Whenever fc_handshake_parse(buf, len) would
+ * return 0, fc_scan_closed(sc, buf, len) returns true (it may also for
+ * bytes the parser refuses). Start from a zeroed struct fc_scan; buf must
+ * only grow between calls.
+ */
+struct fc_scan {
+	size_t pos;		/* bytes scanned */
+	size_t depth;		/* open brackets */
+	bool closed, in_string, escape;
+};
+
+bool fc_scan_closed(struct fc_scan *sc, const char *buf, size_t len);
 
 /*
  * The regions against a memory file of file_size bytes: page_size 4 KiB
