@@ -6,8 +6,10 @@
  * regions, the userfaultfd by SCM_RIGHTS); serve its missing-page faults
  * from the memory file (UFFDIO_COPY), balloon-removed pages as zeros and
  * the snapshot's bad pages as poison (UFFDIO_POISON), until the client's
- * process exits or a SIGTERM/SIGINT. One thread: a ppoll loop on the
- * userfaultfd and a pidfd of the client.
+ * process exits or a SIGTERM/SIGINT/SIGHUP/SIGQUIT. One thread: a ppoll
+ * loop on the userfaultfd and a pidfd of the client. A fault it cannot
+ * serve ends it at once (exit 1): its thread would wait for ever, and the
+ * supervisor Firecracker's failure model asks for must see it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -35,11 +38,15 @@
 #include "kabi/userfaultfd.h"
 
 #define CMD "serve-snapshot"
-#define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_TIMEOUT_MS 30000	/* the handshake, once connected */
+#define DEFAULT_SOCKET_MODE 0600
 #define EVENT_BATCH 64		/* uffd_msg read at once */
 #define MAX_FDS 8		/* descriptors taken from one recvmsg */
 #define RETRY_MS 10		/* wait for events after an EAGAIN */
-#define MAX_REPORTS 16		/* unserved faults reported one by one */
+#define NOMEM_FIRST_MS 1	/* ENOMEM: retried after 1, 2, 4 ... ms */
+#define NOMEM_MAX_MS 100	/* ... at most 100 ms apart */
+#define NOMEM_GIVE_UP_MS 5000	/* ... and not for longer than 5 s */
+#define MAX_REPORTS 16		/* stray poison offsets reported one by one */
 #define UFFD_LINK "anon_inode:[userfaultfd]"
 
 #ifndef SO_PEERPIDFD
@@ -57,7 +64,8 @@ struct stats {
 	uint64_t eagain;	/* copies retried after EAGAIN */
 	uint64_t exist;		/* pages already there: woken */
 	uint64_t gone;		/* faults whose range was unmapped meanwhile */
-	uint64_t unserved;	/* faults left waiting (reported) */
+	uint64_t unserved;	/* a fault that could not be served (fatal: 0 or 1) */
+	uint64_t nomem;		/* placements retried after ENOMEM */
 };
 
 struct region {
@@ -68,10 +76,15 @@ struct region {
 
 struct server {
 	const char *socket_path;
-	int listen_fd, conn, uffd, pidfd;
+	int listen_fd, conn, uffd, pidfd, lock_fd;
 	bool socket_made;
 	dev_t socket_dev;
 	ino_t socket_ino;
+	mode_t socket_mode;	/* --socket-mode */
+	uid_t socket_uid;	/* --socket-owner; (uid_t)-1: unchanged */
+	gid_t socket_gid;
+	size_t spare_fds;	/* descriptors that came with the userfaultfd */
+	bool spare_ctrunc;	/* and some the kernel dropped */
 
 	const uint8_t *file;	/* the memory file, mapped private read-only */
 	uint64_t file_size;
@@ -86,9 +99,15 @@ struct server {
 	uint64_t *queue;	/* faults read and not yet served: a ring */
 	size_t qhead, qlen, qcap;
 
-	sigset_t waitmask;	/* ppoll's: SIGTERM and SIGINT let through */
+	sigset_t waitmask;	/* ppoll's: the stop signals let through */
+	bool nomem;		/* an ENOMEM is being retried: */
+	uint64_t nomem_since;	/* since then (ms) */
+	unsigned int nomem_wait; /* the next wait (ms) */
 	struct stats st;
 };
+
+static const int stop_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
+#define NSTOP (sizeof(stop_signals) / sizeof(stop_signals[0]))
 
 static volatile sig_atomic_t stop_signal;
 
@@ -122,18 +141,26 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: %s serve-snapshot --socket PATH --memory FILE [--poison FILE]\n"
-		"                            [--poison-offset OFF]... [--timeout-ms N] [--stats] [--once]\n"
+		"                            [--poison-offset OFF]... [--timeout-ms N]\n"
+		"                            [--connect-timeout-ms N] [--socket-mode OCTAL]\n"
+		"                            [--socket-owner UID[:GID]] [--stats] [--once]\n"
 		"Serve a Firecracker snapshot's guest memory on demand: Firecracker's\n"
 		"documented page-fault handler protocol (docs/serve-snapshot.md).\n"
 		"\n"
-		"  --socket PATH        unix socket to listen on (created; removed at exit)\n"
+		"  --socket PATH        unix socket to listen on (created; removed once the\n"
+		"                       client connected, or at exit); PATH.lock is locked for\n"
+		"                       the handler's life: a second handler on PATH is refused\n"
 		"  --memory FILE        the snapshot's memory file; each region's contents are\n"
 		"                       at its \"offset\" (the file may be larger)\n"
 		"  --poison FILE        the snapshot's bad pages: one file offset a line, hex\n"
 		"                       (0x...) or decimal, '#' starts a comment\n"
 		"  --poison-offset OFF  one more bad page (repeatable)\n"
-		"  --timeout-ms N       wait at most N ms for the client and its handshake\n"
+		"  --timeout-ms N       the handshake must arrive within N ms of the connection\n"
 		"                       (default %d; 0: no limit)\n"
+		"  --connect-timeout-ms N  wait at most N ms for the client to connect\n"
+		"                       (default 0: no limit)\n"
+		"  --socket-mode OCTAL  the socket's permissions (default %04o)\n"
+		"  --socket-owner UID[:GID]  chown the socket (numeric ids; a jailed client's)\n"
 		"  --stats              print one line of counters at exit\n"
 		"  --once               serve one client, then exit (the default and only mode)\n"
 		"\n"
@@ -141,10 +168,11 @@ static void usage(FILE *f)
 		"a memory error), never with data or zeros. In a 2 MiB huge-page region a bad\n"
 		"4 KiB page costs the whole huge page: the kernel can only poison a huge page\n"
 		"whole. Balloon-removed pages (UFFD_EVENT_REMOVE) come back as zeros.\n"
-		"Serves until the client's process exits, or SIGTERM/SIGINT (exit 0). Exit 1\n"
-		"when something failed (a refused handshake, a fault left unserved), 2 on a\n"
-		"usage error. If this process dies, Firecracker's vCPUs wait forever.\n",
-		prog, DEFAULT_TIMEOUT_MS);
+		"Serves until the client's process exits, or SIGTERM/SIGINT/SIGHUP/SIGQUIT\n"
+		"(exit 0). Exit 1 at once when something failed (a refused handshake, a fault\n"
+		"that cannot be served: its thread would wait for ever), 2 on a usage error.\n"
+		"If this process dies, Firecracker's vCPUs wait forever: supervise it.\n",
+		prog, DEFAULT_TIMEOUT_MS, DEFAULT_SOCKET_MODE);
 }
 
 /* "0x..." (hex) or decimal, nothing else: 0 or -EINVAL. */
@@ -312,9 +340,45 @@ static int memory_open(struct server *s, const char *path)
 }
 
 /*
- * Listen at path: bound under a temporary name and renamed into place
- * once listening, so that a client never finds the path refusing
- * connections. A socket already there (a handler that died) is replaced.
+ * PATH.lock, created 0600 and flock'ed for the handler's life, so that a
+ * second handler never renames its socket over a live one's. Never
+ * removed: removing a lock file lets two holders lock two files.
+ */
+static int socket_lock(struct server *s, const char *path)
+{
+	size_t len = strlen(path) + sizeof(".lock");
+	char *lock = malloc(len);
+	int fd, rc = 1;
+
+	if (!lock) {
+		tool_error(CMD, "--socket %s: %s", path, strerror(ENOMEM));
+		return 1;
+	}
+	snprintf(lock, len, "%s.lock", path);
+	fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		tool_error(CMD, "--socket %s: %s: %s", path, lock, strerror(errno));
+	} else if (flock(fd, LOCK_EX | LOCK_NB)) {
+		if (errno == EWOULDBLOCK)
+			tool_error(CMD, "--socket %s: another serve-snapshot is serving it (%s is "
+				   "locked): refused", path, lock);
+		else
+			tool_error(CMD, "--socket %s: flock %s: %s", path, lock, strerror(errno));
+		close(fd);
+	} else {
+		s->lock_fd = fd;
+		rc = 0;
+	}
+	free(lock);
+	return rc;
+}
+
+/*
+ * Listen at path: bound under a temporary name (with no permissions for
+ * anyone else yet), given its owner and mode, and renamed into place once
+ * listening, so that a client never finds the path refusing connections
+ * or with the wrong permissions. A socket already there (a handler that
+ * died; the lock says it is not live) is replaced.
  */
 static int socket_listen(struct server *s, const char *path)
 {
@@ -343,8 +407,26 @@ static int socket_listen(struct server *s, const char *path)
 		tool_error(CMD, "--socket %s: unlink %s: %s", path, tmp, strerror(errno));
 		goto fail;
 	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		tool_error(CMD, "--socket %s: bind: %s", path, strerror(errno));
+	{
+		mode_t old = umask(0177);	/* single-threaded: nobody else sees it */
+		int b = bind(fd, (struct sockaddr *)&sa, sizeof(sa)), err = errno;
+
+		umask(old);
+		if (b) {
+			tool_error(CMD, "--socket %s: bind: %s", path, strerror(err));
+			goto fail;
+		}
+	}
+	if (s->socket_uid != (uid_t)-1 && chown(tmp, s->socket_uid, s->socket_gid)) {
+		tool_error(CMD, "--socket-owner %u:%d: chown %s: %s", (unsigned int)s->socket_uid,
+			   s->socket_gid == (gid_t)-1 ? -1 : (int)s->socket_gid, tmp, strerror(errno));
+		unlink(tmp);
+		goto fail;
+	}
+	if (chmod(tmp, s->socket_mode)) {
+		tool_error(CMD, "--socket-mode %04o: chmod %s: %s", (unsigned int)s->socket_mode, tmp,
+			   strerror(errno));
+		unlink(tmp);
 		goto fail;
 	}
 	if (listen(fd, 1)) {
@@ -386,7 +468,7 @@ static void socket_remove(struct server *s)
 
 /*
  * ppoll one descriptor for events until deadline_ms (0: none) or a signal.
- * 1 ready, 0 timed out, -EINTR stopped by SIGTERM/SIGINT, -errno.
+ * 1 ready, 0 timed out, -EINTR stopped by a stop signal, -errno.
  */
 static int wait_fd(struct server *s, int fd, short events, uint64_t deadline_ms)
 {
@@ -414,12 +496,15 @@ static int wait_fd(struct server *s, int fd, short events, uint64_t deadline_ms)
 	}
 }
 
-/* accept the client, log and keep its credentials; 0, 1 failed, -EINTR. */
+/*
+ * accept the client, log and keep its credentials; 0, 1 failed, -EINTR,
+ * -ESRCH the client is gone already (said).
+ */
 static int client_accept(struct server *s, uint64_t deadline_ms, int timeout_ms)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	int r, pidfd;
+	int r, pidfd, err;
 
 	r = wait_fd(s, s->listen_fd, POLLIN, deadline_ms);
 	if (r == -EINTR)
@@ -430,7 +515,7 @@ static int client_accept(struct server *s, uint64_t deadline_ms, int timeout_ms)
 				   strerror(-r));
 		else
 			tool_error(CMD, "waiting for a client on %s: timed out, none connected "
-				   "within --timeout-ms %d", s->socket_path, timeout_ms);
+				   "within --connect-timeout-ms %d", s->socket_path, timeout_ms);
 		return 1;
 	}
 	s->conn = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -448,21 +533,33 @@ static int client_accept(struct server *s, uint64_t deadline_ms, int timeout_ms)
 	len = sizeof(pidfd);
 	if (getsockopt(s->conn, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0) {
 		s->pidfd = pidfd;
-	} else {
-		s->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
-		if (s->pidfd < 0)
-			fprintf(stderr, "%s %s: warning: no pidfd for client pid %d (%s): serving "
-				"until a signal\n", prog, CMD, (int)cred.pid, strerror(errno));
+		return 0;
 	}
+	err = errno;
+	s->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
+	if (s->pidfd >= 0)
+		return 0;
+	if (errno == ESRCH) {
+		/* No process has the client's pid: it exited, its memory with it. */
+		info("the client is gone (pid %d: no such process; SO_PEERPIDFD: %s): exiting",
+		     (int)cred.pid, strerror(err));
+		return -ESRCH;
+	}
+	fprintf(stderr, "%s %s: warning: no pidfd for client pid %d (%s): serving until a "
+		"signal\n", prog, CMD, (int)cred.pid, strerror(errno));
 	return 0;
 }
 
 /*
  * Read the handshake: bytes until they are one complete JSON value, the
- * first descriptor passed as the userfaultfd (others closed). 0, 1 after
- * saying what was wrong, -EINTR.
+ * first descriptor passed as the userfaultfd (others closed, and counted
+ * for a warning once everything else is accepted). The value is parsed in
+ * full only when a cheap resumable scan says it may be complete, or its
+ * size doubled since the last parse (so that a bad beginning is still
+ * refused early): a client that sends a byte at a time costs linear time.
+ * 0, 1 after saying what was wrong, -EINTR.
  */
-static int handshake_recv(struct server *s, uint64_t deadline_ms, int timeout_ms)
+static int handshake_recv(struct server *s, int timeout_ms)
 {
 	char *buf = malloc(FC_MAX_MESSAGE);
 	union {
@@ -470,8 +567,9 @@ static int handshake_recv(struct server *s, uint64_t deadline_ms, int timeout_ms
 		char b[CMSG_SPACE(MAX_FDS * sizeof(int))];
 	} ctl;
 	struct fc_region fc[FC_MAX_REGIONS];
-	size_t have = 0, n = 0, extra = 0;
-	bool ctrunc = false;
+	struct fc_scan scan = { 0 };
+	size_t have = 0, n = 0, next_parse = 0;
+	uint64_t deadline_ms = timeout_ms ? now_ms() + (uint64_t)timeout_ms : 0;
 	char why[256];
 	int r = -EAGAIN, rc = 1;
 
@@ -487,9 +585,11 @@ static int handshake_recv(struct server *s, uint64_t deadline_ms, int timeout_ms
 		int w;
 
 		if (have == FC_MAX_MESSAGE) {
-			tool_error(CMD, "handshake: no complete JSON array in the first %d bytes",
-				   FC_MAX_MESSAGE);
-			goto out;
+			r = fc_handshake_parse(buf, have, fc, &n, why, sizeof(why));
+			if (r == -EAGAIN)
+				tool_error(CMD, "handshake: no complete JSON array in the first %d "
+					   "bytes", FC_MAX_MESSAGE);
+			break;
 		}
 		w = wait_fd(s, s->conn, POLLIN, deadline_ms);
 		if (w == -EINTR) {
@@ -497,9 +597,11 @@ static int handshake_recv(struct server *s, uint64_t deadline_ms, int timeout_ms
 			goto out;
 		}
 		if (w <= 0) {
-			tool_error(CMD, "handshake: %s after %zu bytes (--timeout-ms %d)",
-				   w ? strerror(-w) : "timed out", have, timeout_ms);
-			goto out;
+			r = fc_handshake_parse(buf, have, fc, &n, why, sizeof(why));
+			if (r == -EAGAIN)
+				tool_error(CMD, "handshake: %s after %zu bytes (--timeout-ms %d)",
+					   w ? strerror(-w) : "timed out", have, timeout_ms);
+			break;
 		}
 		got = recvmsg(s->conn, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 		if (got < 0) {
@@ -509,7 +611,7 @@ static int handshake_recv(struct server *s, uint64_t deadline_ms, int timeout_ms
 			goto out;
 		}
 		if (mh.msg_flags & MSG_CTRUNC)
-			ctrunc = true;
+			s->spare_ctrunc = true;
 		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
 			size_t nfd;
 
@@ -524,31 +626,32 @@ static int handshake_recv(struct server *s, uint64_t deadline_ms, int timeout_ms
 					s->uffd = fd;
 				} else {
 					close(fd);
-					extra++;
+					s->spare_fds++;
 				}
 			}
 		}
 		if (got == 0) {
-			tool_error(CMD, "handshake: the client closed the connection after %zu bytes, "
-				   "before a complete JSON array", have);
-			goto out;
+			r = fc_handshake_parse(buf, have, fc, &n, why, sizeof(why));
+			if (r == -EAGAIN)
+				tool_error(CMD, "handshake: the client closed the connection after %zu "
+					   "bytes, before a complete JSON array", have);
+			break;
 		}
 		have += (size_t)got;
-		r = fc_handshake_parse(buf, have, fc, &n, why, sizeof(why));
+		if (fc_scan_closed(&scan, buf, have) || have >= next_parse) {
+			r = fc_handshake_parse(buf, have, fc, &n, why, sizeof(why));
+			next_parse = have * 2;
+		}
 	}
-	if (r) {
+	if (r == -EINVAL)
 		tool_error(CMD, "handshake: bad message: %s", why);
+	if (r)
 		goto out;
-	}
 	if (s->uffd < 0) {
 		tool_error(CMD, "handshake: no userfaultfd attached (SCM_RIGHTS)%s",
-			   ctrunc ? "; control data truncated" : "");
+			   s->spare_ctrunc ? "; control data truncated" : "");
 		goto out;
 	}
-	if (extra || ctrunc)
-		fprintf(stderr, "%s %s: warning: handshake: %zu more descriptors than the "
-			"userfaultfd%s: closed\n", prog, CMD, extra,
-			ctrunc ? " (and more the kernel dropped)" : "");
 	if (fc_handshake_check(fc, n, s->file_size, why, sizeof(why))) {
 		tool_error(CMD, "handshake: %s", why);
 		goto out;
@@ -562,7 +665,12 @@ out:
 	return rc;
 }
 
-/* The descriptor must be a userfaultfd, non-blocking (its poll wants that). */
+/*
+ * The descriptor must be a userfaultfd, non-blocking (its poll wants that):
+ * its /proc/self/fd link says so, or without /proc (a jail) a UFFDIO_WAKE
+ * of region 0's first page, which only a userfaultfd (with UFFDIO_API
+ * done) takes; waking a page nobody waits on does nothing.
+ */
 static int uffd_check(struct server *s)
 {
 	char path[64], link[64];
@@ -571,15 +679,27 @@ static int uffd_check(struct server *s)
 
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", s->uffd);
 	n = readlink(path, link, sizeof(link) - 1);
-	if (n < 0) {
+	if (n < 0 && errno == ENOENT && access("/proc/self/fd", F_OK)) {
+		struct uffdio_range range = { .start = s->regions[0].fc.base,
+					      .len = s->regions[0].fc.page_size };
+		long w = kabi_ioctl(s->uffd, UFFDIO_WAKE, &range);
+
+		if (w < 0) {
+			tool_error(CMD, "handshake: the descriptor passed is not a userfaultfd "
+				   "(no /proc here; UFFDIO_WAKE: %s)", strerror((int)-w));
+			return 1;
+		}
+	} else if (n < 0) {
 		tool_error(CMD, "handshake: the descriptor passed: readlink %s: %s", path,
 			   strerror(errno));
 		return 1;
-	}
-	link[n] = '\0';
-	if (strcmp(link, UFFD_LINK)) {
-		tool_error(CMD, "handshake: the descriptor passed is not a userfaultfd (%s)", link);
-		return 1;
+	} else {
+		link[n] = '\0';
+		if (strcmp(link, UFFD_LINK)) {
+			tool_error(CMD, "handshake: the descriptor passed is not a userfaultfd (%s)",
+				   link);
+			return 1;
+		}
 	}
 	fl = fcntl(s->uffd, F_GETFL);
 	if (fl < 0) {
@@ -644,21 +764,24 @@ static struct region *region_of(struct server *s, uint64_t addr)
 	return NULL;
 }
 
-static void report_unserved(struct server *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void report_unserved(struct server *s, const char *fmt, ...)
+/*
+ * A fault that cannot be served: its thread would wait for ever, so the
+ * handler ends now (exit 1) with one line saying why, for the supervisor
+ * that Firecracker's failure model asks for. Returns -EIO.
+ */
+static int unservable(struct server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int unservable(struct server *s, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (s->st.unserved++ >= MAX_REPORTS) {
-		return;
-	}
+	s->st.unserved++;
 	fprintf(stderr, "%s %s: ", prog, CMD);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, ": fault left unserved (its thread waits)%s\n",
-		s->st.unserved == MAX_REPORTS ? "; further ones are only counted" : "");
+	fprintf(stderr, ": a fault that cannot be served: exiting (its thread would wait for "
+		"ever)\n");
+	return -EIO;
 }
 
 /* Balloon (REMOVE) or munmap (UNMAP): later faults there get zeros. */
@@ -680,8 +803,14 @@ static int mark_removed(struct server *s, uint64_t start, uint64_t end)
 		from = ((start > r->fc.base ? start : r->fc.base) - r->fc.base) / ps;
 		to = ((end < r->fc.base + r->fc.size ? end : r->fc.base + r->fc.size) - r->fc.base +
 		      ps - 1) / ps;
-		for (uint64_t p = from; p < to; p++)
-			r->removed[p / 8] |= (uint8_t)(1u << (p % 8));
+		for (; from < to && from % 8; from++)
+			r->removed[from / 8] |= (uint8_t)(1u << (from % 8));
+		if (to - from >= 8) {		/* whole bytes at once */
+			memset(r->removed + from / 8, 0xff, (size_t)((to - from) / 8));
+			from += (to - from) / 8 * 8;
+		}
+		for (; from < to; from++)
+			r->removed[from / 8] |= (uint8_t)(1u << (from % 8));
 	}
 	return 0;
 }
@@ -724,95 +853,175 @@ static int queue_push(struct server *s, uint64_t addr)
 	return 0;
 }
 
+/* What a fault gets. */
+enum place_op { PLACE_COPY, PLACE_ZERO, PLACE_POISON };
+
+static const char *const place_name[] = {
+	[PLACE_COPY] = "UFFDIO_COPY",
+	[PLACE_ZERO] = "UFFDIO_ZEROPAGE",	/* or a copy of zeros (hugetlb) */
+	[PLACE_POISON] = "UFFDIO_POISON",
+};
+
+static uint64_t *place_counter(struct server *s, enum place_op op)
+{
+	return op == PLACE_COPY ? &s->st.copied : op == PLACE_ZERO ? &s->st.zero : &s->st.poisoned;
+}
+
 /*
- * The result of a UFFDIO_COPY, ZEROPAGE or POISON: 0 done (or nothing to
- * do), -EAGAIN retry after reading events, -ESRCH the client's memory is
- * gone.
+ * One ioctl placing len bytes at dst (from src for a copy): 0 or -errno;
+ * *done: the bytes placed when it stopped partway (-EAGAIN).
  */
-static int resolved(struct server *s, long r, const char *op, uint64_t page, uint64_t len,
-		    uint64_t *counter)
+static long place(struct server *s, enum place_op op, uint64_t dst, uint64_t len,
+		  const uint8_t *src, uint64_t *done)
+{
+	long r;
+
+	*done = 0;
+	switch (op) {
+	case PLACE_COPY: {
+		struct uffdio_copy c = { .dst = dst, .src = (uintptr_t)src, .len = len };
+
+		r = kabi_ioctl(s->uffd, UFFDIO_COPY, &c);
+		*done = c.copy > 0 ? (uint64_t)c.copy : 0;
+		return r;
+	}
+	case PLACE_ZERO:
+		if (len == FC_PAGE_4K) {
+			struct uffdio_zeropage z = { .range = { .start = dst, .len = len } };
+
+			r = kabi_ioctl(s->uffd, UFFDIO_ZEROPAGE, &z);
+			*done = z.zeropage > 0 ? (uint64_t)z.zeropage : 0;
+		} else {
+			/* hugetlb has no UFFDIO_ZEROPAGE: 2 MiB of zeros copied. */
+			struct uffdio_copy c = { .dst = dst, .src = (uintptr_t)s->zeros, .len = len };
+
+			r = kabi_ioctl(s->uffd, UFFDIO_COPY, &c);
+			*done = c.copy > 0 ? (uint64_t)c.copy : 0;
+		}
+		return r;
+	case PLACE_POISON: {
+		struct uffdio_poison p = { .range = { .start = dst, .len = len } };
+
+		r = kabi_ioctl(s->uffd, UFFDIO_POISON, &p);
+		*done = p.updated > 0 ? (uint64_t)p.updated : 0;
+		return r;
+	}
+	}
+	return -EINVAL;
+}
+
+/*
+ * The result of placing [page, page + len): 0 done (or nothing to do),
+ * -EAGAIN retry after reading events, -ENOMEM retry after s->nomem_wait ms,
+ * -ESRCH the client's memory is gone, -EIO a fault that cannot be served
+ * (said: the handler ends).
+ */
+static int resolved(struct server *s, long r, enum place_op op, uint64_t page, uint64_t len)
 {
 	struct uffdio_range range = { .start = page, .len = len };
+	uint64_t t;
 	long w;
 
+	if (r != -ENOMEM && r != -EAGAIN && r != -EINTR)
+		s->nomem = false;
 	switch (r) {
 	case 0:
-		(*counter)++;
+		(*place_counter(s, op))++;
 		s->st.faults++;
 		return 0;
 	case -EAGAIN:
 	case -EINTR:
 		s->st.eagain++;
 		return -EAGAIN;
+	case -ENOMEM:	/* the hugetlb pool or the memory cgroup is exhausted: for now? */
+		t = now_ms();
+		if (!s->nomem) {
+			s->nomem = true;
+			s->nomem_since = t;
+			s->nomem_wait = NOMEM_FIRST_MS;
+		} else if (t - s->nomem_since >= NOMEM_GIVE_UP_MS) {
+			return unservable(s, "%s at 0x%" PRIx64 " (0x%" PRIx64 " bytes): %s for %" PRIu64
+					  " ms (hugetlb pool or memory cgroup exhausted)", place_name[op],
+					  page, len, strerror(ENOMEM), t - s->nomem_since);
+		} else {
+			s->nomem_wait = s->nomem_wait * 2 > NOMEM_MAX_MS ? NOMEM_MAX_MS
+									 : s->nomem_wait * 2;
+		}
+		s->st.nomem++;
+		return -ENOMEM;
 	case -EEXIST:	/* another fault of the same page was served first */
 		s->st.exist++;
 		s->st.faults++;
 		w = kabi_ioctl(s->uffd, UFFDIO_WAKE, &range);
-		if (w < 0 && w != -ENOENT && w != -ESRCH)
-			report_unserved(s, "UFFDIO_WAKE at 0x%" PRIx64 ": %s", page, strerror((int)-w));
-		return w == -ESRCH ? -ESRCH : 0;
-	case -ENOENT:	/* the range is no longer registered (unmapped meanwhile) */
-		s->st.gone++;
+		if (w == -ESRCH)
+			return -ESRCH;
+		if (w < 0 && w != -ENOENT)
+			return unservable(s, "UFFDIO_WAKE at 0x%" PRIx64 " (0x%" PRIx64 " bytes): %s",
+					  page, len, strerror((int)-w));
 		return 0;
+	case -ENOENT:
+		/*
+		 * The range is no longer registered (unmapped meanwhile). Without
+		 * UFFD_FEATURE_EVENT_UNMAP munmap does not wake its waiters: wake
+		 * them (they fault again, or find nothing there).
+		 */
+		s->st.gone++;
+		w = kabi_ioctl(s->uffd, UFFDIO_WAKE, &range);
+		return w == -ESRCH ? -ESRCH : 0;
 	case -ESRCH:
 		return -ESRCH;
 	default:
-		report_unserved(s, "%s at 0x%" PRIx64 " (0x%" PRIx64 " bytes): %s", op, page, len,
-				strerror((int)-r));
-		return 0;
+		/* EINVAL from UFFDIO_POISON: a kernel before 6.6, or one that wants the feature. */
+		return unservable(s, "%s at 0x%" PRIx64 " (0x%" PRIx64 " bytes): %s", place_name[op],
+				  page, len, strerror((int)-r));
 	}
 }
 
 static int serve_fault(struct server *s, uint64_t addr)
 {
 	struct region *r = region_of(s, addr);
-	uint64_t ps, page, index, off;
-	long ret;
+	uint64_t ps, page, index, off, done, small;
+	const uint8_t *src = NULL;
+	enum place_op op;
+	long ret, ret4k;
 
-	if (!r) {
-		report_unserved(s, "fault at 0x%" PRIx64 " outside every region", addr);
-		return 0;
-	}
+	if (!r)
+		return unservable(s, "fault at 0x%" PRIx64 " outside every region", addr);
 	ps = r->fc.page_size;
 	page = addr & ~(ps - 1);
 	index = (page - r->fc.base) / ps;
 	off = r->fc.offset + (page - r->fc.base);
+	/* A bad page is poisoned, never zeros, even removed; refused: fatal. */
 	if (r->poisoned && poison_in(s, off, ps)) {
-		struct uffdio_poison p = { .range = { .start = page, .len = ps } };
-
-		/* EINVAL (no poison for this memory): left unserved, never zeros. */
-		ret = kabi_ioctl(s->uffd, UFFDIO_POISON, &p);
-		return resolved(s, ret, "UFFDIO_POISON", page, ps, &s->st.poisoned);
+		op = PLACE_POISON;
+	} else if (r->removed && (r->removed[index / 8] & (1u << (index % 8)))) {
+		op = PLACE_ZERO;
+		src = s->zeros;
+	} else {
+		op = PLACE_COPY;
+		src = s->file + off;
 	}
-	if (r->removed && (r->removed[index / 8] & (1u << (index % 8)))) {
-		if (ps == FC_PAGE_4K) {
-			struct uffdio_zeropage z = { .range = { .start = page, .len = ps } };
-
-			ret = kabi_ioctl(s->uffd, UFFDIO_ZEROPAGE, &z);
-			return resolved(s, ret, "UFFDIO_ZEROPAGE", page, ps, &s->st.zero);
-		} else {
-			/* hugetlb has no UFFDIO_ZEROPAGE. */
-			struct uffdio_copy c = { .dst = page, .src = (uintptr_t)s->zeros, .len = ps };
-
-			ret = kabi_ioctl(s->uffd, UFFDIO_COPY, &c);
-			return resolved(s, ret, "UFFDIO_COPY (zeros)", page, ps, &s->st.zero);
-		}
+	ret = place(s, op, page, ps, src, &done);
+	if (ps != FC_PAGE_4K && (ret == -EEXIST || (ret == -EAGAIN && done))) {
+		/*
+		 * Part of a 2 MiB page is there already, or a part was placed
+		 * and the rest hit one: 4 KiB memory declared with 2 MiB pages
+		 * (a hugetlb page is placed whole or not at all). Retrying the
+		 * 2 MiB would spin on EEXIST for ever: only the faulting 4 KiB
+		 * page. In real hugetlb memory that is EINVAL: then the EEXIST
+		 * was a huge page served first (woken), and a part placed is
+		 * something that cannot be served.
+		 */
+		small = addr & ~(FC_PAGE_4K - 1);
+		ret4k = place(s, op, small, FC_PAGE_4K, src ? src + (small - page) : NULL, &done);
+		if (ret4k == -EINVAL && ret == -EEXIST)
+			return resolved(s, ret, op, page, ps);
+		return resolved(s, ret4k, op, small, FC_PAGE_4K);
 	}
-	for (uint64_t done = 0;;) {
-		struct uffdio_copy c = { .dst = page + done, .src = (uintptr_t)(s->file + off + done),
-					 .len = ps - done };
-
-		ret = kabi_ioctl(s->uffd, UFFDIO_COPY, &c);
-		/* A part copied (never seen with one page): the rest is copied next. */
-		if (ret == -EAGAIN && c.copy > 0 && (uint64_t)c.copy < ps - done) {
-			done += (uint64_t)c.copy;
-			continue;
-		}
-		return resolved(s, ret, "UFFDIO_COPY", page, ps, &s->st.copied);
-	}
+	return resolved(s, ret, op, page, ps);
 }
 
-/* Serve the queue in order; stop at an EAGAIN (or the client gone). */
+/* Serve the queue in order; stop at an EAGAIN or ENOMEM (or the client gone, or -EIO). */
 static int serve_queue(struct server *s)
 {
 	while (s->qlen) {
@@ -885,7 +1094,7 @@ static int read_events(struct server *s)
 /* Faults until the client is gone (0), a signal (0), or an error (1). */
 static int serve(struct server *s)
 {
-	bool waiting = false;	/* an EAGAIN: the next copy waits for events */
+	long wait_ns = 0;	/* before the next try of the queue's head */
 
 	for (;;) {
 		struct pollfd p[2] = {
@@ -900,7 +1109,7 @@ static int serve(struct server *s)
 			return 0;
 		}
 		if (s->qlen) {
-			ts.tv_nsec = waiting ? RETRY_MS * 1000000L : 0;
+			ts.tv_nsec = wait_ns;
 			tsp = &ts;
 		}
 		r = ppoll(p, s->pidfd >= 0 ? 2 : 1, tsp, &s->waitmask);
@@ -927,7 +1136,11 @@ static int serve(struct server *s)
 		r = serve_queue(s);
 		if (r == -ESRCH)
 			goto gone;
-		waiting = r == -EAGAIN;
+		if (r == -EIO)
+			return 1;
+		/* EAGAIN: events are coming; ENOMEM: memory may be freed. */
+		wait_ns = r == -EAGAIN ? RETRY_MS * 1000000L
+			: r == -ENOMEM ? (long)s->nomem_wait * 1000000L : 0;
 	}
 gone:
 	info("the client's memory is gone (its process exited): exiting");
@@ -942,17 +1155,23 @@ int serve_snapshot_main(int argc, char **argv)
 		{ "poison", required_argument, NULL, 'p' },
 		{ "poison-offset", required_argument, NULL, 'o' },
 		{ "timeout-ms", required_argument, NULL, 't' },
+		{ "connect-timeout-ms", required_argument, NULL, 'c' },
+		{ "socket-mode", required_argument, NULL, 'M' },
+		{ "socket-owner", required_argument, NULL, 'O' },
 		{ "stats", no_argument, NULL, 'S' },
 		{ "once", no_argument, NULL, '1' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct server s = { .listen_fd = -1, .conn = -1, .uffd = -1, .pidfd = -1 };
+	struct server s = { .listen_fd = -1, .conn = -1, .uffd = -1, .pidfd = -1, .lock_fd = -1,
+			    .socket_mode = DEFAULT_SOCKET_MODE, .socket_uid = (uid_t)-1,
+			    .socket_gid = (gid_t)-1 };
 	const char *socket_path = NULL, *memory = NULL, *poison_files[16];
 	size_t npoison_files = 0;
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigset_t block;
-	long timeout_ms = DEFAULT_TIMEOUT_MS;
+	long timeout_ms = DEFAULT_TIMEOUT_MS, connect_timeout_ms = 0;
+	unsigned long ul;
 	uint64_t deadline = 0, off;
 	bool stats = false;
 	int opt, rc = 1;
@@ -981,11 +1200,51 @@ int serve_snapshot_main(int argc, char **argv)
 			}
 			break;
 		case 't':
+		case 'c': {
+			long *v = opt == 't' ? &timeout_ms : &connect_timeout_ms;
+
 			errno = 0;
-			timeout_ms = strtol(optarg, &end, 10);
-			if (errno || end == optarg || *end || timeout_ms < 0 || timeout_ms > INT_MAX) {
-				tool_error(CMD, "--timeout-ms: not a number of milliseconds: '%s'", optarg);
+			*v = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || *v < 0 || *v > INT_MAX) {
+				tool_error(CMD, "--%s: not a number of milliseconds: '%s'",
+					   opt == 't' ? "timeout-ms" : "connect-timeout-ms", optarg);
 				goto usage;
+			}
+			break;
+		}
+		case 'M':
+			errno = 0;
+			ul = strtoul(optarg, &end, 8);
+			if (errno || end == optarg || *end || *optarg < '0' || *optarg > '7' ||
+			    ul > 0777) {
+				tool_error(CMD, "--socket-mode: not an octal mode up to 0777: '%s'",
+					   optarg);
+				goto usage;
+			}
+			s.socket_mode = (mode_t)ul;
+			break;
+		case 'O':
+			errno = 0;
+			ul = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *optarg < '0' || *optarg > '9' ||
+			    ul >= (uid_t)-1 || (*end && *end != ':')) {
+				tool_error(CMD, "--socket-owner: not UID or UID:GID (numbers): '%s'",
+					   optarg);
+				goto usage;
+			}
+			s.socket_uid = (uid_t)ul;
+			if (*end == ':') {
+				const char *g = end + 1;
+
+				errno = 0;
+				ul = strtoul(g, &end, 10);
+				if (errno || end == g || *g < '0' || *g > '9' || *end ||
+				    ul >= (gid_t)-1) {
+					tool_error(CMD, "--socket-owner: not UID or UID:GID (numbers): "
+						   "'%s'", optarg);
+					goto usage;
+				}
+				s.socket_gid = (gid_t)ul;
 			}
 			break;
 		case 'S': stats = true; break;
@@ -1007,19 +1266,26 @@ int serve_snapshot_main(int argc, char **argv)
 		goto usage;
 	}
 
-	/* SIGTERM/SIGINT only while waiting (ppoll), then a clean exit. */
+	/*
+	 * SIGTERM, SIGINT, SIGHUP, SIGQUIT only while waiting (ppoll), then a
+	 * clean exit (the socket file removed).
+	 */
 	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
+	for (size_t i = 0; i < NSTOP; i++)
+		sigaddset(&block, stop_signals[i]);
 	if (sigprocmask(SIG_BLOCK, &block, &s.waitmask)) {
 		tool_error(CMD, "sigprocmask: %s", strerror(errno));
 		goto out;
 	}
-	sigdelset(&s.waitmask, SIGTERM);
-	sigdelset(&s.waitmask, SIGINT);
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGTERM, &sa, NULL) || sigaction(SIGINT, &sa, NULL) ||
-	    signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+	for (size_t i = 0; i < NSTOP; i++) {
+		sigdelset(&s.waitmask, stop_signals[i]);
+		if (sigaction(stop_signals[i], &sa, NULL)) {
+			tool_error(CMD, "sigaction: %s", strerror(errno));
+			goto out;
+		}
+	}
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
 		tool_error(CMD, "sigaction: %s", strerror(errno));
 		goto out;
 	}
@@ -1028,27 +1294,43 @@ int serve_snapshot_main(int argc, char **argv)
 		if (poison_load(&s, poison_files[i]))
 			goto out;
 	poison_sort(&s);
-	if (memory_open(&s, memory) || socket_listen(&s, socket_path))
+	if (memory_open(&s, memory) || socket_lock(&s, socket_path) ||
+	    socket_listen(&s, socket_path))
 		goto out;
 	info("listening on %s (%s, %" PRIu64 " bytes; %zu bad pages)", socket_path, memory,
 	     s.file_size, s.npoison);
-	if (timeout_ms)
-		deadline = now_ms() + (uint64_t)timeout_ms;
-
-	rc = client_accept(&s, deadline, (int)timeout_ms);
+	/*
+	 * The connection is waited for without a limit unless asked: the
+	 * handler is started before Firecracker's snapshot load, however long
+	 * before. The handshake then has --timeout-ms from the connection.
+	 */
+	if (connect_timeout_ms)
+		deadline = now_ms() + (uint64_t)connect_timeout_ms;
+	rc = client_accept(&s, deadline, (int)connect_timeout_ms);
 	if (!rc)
-		rc = handshake_recv(&s, deadline, (int)timeout_ms);
+		rc = handshake_recv(&s, (int)timeout_ms);
 	if (rc == -EINTR) {
 		info("%s: exiting", strsignal(stop_signal));
 		rc = 0;
 		goto out;
 	}
+	if (rc == -ESRCH) {
+		rc = 0;
+		goto out;
+	}
 	if (rc || (rc = uffd_check(&s)) || (rc = poison_place(&s)))
 		goto out;
+	/* Everything accepted: only now a warning about spare descriptors. */
+	if (s.spare_fds || s.spare_ctrunc)
+		fprintf(stderr, "%s %s: warning: handshake: %zu more descriptors than the "
+			"userfaultfd%s: closed\n", prog, CMD, s.spare_fds,
+			s.spare_ctrunc ? " (and more the kernel dropped)" : "");
 	/*
-	 * No second client: the socket goes now (Firecracker connects once and
-	 * drops its end after the handshake, so that end says nothing).
+	 * No second client: the socket is closed and its file removed now
+	 * (Firecracker connects once and drops its end after the handshake,
+	 * so that end says nothing). The lock stays held while we serve.
 	 */
+	socket_remove(&s);
 	close(s.listen_fd);
 	s.listen_fd = -1;
 	close(s.conn);
@@ -1067,18 +1349,16 @@ int serve_snapshot_main(int argc, char **argv)
 	}
 	regions_log(&s);
 	rc = serve(&s);
-	if (!rc && s.st.unserved) {
-		tool_error(CMD, "%" PRIu64 " faults were left unserved", s.st.unserved);
-		rc = 1;
-	}
 out:
 	if (stats)
 		info("stats: faults=%" PRIu64 " copied=%" PRIu64 " zero=%" PRIu64 " poisoned=%" PRIu64
 		     " removes=%" PRIu64 " unmaps=%" PRIu64 " eagain=%" PRIu64 " exist=%" PRIu64
-		     " gone=%" PRIu64 " unserved=%" PRIu64, s.st.faults, s.st.copied, s.st.zero,
-		     s.st.poisoned, s.st.removes, s.st.unmaps, s.st.eagain, s.st.exist, s.st.gone,
-		     s.st.unserved);
+		     " gone=%" PRIu64 " unserved=%" PRIu64 " nomem=%" PRIu64, s.st.faults,
+		     s.st.copied, s.st.zero, s.st.poisoned, s.st.removes, s.st.unmaps, s.st.eagain,
+		     s.st.exist, s.st.gone, s.st.unserved, s.st.nomem);
 	socket_remove(&s);
+	if (s.lock_fd >= 0)
+		close(s.lock_fd);
 	for (size_t i = 0; i < s.nregions; i++)
 		free(s.regions[i].removed);
 	if (s.zeros)
