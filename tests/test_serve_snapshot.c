@@ -1312,6 +1312,61 @@ static void test_signals_and_waiting(void)
 	free(err);
 }
 
+/*
+ * --- a client gone before the handler accepted it: exit 0 ---
+ * The handler is stopped while a client connects, sends its handshake and
+ * exits (reaped); continued, it finds no process behind the connection:
+ * no pidfd (ESRCH: "the client is gone"), or one that says it exited.
+ */
+static void test_client_gone_first(void)
+{
+	int status = 0, hstatus = 0;
+	struct stat st;
+	char *out;
+	pid_t h, c;
+
+	watchdog("a client gone before the accept");
+	h = spawn_handler(NULL);
+	if (!ok(h > 0 && wait_socket(EXIT_WAIT_MS, &st), "gone first: handler listens"))
+		goto kill;
+	kill(h, SIGSTOP);
+	c = fork();
+	if (c == 0) {
+		int uffd = test_uffd_open(UFFD_FEATURE_EVENT_REMOVE), sock;
+		uint8_t *m = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		char json[256];
+		int n;
+
+		if (uffd < 0 || m == MAP_FAILED || uffd_register(uffd, m, 16 * PAGE))
+			_exit(3);
+		sock = connect_handler(2000);
+		n = snprintf(json, sizeof(json), "[{\"base_host_virt_addr\":%lu,\"size\":%lu,"
+			     "\"offset\":0,\"page_size\":4096}]", (unsigned long)(uintptr_t)m,
+			     16 * PAGE);
+		_exit(sock < 0 || send_msg(sock, json, (size_t)n, &uffd, 1) ? 4 : 0);
+	}
+	ok(c > 0 && !wait_exit(c, EXIT_WAIT_MS, &status) && WIFEXITED(status) &&
+	   WEXITSTATUS(status) == 0, "gone first: a client connected, sent its handshake and "
+	   "exited while the handler was stopped");
+	kill(h, SIGCONT);
+	out = NULL;
+	if (ok(!wait_exit(h, EXIT_WAIT_MS, &hstatus) && WIFEXITED(hstatus) &&
+	       WEXITSTATUS(hstatus) == 0,
+	       "gone first: continued, the handler exits 0 (status 0x%x)", hstatus)) {
+		out = read_text(out_path);
+		tap_diag("%s", out && strstr(out, "the client is gone") ? "no pidfd: ESRCH"
+			 : "a pidfd of the exited client");
+	}
+	free(out);
+	return;
+kill:
+	if (h > 0) {
+		kill(h, SIGKILL);
+		wait_exit(h, EXIT_WAIT_MS, &hstatus);
+	}
+}
+
 /* --- no /proc (a jail): the userfaultfd is told by a UFFDIO_WAKE probe --- */
 static int client_child(void);
 
@@ -1548,6 +1603,7 @@ int main(int argc, char **argv)
 	test_main_run();
 	test_remove_race();
 	test_client_exit();
+	test_client_gone_first();
 	test_no_proc();
 	test_poison_refused();
 	test_misdeclared();
