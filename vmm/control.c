@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include "vmm_internal.h"
+#include "vmras/lazy.h"
 #include "vmras/vmras.h"
 
 #define MAX_WRITE_BYTES 4096
@@ -102,6 +103,24 @@ static int cmd_migrate_cancel(void *ctx, json_object *args, json_object **ret,
 	if (qmp_args_only(args, allowed, err))
 		return -1;
 	migration_cancel(ctx);
+	return 0;
+}
+
+/* x-lazy-prefetch {enable: bool}: a lazy restore loads in the background, or only on demand. */
+static int cmd_x_lazy_prefetch(void *ctx, json_object *args, json_object **ret,
+			       struct qmp_error *err)
+{
+	static const char *const allowed[] = { "enable", NULL };
+	struct vmm *vm = ctx;
+	bool on = true;
+
+	(void)ret;
+	if (qmp_args_only(args, allowed, err) || qmp_arg_bool(args, "enable", true, &on, err))
+		return -1;
+	if (vmras_lazy_set_prefetch(vm->ras, on)) {
+		qmp_errorf(err, "GenericError", "this VM's memory is not lazy (vmras run --lazy)");
+		return -1;
+	}
 	return 0;
 }
 
@@ -401,6 +420,7 @@ const struct qmp_command vmm_qmp_commands[] = {
 	{ "query-guest", cmd_query_guest },
 	{ "x-write-guest-memory", cmd_write_guest_memory },
 	{ "x-read-guest-memory", cmd_read_guest_memory },
+	{ "x-lazy-prefetch", cmd_x_lazy_prefetch },
 	{ "x-protect-guest-memory", cmd_protect_guest_memory },
 	{ "inject-memory-error", cmd_inject_memory_error },
 	{ "query-memory-errors", cmd_query_memory_errors },

@@ -1319,7 +1319,7 @@ static int load_image_lazy(struct incoming *in, const struct mig_section *sec,
 	/* The section's payload starts after its 24-byte header; the CRCs after the kinds. */
 	r = fd < 0 ? vmm_failf(e, -EINVAL, "--lazy needs a file: snapshot")
 		   : lazy_image_begin(vm->ras, fd, data_off, sec->offset + 24 + 24 + npages,
-				      npages, kinds, true, &vm->lazy_image, e);
+				      npages, kinds, !vm->cfg.lazy_no_prefetch, &vm->lazy_image, e);
 	if (!r)
 		r = mig_read_skip(in->s, sec, e);
 	if (r)

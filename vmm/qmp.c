@@ -104,6 +104,18 @@ int qmp_arg_str(json_object *args, const char *name, bool required, const char *
 	return 0;
 }
 
+int qmp_arg_bool(json_object *args, const char *name, bool required, bool *out,
+		 struct qmp_error *err)
+{
+	json_object *v;
+	int r = get_arg(args, name, required, json_type_boolean, "bool", &v, err);
+
+	if (r <= 0)
+		return r;
+	*out = json_object_get_boolean(v);
+	return 0;
+}
+
 int qmp_args_only(json_object *args, const char *const *allowed, struct qmp_error *err)
 {
 	json_object_object_foreach(args, key, val) {

@@ -48,6 +48,8 @@ int qmp_arg_u64(json_object *args, const char *name, bool required, uint64_t *ou
 		struct qmp_error *err);
 int qmp_arg_str(json_object *args, const char *name, bool required, const char **out,
 		struct qmp_error *err);
+int qmp_arg_bool(json_object *args, const char *name, bool required, bool *out,
+		 struct qmp_error *err);
 /* Reject members other than those listed (NULL-terminated). */
 int qmp_args_only(json_object *args, const char *const *allowed, struct qmp_error *err);
 

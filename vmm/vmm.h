@@ -50,6 +50,7 @@ struct vmm_config {
 	const char *name, *uuid;	/* for the record: NULL, a default */
 	const char *incoming;		/* load a migration stream first (tcp:/unix:/file:) */
 	bool lazy;			/* file: incoming: run before RAM is loaded */
+	bool lazy_no_prefetch;		/* and load only what is touched (x-lazy-prefetch turns it on) */
 	unsigned int ninject;
 	struct vmm_inject inject[VMM_MAX_INJECT];
 };

@@ -83,6 +83,8 @@ int vmras_lazy_begin_partial(struct vmras *v, const struct vmras_lazy_source *sr
  */
 int vmras_lazy_supply(struct vmras *v, uint64_t gpa, uint64_t len, const void *data,
 		      const uint8_t *kinds);
+/* Fetch in the background or not (the source's prefetch, changed). */
+int vmras_lazy_set_prefetch(struct vmras *v, bool on);
 /* Ask the source again for every page a thread waits on (after fetch failed). */
 int vmras_lazy_retry(struct vmras *v);
 /* Wait until every page is here: 0, -ETIMEDOUT, -ENOENT (no lazy memory). */

@@ -528,7 +528,7 @@ static void lazy_fault(void *opaque, uint64_t addr, uint64_t flags, uint32_t tid
 	if (ask)
 		fetch(lz, lr, g, 1, true);
 	/* The pages past it next (prefetch), once this one is placed. */
-	if (lz->src.prefetch)
+	if (__atomic_load_n(&lz->src.prefetch, __ATOMIC_ACQUIRE))
 		vr_router_kick(lz->v->router);
 }
 
@@ -617,7 +617,7 @@ static int lazy_idle(void *opaque)
 	int failed = retry_failed(lz);
 	bool found;
 
-	if (!lz->src.prefetch)
+	if (!__atomic_load_n(&lz->src.prefetch, __ATOMIC_ACQUIRE))
 		return failed;
 	pthread_mutex_lock(&lz->lock);
 	found = lz->present < lz->total && next_run(lz, &lr, &g0, &ng);
@@ -972,6 +972,17 @@ int vr_lazy_exit(struct vmras *v, uint64_t gpa, int timeout_ms)
 		pthread_mutex_unlock(&lz->lock);
 	}
 	return err;
+}
+
+int vmras_lazy_set_prefetch(struct vmras *v, bool on)
+{
+	struct vr_lazy *lz = __atomic_load_n(&v->lazy, __ATOMIC_ACQUIRE);
+
+	if (!lz)
+		return -ENOENT;
+	__atomic_store_n(&lz->src.prefetch, on, __ATOMIC_RELEASE);
+	vr_router_kick(v->router);
+	return 0;
 }
 
 int vmras_lazy_retry(struct vmras *v)

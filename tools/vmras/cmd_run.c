@@ -28,6 +28,8 @@ static void run_usage(FILE *f)
 		"                     unix:PATH or file:PATH (the same --mem, --vcpus, --seed)\n"
 		"  --lazy             with --incoming file:PATH, run at once and load each page\n"
 		"                     when it is first touched (and all of them in the background)\n"
+		"  --lazy-no-prefetch  with --lazy: only what is touched (QMP x-lazy-prefetch\n"
+		"                     turns the background load on)\n"
 		"  --summary json     print one JSON summary line on stdout at the end\n"
 		"  --seed N           pattern seed (default 1)\n"
 		"  --inject ao:GPA[@PASS] | ar:GPA[@PASS]\n"
@@ -132,6 +134,7 @@ int run_main(int argc, char **argv)
 		{ "paused", no_argument, NULL, 'P' },
 		{ "incoming", required_argument, NULL, 'I' },
 		{ "lazy", no_argument, NULL, 'z' },
+		{ "lazy-no-prefetch", no_argument, NULL, 'Z' },
 		{ "summary", required_argument, NULL, 's' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "inject", required_argument, NULL, 'i' },
@@ -194,6 +197,7 @@ int run_main(int argc, char **argv)
 		case 'P': cfg.start_paused = true; break;
 		case 'I': cfg.incoming = optarg; break;
 		case 'z': cfg.lazy = true; break;
+		case 'Z': cfg.lazy = cfg.lazy_no_prefetch = true; break;
 		case 's':
 			if (strcmp(optarg, "json")) {
 				tool_error("run", "--summary: only 'json' is supported");
