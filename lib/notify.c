@@ -456,7 +456,7 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 	if (vcpu >= VR_MAX_VCPUS || !v->vcpus[vcpu].registered || !v->arch)
 		return -EINVAL;
 	s = &v->vcpus[vcpu];
-	vr_lazy_vcpu_runs(v);
+	vr_lazy_vcpu_runs(v, vcpu);
 	r = raise_injected_ar(v, vcpu, s);
 	if (r)
 		return r;

@@ -56,8 +56,15 @@ struct vr_lazy {
 	void *zeros;		/* read-only anonymous: one granule that reads as zeros */
 	uint64_t zeros_len;
 	unsigned int nvcpus;	/* registered at begin: "all vCPUs blocked" */
-	bool vcpus_ran;		/* atomic: a vCPU entered the guest */
-	bool synced;		/* atomic: the engine caught up before the first entry */
+	bool vcpus_ran;		/* atomic: a vCPU entered the guest (set under gate) */
+	/*
+	 * A huge page placed with a bad 4 KiB page is readable as zeros there
+	 * until the engine splits it: its placing holds gate (read) from the
+	 * vcpus_ran check until the engine has its events; the first entry
+	 * takes it (write) to set vcpus_ran, then waits for the engine.
+	 */
+	pthread_rwlock_t gate;
+	bool entered[VR_MAX_VCPUS];	/* each vCPU's own thread: it waited once */
 
 	pthread_mutex_t lock;	/* everything below */
 	pthread_cond_t cond;	/* a page arrived */
@@ -375,6 +382,38 @@ static int place_mixed(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g,
 	return err;
 }
 
+/*
+ * A huge page with a bad 4 KiB page: placed (zeros there) and split by the
+ * engine before any vCPU entered, else lost whole. The gate keeps the
+ * first entry out until the engine has the events (see struct vr_lazy).
+ */
+static int supply_split(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g,
+			const unsigned char *data, const uint8_t *kinds)
+{
+	uint64_t pages = lr->granule / SMALL_PAGE, gpa = lr->gpa + g * lr->granule, n = 0;
+	int err;
+
+	pthread_rwlock_rdlock(&lz->gate);
+	if (__atomic_load_n(&lz->vcpus_ran, __ATOMIC_ACQUIRE)) {
+		pthread_rwlock_unlock(&lz->gate);
+		return poison_granule(lz, lr, g);
+	}
+	err = place_mixed(lz, lr, g, data, kinds);
+	if (!err) {
+		for (uint64_t i = 0; i < pages; i++)
+			n += kinds[i] == VMRAS_PAGE_POISONED;
+		pthread_mutex_lock(&lz->lock);
+		mark_present(lz, lr, g, 1, VMRAS_PAGE_DATA);
+		lz->st.poisoned_pages += n;
+		pthread_mutex_unlock(&lz->lock);
+	}
+	for (uint64_t i = 0; i < pages && !err; i++)
+		if (kinds[i] == VMRAS_PAGE_POISONED)
+			err = poison_event(lz->v, gpa + i * SMALL_PAGE, SMALL_PAGE);
+	pthread_rwlock_unlock(&lz->gate);
+	return err;
+}
+
 static bool granule_here(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g)
 {
 	bool here;
@@ -388,9 +427,8 @@ static bool granule_here(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g)
 static int supply_granule(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g,
 			  const unsigned char *data, const uint8_t *kinds)
 {
-	uint64_t pages = lr->granule / SMALL_PAGE, gpa = lr->gpa + g * lr->granule;
+	uint64_t pages = lr->granule / SMALL_PAGE, npoisoned = 0;
 	int kind = granule_kind(kinds, pages), err = 0;
-	uint64_t npoisoned = 0;
 
 	if (granule_here(lz, lr, g))
 		return 0;
@@ -399,12 +437,8 @@ static int supply_granule(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g,
 	if (kind < 0) {
 		for (uint64_t i = 0; i < pages; i++)
 			npoisoned += kinds[i] == VMRAS_PAGE_POISONED;
-		/*
-		 * Readable as zeros at the bad 4 KiB until the engine splits it:
-		 * only while no vCPU ran (the first entry waits for the engine).
-		 */
-		if (npoisoned && __atomic_load_n(&lz->vcpus_ran, __ATOMIC_ACQUIRE))
-			return poison_granule(lz, lr, g);
+		if (npoisoned)
+			return supply_split(lz, lr, g, data, kinds);
 		err = place_mixed(lz, lr, g, data, kinds);
 	} else {
 		err = place(lz, lr, g, 1, kind == VMRAS_PAGE_DATA ? data : NULL);
@@ -412,13 +446,9 @@ static int supply_granule(struct vr_lazy *lz, struct lazy_range *lr, uint64_t g,
 	if (err)
 		return err;
 	pthread_mutex_lock(&lz->lock);
-	mark_present(lz, lr, g, 1, npoisoned ? VMRAS_PAGE_DATA : kind);
-	lz->st.poisoned_pages += npoisoned;
+	mark_present(lz, lr, g, 1, kind < 0 ? VMRAS_PAGE_DATA : kind);
 	pthread_mutex_unlock(&lz->lock);
-	for (uint64_t i = 0; npoisoned && i < pages && !err; i++)
-		if (kinds[i] == VMRAS_PAGE_POISONED)
-			err = poison_event(lz->v, gpa + i * SMALL_PAGE, SMALL_PAGE);
-	return err;
+	return 0;
 }
 
 int vmras_lazy_supply(struct vmras *v, uint64_t gpa, uint64_t len, const void *data,
@@ -702,6 +732,7 @@ static void lazy_free(struct vr_lazy *lz)
 		free(lz->range[i].state);
 	if (lz->zeros)
 		munmap(lz->zeros, lz->zeros_len);
+	pthread_rwlock_destroy(&lz->gate);
 	pthread_cond_destroy(&lz->cond);
 	pthread_mutex_destroy(&lz->lock);
 	free(lz);
@@ -747,6 +778,7 @@ int vmras_lazy_begin_partial(struct vmras *v, const struct vmras_lazy_source *sr
 	lz->opaque = opaque;
 	pthread_mutex_init(&lz->lock, NULL);
 	pthread_cond_init(&lz->cond, NULL);
+	pthread_rwlock_init(&lz->gate, NULL);
 	for (unsigned int i = 0; i < vmras_memmap_count(v->map) && !err; i++) {
 		const struct vmras_region *r = vmras_memmap_region(v->map, i);
 		struct lazy_range *lr = &lz->range[lz->nranges];
@@ -897,20 +929,24 @@ int vr_lazy_settle(struct vmras *v, uint64_t gpa, int timeout_ms)
 	return err;
 }
 
-void vr_lazy_vcpu_runs(struct vmras *v)
+void vr_lazy_vcpu_runs(struct vmras *v, unsigned int vcpu)
 {
 	struct vr_lazy *lz = __atomic_load_n(&v->lazy, __ATOMIC_ACQUIRE);
 	struct vr_work w = { .kind = VR_WORK_SYNC };
 
-	if (!lz || __atomic_load_n(&lz->vcpus_ran, __ATOMIC_ACQUIRE))
+	if (!lz || vcpu >= VR_MAX_VCPUS || lz->entered[vcpu])
 		return;
-	/*
-	 * Huge pages placed with a bad 4 KiB page before now are split by
-	 * the engine before any vCPU may read them: wait for it, once.
-	 */
-	if (!__atomic_exchange_n(&lz->synced, true, __ATOMIC_ACQ_REL))
-		(void)vr_engine_submit(v, &w, true);
+	/* From now on such a huge page is lost whole; those placed before are split first. */
+	pthread_rwlock_wrlock(&lz->gate);
 	__atomic_store_n(&lz->vcpus_ran, true, __ATOMIC_RELEASE);
+	pthread_rwlock_unlock(&lz->gate);
+	/* Waiting on the engine, as good as parked: a split may pause the vCPUs meanwhile. */
+	if (v->cfg.ops.vcpu_blocked)
+		v->cfg.ops.vcpu_blocked(v->cfg.ops.opaque, vcpu, true);
+	(void)vr_engine_submit(v, &w, true);
+	if (v->cfg.ops.vcpu_blocked)
+		v->cfg.ops.vcpu_blocked(v->cfg.ops.opaque, vcpu, false);
+	lz->entered[vcpu] = true;
 }
 
 void vr_lazy_guest_reset(struct vmras *v)

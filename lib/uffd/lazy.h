@@ -28,8 +28,12 @@ bool vr_lazy_missing(struct vmras *v, uint64_t gpa);
 int vr_lazy_exit(struct vmras *v, uint64_t gpa, int timeout_ms);
 /* Engine, at a guest reset: pages the source lost come back fresh from now on. */
 void vr_lazy_guest_reset(struct vmras *v);
-/* A vCPU enters the guest (from now on a huge page may not arrive half poisoned). */
-void vr_lazy_vcpu_runs(struct vmras *v);
+/*
+ * vCPU vcpu enters the guest (its thread, before each KVM_RUN): the first
+ * time, wait until the engine split the huge pages placed with a bad
+ * 4 KiB page (from now on such a page is lost whole).
+ */
+void vr_lazy_vcpu_runs(struct vmras *v, unsigned int vcpu);
 /* The context goes away (router stopped). */
 void vr_lazy_free(struct vmras *v);
 
