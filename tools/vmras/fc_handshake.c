@@ -177,6 +177,25 @@ static int parse_string(struct parser *ps, char *out, size_t out_size, bool *fit
  * A JSON number at p. *v is its value when it is an unsigned integer that
  * fits (*plain); otherwise *plain is false and *why_not says why.
  */
+static bool at_digit(const struct parser *ps)
+{
+	return ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9';
+}
+
+/* A fraction's or exponent's digits: at least one (what says which part). */
+static int digit_run(struct parser *ps, const char *what)
+{
+	char b[16];
+
+	if (ps->p == ps->end)
+		return -EAGAIN;
+	if (!at_digit(ps))
+		return fail(ps, "expected a digit %s, found %s", what, shown(ps, b));
+	while (at_digit(ps))
+		ps->p++;
+	return 0;
+}
+
 static int parse_number(struct parser *ps, uint64_t *v, bool *plain, const char **why_not)
 {
 	bool neg = false, frac = false, exp = false, big = false;
@@ -208,26 +227,24 @@ static int parse_number(struct parser *ps, uint64_t *v, bool *plain, const char 
 		}
 	}
 	if (ps->p < ps->end && *ps->p == '.') {
+		int r;
+
 		frac = true;
 		ps->p++;
-		if (ps->p == ps->end)
-			return -EAGAIN;
-		if (*ps->p < '0' || *ps->p > '9')
-			return fail(ps, "expected a digit after '.', found %s", shown(ps, b));
-		while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9')
-			ps->p++;
+		r = digit_run(ps, "after '.'");
+		if (r)
+			return r;
 	}
 	if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E')) {
+		int r;
+
 		exp = true;
 		ps->p++;
 		if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-'))
 			ps->p++;
-		if (ps->p == ps->end)
-			return -EAGAIN;
-		if (*ps->p < '0' || *ps->p > '9')
-			return fail(ps, "expected a digit in an exponent, found %s", shown(ps, b));
-		while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9')
-			ps->p++;
+		r = digit_run(ps, "in an exponent");
+		if (r)
+			return r;
 	}
 	/* A number is never last in a complete message: more digits may come. */
 	if (ps->p == ps->end)
