@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "postcopy.h"
 #include "vmm_internal.h"
 #include "vmras/lazy.h"
 #include "vmras/vmras.h"
@@ -77,8 +78,31 @@ static int cmd_cont(void *ctx, json_object *args, json_object **ret, struct qmp_
 	return 0;
 }
 
-/* migrate {uri}: tcp:HOST:PORT, unix:PATH, file:PATH (docs/migration.md). */
+/*
+ * migrate {uri, resume}: tcp:HOST:PORT, unix:PATH, file:PATH
+ * (docs/migration.md); resume: carry on a paused post-copy.
+ */
 static int cmd_migrate(void *ctx, json_object *args, json_object **ret, struct qmp_error *err)
+{
+	static const char *const allowed[] = { "uri", "resume", NULL };
+	struct vmm_error e;
+	const char *uri;
+	bool resume = false;
+
+	(void)ret;
+	if (qmp_args_only(args, allowed, err) || qmp_arg_str(args, "uri", true, &uri, err) ||
+	    qmp_arg_bool(args, "resume", false, &resume, err))
+		return -1;
+	if (migration_start(ctx, uri, resume, &e)) {
+		qmp_errorf(err, "GenericError", "%s", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* migrate-recover {uri}: the destination of a paused post-copy listens again. */
+static int cmd_migrate_recover(void *ctx, json_object *args, json_object **ret,
+			       struct qmp_error *err)
 {
 	static const char *const allowed[] = { "uri", NULL };
 	struct vmm_error e;
@@ -87,10 +111,89 @@ static int cmd_migrate(void *ctx, json_object *args, json_object **ret, struct q
 	(void)ret;
 	if (qmp_args_only(args, allowed, err) || qmp_arg_str(args, "uri", true, &uri, err))
 		return -1;
-	if (migration_start(ctx, uri, &e)) {
+	if (postcopy_in_recover(ctx, uri, &e)) {
 		qmp_errorf(err, "GenericError", "%s", e.msg);
 		return -1;
 	}
+	return 0;
+}
+
+static int cmd_migrate_start_postcopy(void *ctx, json_object *args, json_object **ret,
+				      struct qmp_error *err)
+{
+	static const char *const allowed[] = { NULL };
+	struct vmm_error e;
+
+	(void)ret;
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	if (migration_start_postcopy(ctx, &e)) {
+		qmp_errorf(err, "GenericError", "%s", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * migrate-set-capabilities {capabilities: [{capability, state}]}: QEMU's
+ * shape; this VMM knows postcopy-ram. All are checked before any changes.
+ */
+static int cmd_migrate_set_capabilities(void *ctx, json_object *args, json_object **ret,
+					struct qmp_error *err)
+{
+	static const char *const allowed[] = { "capabilities", NULL };
+	static const char *const cap_keys[] = { "capability", "state", NULL };
+	json_object *caps;
+	struct vmm_error e;
+	int postcopy = -1;
+
+	(void)ret;
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	if (!json_object_object_get_ex(args, "capabilities", &caps) ||
+	    !json_object_is_type(caps, json_type_array)) {
+		qmp_errorf(err, "GenericError", "Parameter 'capabilities' expects an array");
+		return -1;
+	}
+	for (size_t i = 0; i < json_object_array_length(caps); i++) {
+		json_object *c = json_object_array_get_idx(caps, i);
+		const char *name;
+		bool state;
+
+		if (!json_object_is_type(c, json_type_object)) {
+			qmp_errorf(err, "GenericError", "capabilities[%zu] is not an object", i);
+			return -1;
+		}
+		if (qmp_args_only(c, cap_keys, err) || qmp_arg_str(c, "capability", true, &name, err) ||
+		    qmp_arg_bool(c, "state", true, &state, err))
+			return -1;
+		if (strcmp(name, "postcopy-ram")) {
+			qmp_errorf(err, "GenericError", "Parameter 'capability' does not accept "
+				   "value '%.64s' (this VMM knows postcopy-ram)", name);
+			return -1;
+		}
+		postcopy = state;
+	}
+	if (postcopy >= 0 && migration_set_postcopy(ctx, postcopy, &e)) {
+		qmp_errorf(err, "GenericError", "%s", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_query_migrate_capabilities(void *ctx, json_object *args, json_object **ret,
+					  struct qmp_error *err)
+{
+	static const char *const allowed[] = { NULL };
+	json_object *c;
+
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	c = json_object_new_object();
+	json_object_object_add(c, "capability", json_object_new_string("postcopy-ram"));
+	json_object_object_add(c, "state", json_object_new_boolean(migration_get_postcopy(ctx)));
+	*ret = json_object_new_array();
+	json_object_array_add(*ret, c);
 	return 0;
 }
 
@@ -139,14 +242,16 @@ static int cmd_query_migrate(void *ctx, json_object *args, json_object **ret,
 static int cmd_migrate_set_parameters(void *ctx, json_object *args, json_object **ret,
 				      struct qmp_error *err)
 {
-	static const char *const allowed[] = { "downtime-limit", "max-bandwidth", NULL };
-	struct migration_params p = { UINT64_MAX, UINT64_MAX };
+	static const char *const allowed[] = { "downtime-limit", "max-bandwidth",
+					       "max-postcopy-bandwidth", NULL };
+	struct migration_params p = { UINT64_MAX, UINT64_MAX, UINT64_MAX };
 	struct vmm_error e;
 
 	(void)ret;
 	if (qmp_args_only(args, allowed, err) ||
 	    qmp_arg_u64(args, "downtime-limit", false, &p.downtime_limit_ms, err) ||
-	    qmp_arg_u64(args, "max-bandwidth", false, &p.max_bandwidth, err))
+	    qmp_arg_u64(args, "max-bandwidth", false, &p.max_bandwidth, err) ||
+	    qmp_arg_u64(args, "max-postcopy-bandwidth", false, &p.max_postcopy_bandwidth, err))
 		return -1;
 	if (migration_set_params(ctx, &p, &e)) {
 		qmp_errorf(err, "GenericError", "%s", e.msg);
@@ -167,6 +272,8 @@ static int cmd_query_migrate_parameters(void *ctx, json_object *args, json_objec
 	*ret = json_object_new_object();
 	json_object_object_add(*ret, "downtime-limit", json_object_new_uint64(p.downtime_limit_ms));
 	json_object_object_add(*ret, "max-bandwidth", json_object_new_uint64(p.max_bandwidth));
+	json_object_object_add(*ret, "max-postcopy-bandwidth",
+			       json_object_new_uint64(p.max_postcopy_bandwidth));
 	return 0;
 }
 
@@ -427,6 +534,10 @@ const struct qmp_command vmm_qmp_commands[] = {
 	{ "query-memory-error-stats", cmd_query_memory_error_stats },
 	{ "migrate", cmd_migrate },
 	{ "migrate_cancel", cmd_migrate_cancel },
+	{ "migrate-recover", cmd_migrate_recover },
+	{ "migrate-start-postcopy", cmd_migrate_start_postcopy },
+	{ "migrate-set-capabilities", cmd_migrate_set_capabilities },
+	{ "query-migrate-capabilities", cmd_query_migrate_capabilities },
 	{ "query-migrate", cmd_query_migrate },
 	{ "migrate-set-parameters", cmd_migrate_set_parameters },
 	{ "query-migrate-parameters", cmd_query_migrate_parameters },

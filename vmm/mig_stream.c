@@ -74,6 +74,8 @@ struct mig_stream {
 	struct mig_section r_sec;
 	uint64_t r_left;
 	uint32_t r_crc;
+
+	pthread_mutex_t side_lock;	/* mig_send_small's writers */
 };
 
 /* ---- little-endian fields ------------------------------------------ */
@@ -491,6 +493,7 @@ static struct mig_stream *stream_new(int fd, bool is_socket, bool readable, bool
 	s->readable = readable;
 	s->writable = writable;
 	atomic_init(&s->cancelled, false);
+	pthread_mutex_init(&s->side_lock, NULL);
 	return s;
 }
 
@@ -500,6 +503,7 @@ static void stream_free(struct mig_stream *s)
 		close(s->fd);
 	free(s->wbuf);
 	free(s->rbuf);
+	pthread_mutex_destroy(&s->side_lock);
 	free(s);
 }
 
@@ -878,6 +882,42 @@ void mig_cancel(struct mig_stream *s)
 		shutdown(s->fd, SHUT_RDWR);
 }
 
+int mig_send_small(struct mig_stream *s, uint32_t type, uint32_t id, const void *payload,
+		   uint32_t len)
+{
+	unsigned char f[HEADER_SIZE + MIG_SMALL_MAX + CRC_SIZE];
+	size_t n = HEADER_SIZE + len + CRC_SIZE, done = 0;
+	int r = 0;
+
+	if (!s->is_socket || !s->writable)
+		return -EBADF;
+	if (len > MIG_SMALL_MAX)
+		return -EMSGSIZE;
+	put_le32(f, type);
+	put_le32(f + 4, id);
+	put_le64(f + 8, len);
+	put_le32(f + 16, vr_crc32c(0, f, 16));
+	put_le32(f + 20, 0);
+	if (len)
+		memcpy(f + HEADER_SIZE, payload, len);
+	put_le32(f + HEADER_SIZE + len, vr_crc32c(0, f + HEADER_SIZE, len));
+	pthread_mutex_lock(&s->side_lock);
+	while (!r && done < n) {
+		/* Nothing sent yet and no room: say so; a frame begun is finished. */
+		ssize_t k = send(s->fd, f + done, n - done,
+				 MSG_NOSIGNAL | (done ? 0 : MSG_DONTWAIT));
+
+		if (k > 0)
+			done += (size_t)k;
+		else if (k < 0 && errno == EINTR)
+			continue;
+		else
+			r = cancelled(s) ? -ECANCELED : k < 0 ? -errno : -EIO;
+	}
+	pthread_mutex_unlock(&s->side_lock);
+	return r == -EWOULDBLOCK ? -EAGAIN : r;
+}
+
 bool mig_is_file(const struct mig_stream *s)
 {
 	return s->fd >= 0 && !s->is_socket;
@@ -892,7 +932,7 @@ int mig_sync(struct mig_stream *s, struct vmm_error *e)
 	return r;
 }
 
-bool mig_input_pending(const struct mig_stream *s)
+bool mig_input_wait(const struct mig_stream *s, int timeout_ms)
 {
 	struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
 
@@ -900,7 +940,12 @@ bool mig_input_pending(const struct mig_stream *s)
 		return true;
 	if (!s->is_socket || !s->readable)
 		return false;
-	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR));
+	return poll(&pfd, 1, timeout_ms) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR));
+}
+
+bool mig_input_pending(const struct mig_stream *s)
+{
+	return mig_input_wait(s, 0);
 }
 
 void mig_drain(struct mig_stream *s, int timeout_ms)

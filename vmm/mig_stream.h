@@ -77,6 +77,8 @@ void mig_cancel(struct mig_stream *s);
 bool mig_is_file(const struct mig_stream *s);
 /* A socket stream has something to read now (the peer spoke or hung up). */
 bool mig_input_pending(const struct mig_stream *s);
+/* The same, waiting up to timeout_ms for it (a sender between its own sends). */
+bool mig_input_wait(const struct mig_stream *s, int timeout_ms);
 /*
  * A peer that gave up on the stream: send what is buffered, end our
  * direction, and read and drop the rest until the other side closes (at
@@ -84,6 +86,17 @@ bool mig_input_pending(const struct mig_stream *s);
  * reads what we said. Sockets only.
  */
 void mig_drain(struct mig_stream *s, int timeout_ms);
+
+/*
+ * A second writer of small whole sections (post-copy's page requests and
+ * answers), from any thread while another thread reads the stream: only
+ * once the stream's own writer has flushed and writes no more. Callers
+ * are serialized; -EAGAIN (nothing sent) when the socket has no room,
+ * else the frame goes whole. Sockets only. 0 or -errno.
+ */
+#define MIG_SMALL_MAX 512
+int mig_send_small(struct mig_stream *s, uint32_t type, uint32_t id, const void *payload,
+		   uint32_t len);
 
 /*
  * Writer. The preamble is written (and sent) by mig_open_outgoing. Small

@@ -14,11 +14,15 @@
 #include "kabi/kvm.h"
 #include "lazy_image.h"
 #include "util/crc32c.h"
+#include "mig_sections.h"
 #include "mig_stream.h"
 #include "migration.h"
+#include "postcopy.h"
+#include "postcopy_proto.h"
 #include "vmm_internal.h"
 #include "vmras/lazy.h"
 #include "vmras/migrate.h"
+#include "vmras/registry.h"
 #include "x86_state.h"
 
 #define PAGE 4096ULL
@@ -33,23 +37,12 @@
 /* END's flags: the state the guest was in when it left. */
 #define END_USER_STOPPED 1u
 
-enum section {
-	SEC_HEADER = 1,		/* the machine: must match the destination's */
-	SEC_RAM = 2,		/* a batch of pages: data, zero or poisoned */
-	SEC_RAM_IMAGE = 3,	/* file: every page at a fixed offset */
-	SEC_RAS = 4,		/* libvmras's state (vmras_migration_save) */
-	SEC_VCPU = 5,		/* id = index: x86_state blob */
-	SEC_GUEST = 6,		/* the test guest's report, boot count */
-	SEC_END = 7,
-	SEC_RESULT = 8,		/* destination -> source: i32 status, message */
-	SEC_GO = 9,		/* source -> destination: run it (the handover) */
-	SEC_COUNT
-};
-
 static const char *const section_names[SEC_COUNT] = {
 	[SEC_HEADER] = "header", [SEC_RAM] = "ram", [SEC_RAM_IMAGE] = "ram-image",
 	[SEC_RAS] = "ras", [SEC_VCPU] = "vcpu", [SEC_GUEST] = "guest", [SEC_END] = "end",
-	[SEC_RESULT] = "result", [SEC_GO] = "go",
+	[SEC_RESULT] = "result", [SEC_GO] = "go", [SEC_POSTCOPY] = "postcopy",
+	[SEC_PAGES] = "pages", [SEC_PAGE_REQ] = "page-req", [SEC_PC_END] = "pc-end",
+	[SEC_RECOVER] = "recover",
 };
 
 /* Page kinds in RAM sections and the image's map. */
@@ -61,7 +54,9 @@ enum { PG_DATA = 0, PG_ZERO = 1, PG_POISONED = 2 };
 
 static const char *const status_names[] = {
 	[MIG_NONE] = "none", [MIG_SETUP] = "setup", [MIG_ACTIVE] = "active",
-	[MIG_DEVICE] = "device", [MIG_COMPLETED] = "completed", [MIG_FAILED] = "failed",
+	[MIG_DEVICE] = "device", [MIG_POSTCOPY_ACTIVE] = "postcopy-active",
+	[MIG_POSTCOPY_PAUSED] = "postcopy-paused", [MIG_POSTCOPY_RECOVER] = "postcopy-recover",
+	[MIG_COMPLETED] = "completed", [MIG_FAILED] = "failed",
 	[MIG_CANCELLED] = "cancelled",
 };
 
@@ -77,7 +72,7 @@ static uint64_t section_max(uint32_t type)
 	case SEC_END: return 4;	/* u32 flags */
 	case SEC_RESULT: return 4 + 320;
 	case SEC_GO: return 1;	/* empty; 1 so that the type is known */
-	default: return 0;
+	default: return pc_section_max(type);
 	}
 }
 
@@ -279,12 +274,16 @@ json_object *migration_query(struct vmm *vm)
 				       json_object_new_uint64(m->incoming_us / 1000));
 		json_object_object_add(o, "incoming-time-us", json_object_new_uint64(m->incoming_us));
 	}
-	if (m->status == MIG_NONE) {
+	if (m->status != MIG_NONE)
+		json_object_object_add(o, "status", json_object_new_string(status_names[m->status]));
+	/* The destination of a post-copy has a status but sent nothing. */
+	if (m->status == MIG_NONE || !m->ram_total) {
+		if (m->error[0])
+			json_object_object_add(o, "error-desc", json_object_new_string(m->error));
 		pthread_mutex_unlock(&m->lock);
 		json_object_put(ram);
 		return o;
 	}
-	json_object_object_add(o, "status", json_object_new_string(status_names[m->status]));
 	json_object_object_add(ram, "total", json_object_new_uint64(m->ram_total));
 	json_object_object_add(ram, "transferred", json_object_new_uint64(m->transferred));
 	json_object_object_add(ram, "remaining", json_object_new_uint64(m->remaining));
@@ -296,6 +295,8 @@ json_object *migration_query(struct vmm *vm)
 	json_object_object_add(ram, "poisoned-pages", json_object_new_uint64(m->poisoned));
 	json_object_object_add(ram, "dirty-sync-count", json_object_new_uint64(m->dirty_syncs));
 	json_object_object_add(ram, "iterations", json_object_new_uint64(m->iterations));
+	json_object_object_add(ram, "postcopy-requests", json_object_new_uint64(m->pc_requests));
+	json_object_object_add(ram, "postcopy-bytes", json_object_new_uint64(m->pc_bytes));
 	json_object_object_add(o, "ram", ram);
 	json_object_object_add(o, "setup-time", json_object_new_uint64(m->setup_ms));
 	if (m->status == MIG_COMPLETED)
@@ -323,6 +324,10 @@ int migration_set_params(struct vmm *vm, const struct migration_params *p,
 	if (p->max_bandwidth != UINT64_MAX && p->max_bandwidth && p->max_bandwidth < 4096)
 		return vmm_failf(e, -EINVAL, "max-bandwidth must be 0 (no limit) or at least "
 				 "4096 bytes/s");
+	if (p->max_postcopy_bandwidth != UINT64_MAX && p->max_postcopy_bandwidth &&
+	    p->max_postcopy_bandwidth < 4096)
+		return vmm_failf(e, -EINVAL, "max-postcopy-bandwidth must be 0 (no limit) or at "
+				 "least 4096 bytes/s");
 	pthread_mutex_lock(&m->lock);
 	if (p->downtime_limit_ms != UINT64_MAX)
 		m->params.downtime_limit_ms = p->downtime_limit_ms;
@@ -330,6 +335,8 @@ int migration_set_params(struct vmm *vm, const struct migration_params *p,
 		m->params.max_bandwidth = p->max_bandwidth;
 		m->window_ns = 0;	/* a new rate starts a new window */
 	}
+	if (p->max_postcopy_bandwidth != UINT64_MAX)
+		m->params.max_postcopy_bandwidth = p->max_postcopy_bandwidth;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
 	return 0;
@@ -472,7 +479,7 @@ static void throttle(struct vmm *vm, struct mig_stream *s)
 	struct vmm_migration *m = &vm->mig;
 
 	pthread_mutex_lock(&m->lock);
-	while (m->params.max_bandwidth && !m->cancel) {
+	while (m->params.max_bandwidth && !m->cancel && !atomic_load(&m->postcopy_start)) {
 		uint64_t now = now_ns(), due;
 		struct timespec ts;
 
@@ -667,6 +674,9 @@ static int send_pages(struct vmm *vm, struct mig_stream *s, uint64_t *bm, bool t
 				      "the stream");
 		if (!r && throttled)
 			throttle(vm, s);
+		/* migrate-start-postcopy: the rest goes after the switch. */
+		if (throttled && atomic_load(&m->postcopy_start))
+			break;
 	}
 out:
 	free(list);
@@ -788,29 +798,285 @@ static int send_devices(struct vmm *vm, struct mig_stream *s, struct vmm_error *
 	return mig_write_section(s, SEC_END, 0, flags, sizeof(flags), e);
 }
 
+/* The destination's verdict in a result section whose header was read. */
+static int result_of(struct mig_stream *s, const struct mig_section *sec, struct vmm_error *e)
+{
+	unsigned char *p = NULL;
+	int r = 0;
+
+	if (sec->type != SEC_RESULT)
+		r = vmm_failf(e, -EPROTO, "the destination answered with section %u, not a result",
+			      sec->type);
+	if (!r && sec->len < 4)
+		r = vmm_failf(e, -EPROTO, "the destination's result is %" PRIu64 " bytes", sec->len);
+	if (!r)
+		r = mig_read_payload(s, sec, (void **)&p, e);
+	if (!r && get(p, 4)) {
+		int len = (int)(sec->len - 4);
+
+		r = vmm_failf(e, -EREMOTEIO, "the destination refused: %.*s", len, p + 4);
+	}
+	free(p);
+	return r;
+}
+
 /* The destination's verdict: 0 once it has everything and runs the guest. */
 static int read_result(struct mig_stream *s, struct vmm_error *e)
 {
 	struct mig_section sec;
-	unsigned char *p = NULL;
 	int r = mig_read_header(s, section_max, &sec, e);
 
 	if (r == -ENODATA)
 		r = vmm_failf(e, -ECONNRESET, "the destination closed the connection without an "
 			      "answer");
-	if (!r && sec.type != SEC_RESULT)
-		r = vmm_failf(e, -EPROTO, "the destination answered with section %u, not a result",
-			      sec.type);
-	if (!r && sec.len < 4)
-		r = vmm_failf(e, -EPROTO, "the destination's result is %" PRIu64 " bytes", sec.len);
-	if (!r)
-		r = mig_read_payload(s, &sec, (void **)&p, e);
-	if (!r && get(p, 4)) {
-		int len = (int)(sec.len - 4);
+	return r ? r : result_of(s, &sec, e);
+}
 
-		r = vmm_failf(e, -EREMOTEIO, "the destination refused: %.*s", len, p + 4);
+/* ---- post-copy, source ------------------------------------------------- */
+
+/* Pages per backing page: post-copy sends whole ones. */
+static uint64_t granule_pages(struct vmm *vm)
+{
+	return vm->ram.page_size / PAGE;
+}
+
+/* Every backing page with a bit in bm gets all its bits. */
+static void round_to_granules(struct vmm *vm, uint64_t *bm)
+{
+	uint64_t gp = granule_pages(vm), npages = vm->mig.npages;
+
+	if (gp <= 1)
+		return;
+	for (uint64_t p = 0; p < npages; p += gp) {
+		bool any = false;
+
+		for (uint64_t k = p; k < p + gp && !any; k += 64)
+			any = bm[k / 64] != 0;
+		for (uint64_t k = p; any && k < p + gp; k += 64)
+			bm[k / 64] = ~0ULL;
 	}
+}
+
+/*
+ * Pages [p, p + n) as one pages section (n whole backing pages, at most
+ * PC_MAX_PAGES), read safely: a bad page goes as poisoned, never as data.
+ */
+static int pc_send_pages(struct vmm *vm, struct mig_stream *s, uint64_t *bm, uint64_t p,
+			 uint32_t n, unsigned char *data, struct vmm_error *e)
+{
+	struct vmm_migration *m = &vm->mig;
+	unsigned char head[PC_PAGES_HEAD], kinds[PC_MAX_PAGES];
+	uint32_t ndata = 0, npoison = 0, nzero = 0;
+	int r = read_range(vm, p, n, data, kinds, e);
+
+	if (r)
+		return r;
+	for (uint32_t i = 0; i < n; i++) {
+		if (kinds[i] == PG_DATA && ndata != i)
+			memmove(data + (uint64_t)ndata * PAGE, data + (uint64_t)i * PAGE, PAGE);
+		ndata += kinds[i] == PG_DATA;
+		npoison += kinds[i] == PG_POISONED;
+		nzero += kinds[i] == PG_ZERO;
+	}
+	pc_pages_head(head, p * PAGE, n);
+	r = mig_section_begin(s, SEC_PAGES, 0, PC_PAGES_HEAD + n + (uint64_t)ndata * PAGE, e) ?:
+	    mig_section_data(s, head, sizeof(head), e) ?: mig_section_data(s, kinds, n, e) ?:
+	    mig_section_data(s, data, (size_t)ndata * PAGE, e) ?: mig_section_end(s, e);
+	if (r)
+		return r;
+	for (uint64_t k = p; k < p + n; k++)
+		bm[k / 64] &= ~(1ULL << (k % 64));
+	pthread_mutex_lock(&m->lock);
+	m->pages += n;
+	m->poisoned += npoison;
+	m->zero_pages += nzero;
+	m->data_bytes += (uint64_t)ndata * PAGE;
+	m->pc_bytes += (uint64_t)ndata * PAGE;
+	m->remaining = count_bits(bm, m->npages) * PAGE;
+	m->transferred = m->resumed_bytes + mig_bytes(s);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+/* A page request: its pages now (whether sent before or not: it waits). */
+static int pc_serve_request(struct vmm *vm, struct mig_stream *s, uint64_t *bm,
+			    const struct mig_section *sec, unsigned char *data, struct vmm_error *e)
+{
+	struct pc_guest g = { vm->ram.size, vm->ram.page_size };
+	unsigned char *p = NULL;
+	uint64_t gpa, len;
+	uint32_t flags;
+	char why[160];
+	int r = mig_read_payload(s, sec, (void **)&p, e);
+
+	if (!r && pc_req_parse(p, sec->len, &g, &gpa, &len, &flags, why, sizeof(why)))
+		r = vmm_failf(e, -EPROTO, "page request at offset %" PRIu64 ": %s", sec->offset, why);
 	free(p);
+	if (r)
+		return r;
+	add(vm, &vm->mig.pc_requests, 1);
+	for (uint64_t off = 0; !r && off < len; off += PC_MAX_PAGES * PAGE) {
+		uint64_t n = (len - off) / PAGE < PC_MAX_PAGES ? (len - off) / PAGE : PC_MAX_PAGES;
+
+		r = pc_send_pages(vm, s, bm, (gpa + off) / PAGE, (uint32_t)n, data, e);
+	}
+	return r ?: mig_flush(s, e);
+}
+
+/* The next pages to send in the background: a run of up to 64 (or one huge page). */
+static bool pc_next(struct vmm *vm, const uint64_t *bm, uint64_t *cursor, uint64_t *p,
+		    uint32_t *n)
+{
+	struct vmm_migration *m = &vm->mig;
+	uint64_t gp = granule_pages(vm), max = gp > 64 ? gp : 64;
+
+	for (uint64_t q = *cursor; q < m->npages; q = (q / 64 + 1) * 64) {
+		uint64_t w = bm[q / 64] >> (q % 64);
+
+		if (!w)
+			continue;
+		q += (uint64_t)__builtin_ctzll(w);
+		q -= q % gp;
+		*p = q;
+		*n = 0;
+		while (*n < max && q + *n < m->npages &&
+		       (bm[(q + *n) / 64] & (1ULL << ((q + *n) % 64))))
+			*n += (uint32_t)gp;
+		*cursor = q + *n;
+		return true;
+	}
+	return false;
+}
+
+/* How long the background pages must wait to keep to max-postcopy-bandwidth (ms, at most 50). */
+static int pc_pace_ms(struct vmm *vm, struct mig_stream *s, uint64_t t0, uint64_t b0)
+{
+	uint64_t rate, due, now = now_ns();
+
+	pthread_mutex_lock(&vm->mig.lock);
+	rate = vm->mig.params.max_postcopy_bandwidth;
+	pthread_mutex_unlock(&vm->mig.lock);
+	if (!rate)
+		return 0;
+	due = t0 + (uint64_t)((double)(mig_bytes(s) - b0) * 1e9 / (double)rate);
+	if (due <= now)
+		return 0;
+	return (due - now) / 1000000 >= 50 ? 50 : (int)((due - now) / 1000000) + 1;
+}
+
+/*
+ * The source's half of post-copy, its vCPUs stopped for good: serve the
+ * destination's page requests first, send the other pages in order
+ * between them. until_result: return at the destination's first result
+ * (its "ready": the handover follows); else send everything, say so
+ * (pc-end) and return at its last result (every page is there). A
+ * request after pc-end is served too, and a recover section (pages the
+ * destination still lacks) sends them again.
+ */
+static int pc_serve(struct vmm *vm, struct mig_stream *s, uint64_t *bm, bool until_result,
+		    struct vmm_error *e)
+{
+	struct vmm_migration *m = &vm->mig;
+	unsigned char *data = malloc(PC_MAX_PAGES * PAGE);
+	uint64_t cursor = 0, p = 0, t0 = now_ns(), b0 = mig_bytes(s);
+	uint32_t n = 0;
+	bool end_sent = false;
+	int r = data ? 0 : vmm_fail(e, -ENOMEM, "allocate a post-copy buffer");
+
+	while (!r) {
+		struct mig_section sec;
+		bool more = !end_sent && pc_next(vm, bm, &cursor, &p, &n);
+		int wait_ms = pc_pace_ms(vm, s, t0, b0);
+
+		/* Nothing left to send: wait for what the destination says. */
+		if (!more && !until_result && !end_sent) {
+			r = mig_write_section(s, SEC_PC_END, 0, NULL, 0, e) ?: mig_flush(s, e);
+			end_sent = true;
+			continue;
+		}
+		/* max-postcopy-bandwidth: the background waits; requests do not. */
+		if (more && wait_ms && !mig_input_wait(s, wait_ms)) {
+			cursor = p;
+			continue;
+		}
+		if (more && !mig_input_pending(s)) {
+			r = pc_send_pages(vm, s, bm, p, n, data, e);
+			continue;
+		}
+		if (more)
+			cursor = p;	/* not sent yet: the next round */
+		r = mig_read_header(s, section_max, &sec, e);
+		if (r == -ENODATA)
+			r = vmm_failf(e, -ECONNRESET, "the destination closed the connection");
+		if (r)
+			break;
+		if (sec.type == SEC_PAGE_REQ) {
+			r = pc_serve_request(vm, s, bm, &sec, data, e);
+		} else if (sec.type == SEC_RESULT) {
+			r = result_of(s, &sec, e);
+			if (until_result || end_sent || r)
+				break;
+			r = vmm_failf(e, -EPROTO, "the destination said it had every page before "
+				      "they were all sent");
+		} else {
+			r = vmm_failf(e, -EPROTO, "the destination sent %s section at offset %"
+				      PRIu64 " during post-copy", sec.type < SEC_COUNT &&
+				      section_names[sec.type] ? section_names[sec.type] : "an unknown",
+				      sec.offset);
+		}
+	}
+	free(data);
+	pthread_mutex_lock(&m->lock);
+	m->transferred = m->resumed_bytes + mig_bytes(s);
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+/*
+ * The switch, vCPUs stopped and the dirty log collected into bm: tell the
+ * destination which pages it must not use (bm, whole backing pages), and
+ * send now the backing pages that hold a known bad page, so that the
+ * destination splits them before its vCPUs run (after, a huge page with a
+ * bad 4 KiB page would be lost whole).
+ */
+static int pc_switch(struct vmm *vm, struct mig_stream *s, uint64_t *bm, struct vmm_error *e)
+{
+	struct vmm_migration *m = &vm->mig;
+	struct vmras_registry *reg = vmras_get_registry(vm->ras);
+	size_t nbad = vmras_registry_snapshot(reg, NULL, 0), words = (m->npages + 63) / 64;
+	struct vmras_poison *bad = calloc(nbad ? nbad : 1, sizeof(*bad));
+	uint64_t *now = calloc(words, sizeof(uint64_t)), gp = granule_pages(vm);
+	unsigned char *map = malloc(pc_bitmap_bytes(m->npages));
+	int r = 0;
+
+	if (!bad || !now || !map) {
+		r = vmm_fail(e, -ENOMEM, "allocate the post-copy maps");
+		goto out;
+	}
+	round_to_granules(vm, bm);
+	{
+		size_t have = vmras_registry_snapshot(reg, bad, nbad);
+
+		nbad = have < nbad ? have : nbad;	/* it may have grown meanwhile */
+	}
+	for (size_t i = 0; i < nbad; i++)
+		for (uint64_t q = bad[i].gpa / PAGE; q < (bad[i].gpa + bad[i].size) / PAGE &&
+		     q < m->npages; q++)
+			if (bm[q / 64] & (1ULL << (q % 64)))
+				for (uint64_t k = q - q % gp; k < q - q % gp + gp; k++)
+					now[k / 64] |= 1ULL << (k % 64);
+	for (size_t w = 0; w < words; w++)
+		bm[w] &= ~now[w];
+	pc_bitmap_encode(bm, m->npages, map);
+	r = mig_write_section(s, SEC_POSTCOPY, 0, map, pc_bitmap_bytes(m->npages), e) ?:
+	    send_pages(vm, s, now, false, e);
+	pthread_mutex_lock(&m->lock);
+	m->remaining = count_bits(bm, m->npages) * PAGE;
+	pthread_mutex_unlock(&m->lock);
+out:
+	free(bad);
+	free(now);
+	free(map);
 	return r;
 }
 
@@ -891,7 +1157,8 @@ static void *migration_thread(void *arg)
 		m->remaining = dirty * PAGE;
 		limit = m->params.downtime_limit_ms;
 		pthread_mutex_unlock(&m->lock);
-		if (dirty * PAGE <= bw * limit || it + 1 >= MAX_ITERATIONS)
+		if (dirty * PAGE <= bw * limit || it + 1 >= MAX_ITERATIONS ||
+		    atomic_load(&m->postcopy_start))
 			break;
 	}
 	if (r)
@@ -902,20 +1169,24 @@ static void *migration_thread(void *arg)
 	paused = true;
 	t_stop = now_ns();
 	vmm_wait_idle(vm);
-	set_status(vm, MIG_DEVICE);
+	pthread_mutex_lock(&m->lock);
+	m->postcopy = atomic_load(&m->postcopy_start);
+	pthread_mutex_unlock(&m->lock);
+	set_status(vm, m->postcopy ? MIG_POSTCOPY_ACTIVE : MIG_DEVICE);
 	r = dirty_collect(vm, bm, &e);
 	if (!r) {
 		pthread_mutex_lock(&m->lock);
 		m->remaining = count_bits(bm, m->npages) * PAGE;
 		pthread_mutex_unlock(&m->lock);
-		r = send_pages(vm, s, bm, false, &e) ?: send_devices(vm, s, &e);
+		r = m->postcopy ? pc_switch(vm, s, bm, &e) : send_pages(vm, s, bm, false, &e);
+		r = r ?: send_devices(vm, s, &e);
 	}
 done:
 	if (!r)
 		r = file ? commit_file(s, partial, m->uri + 5, &e) : mig_flush(s, &e);
 	committed = file && !r;
 	if (!r && !file)
-		r = read_result(s, &e);
+		r = m->postcopy ? pc_serve(vm, s, bm, true, &e) : read_result(s, &e);
 	/*
 	 * The handover: the destination has everything and waits for "go".
 	 * From here the source never runs the guest again, and cancel is too
@@ -936,6 +1207,11 @@ done:
 			m->handed_over = true;
 		pthread_mutex_unlock(&m->lock);
 		pthread_mutex_unlock(&vm->lock);
+		if (!r && m->postcopy) {
+			pthread_mutex_lock(&m->lock);
+			m->downtime_ms = (now_ns() - t_stop) / 1000000;
+			pthread_mutex_unlock(&m->lock);
+		}
 		if (!r)
 			vmras_migration_handed_over(vm->ras);
 		if (!r) {
@@ -949,6 +1225,9 @@ done:
 					  "not either", why);
 			}
 		}
+		/* Post-copy: the destination runs; the rest of RAM as it asks and in order. */
+		if (!r && m->postcopy)
+			r = pc_serve(vm, s, bm, false, &e);
 	}
 out:
 	if (m->logging) {
@@ -958,7 +1237,13 @@ out:
 	}
 	pthread_mutex_lock(&m->lock);
 	m->stream = NULL;
-	if (r && m->handed_over) {
+	if (r && m->handed_over && m->postcopy && !m->closed) {
+		/* The destination runs and waits for the rest: keep it for a resume. */
+		m->status = MIG_POSTCOPY_PAUSED;
+		snprintf(m->error, sizeof(m->error), "%s", e.msg);
+		m->pc_bm = bm;
+		bm = NULL;
+	} else if (r && m->handed_over) {
 		m->status = MIG_FAILED;
 		snprintf(m->error, sizeof(m->error), "%s", e.msg);
 	} else if (r == -ECANCELED || (r && m->cancel)) {
@@ -970,7 +1255,9 @@ out:
 	} else {
 		m->status = MIG_COMPLETED;
 		m->remaining = 0;
-		m->downtime_ms = (now_ns() - t_stop) / 1000000;
+		/* Post-copy: the destination ran from the handover on. */
+		if (!m->postcopy)
+			m->downtime_ms = (now_ns() - t_stop) / 1000000;
 	}
 	m->total_ms = (now_ns() - m->start_ns) / 1000000;
 	if (s)
@@ -1005,7 +1292,183 @@ out:
 	return NULL;
 }
 
-int migration_start(struct vmm *vm, const char *uri, struct vmm_error *e)
+/*
+ * A paused post-copy, carried on: connect, read which pages the
+ * destination still lacks, and serve them as before.
+ */
+static void *resume_thread(void *arg)
+{
+	struct vmm *vm = arg;
+	struct vmm_migration *m = &vm->mig;
+	struct vmm_error e = { "" };
+	struct mig_stream *s = NULL;
+	struct mig_section sec;
+	uint64_t *bm;
+	unsigned char *p = NULL;
+	char why[160];
+	int r;
+
+	pthread_mutex_lock(&m->lock);
+	bm = m->pc_bm;
+	m->pc_bm = NULL;
+	m->resumed_bytes = m->transferred;	/* what the connections before sent */
+	pthread_mutex_unlock(&m->lock);
+	r = mig_open_outgoing(m->uri, &m->cancel_flag, &s, &e);
+	if (!r) {
+		mig_set_section_names(s, section_names, SEC_COUNT);
+		pthread_mutex_lock(&m->lock);
+		m->stream = s;
+		r = m->closed ? vmm_failf(&e, -ECANCELED, "the VM is shutting down") : 0;
+		pthread_mutex_unlock(&m->lock);
+	}
+	if (!r)
+		r = mig_read_header(s, section_max, &sec, &e);
+	if (!r && sec.type != SEC_RECOVER)
+		r = vmm_failf(&e, -EPROTO, "the destination did not start the recovery with the "
+			      "pages it lacks (section %u)", sec.type);
+	if (!r)
+		r = mig_read_payload(s, &sec, (void **)&p, &e);
+	if (!r && pc_bitmap_parse(p, sec.len, m->npages, bm, why, sizeof(why)))
+		r = vmm_failf(&e, -EPROTO, "recover section: %s", why);
+	free(p);
+	if (!r) {
+		round_to_granules(vm, bm);
+		set_status(vm, MIG_POSTCOPY_ACTIVE);
+		r = pc_serve(vm, s, bm, false, &e);
+	}
+	pthread_mutex_lock(&m->lock);
+	m->stream = NULL;
+	if (!r) {
+		m->status = MIG_COMPLETED;
+		m->remaining = 0;
+		m->error[0] = '\0';
+	} else if (!m->closed) {
+		m->status = MIG_POSTCOPY_PAUSED;
+		m->pc_bm = bm;
+		bm = NULL;
+		snprintf(m->error, sizeof(m->error), "%s", e.msg);
+	} else {
+		m->status = MIG_FAILED;
+		snprintf(m->error, sizeof(m->error), "%s", e.msg);
+	}
+	m->total_ms = (now_ns() - m->start_ns) / 1000000;
+	pthread_mutex_unlock(&m->lock);
+	mig_close(s);
+	free(bm);
+	{
+		enum mig_status st;
+		char msg[sizeof(m->error)];
+
+		pthread_mutex_lock(&m->lock);
+		st = m->status;
+		memcpy(msg, m->error, sizeof(msg));
+		pthread_mutex_unlock(&m->lock);
+		emit_status(vm, st, msg);
+	}
+	vmm_wake_main(vm);
+	return NULL;
+}
+
+static int migration_resume(struct vmm *vm, const char *uri, struct vmm_error *e)
+{
+	struct vmm_migration *m = &vm->mig;
+	int r = 0;
+
+	if (!strncmp(uri, "file:", 5))
+		return vmm_failf(e, -EINVAL, "post-copy resumes over a socket (tcp: or unix:)");
+	pthread_mutex_lock(&m->lock);
+	if (m->closed || m->status != MIG_POSTCOPY_PAUSED || !m->pc_bm) {
+		r = m->closed ? vmm_failf(e, -ESHUTDOWN, "the VM is shutting down")
+			      : vmm_failf(e, -EINVAL, "resume: no post-copy migration is paused "
+					  "here (status %s)", status_names[m->status]);
+		pthread_mutex_unlock(&m->lock);
+		return r;
+	}
+	if (m->thread_started) {
+		m->thread_started = false;
+		pthread_mutex_unlock(&m->lock);
+		pthread_join(m->thread, NULL);
+		pthread_mutex_lock(&m->lock);
+	}
+	snprintf(m->uri, sizeof(m->uri), "%s", uri);
+	m->status = MIG_POSTCOPY_RECOVER;
+	pthread_mutex_unlock(&m->lock);
+	emit_status(vm, MIG_POSTCOPY_RECOVER, NULL);
+	pthread_mutex_lock(&m->lock);
+	r = m->closed ? -ESHUTDOWN : -pthread_create(&m->thread, NULL, resume_thread, vm);
+	m->thread_started = !r;
+	if (r)
+		m->status = MIG_POSTCOPY_PAUSED;
+	pthread_mutex_unlock(&m->lock);
+	if (r) {
+		emit_status(vm, MIG_POSTCOPY_PAUSED, "the resume did not start");
+		return vmm_fail(e, r, "start the migration thread");
+	}
+	return 0;
+}
+
+int migration_set_postcopy(struct vmm *vm, bool on, struct vmm_error *e)
+{
+	struct vmm_migration *m = &vm->mig;
+	int r = 0;
+
+	pthread_mutex_lock(&m->lock);
+	if (m->status == MIG_SETUP || m->status == MIG_ACTIVE || m->status == MIG_DEVICE ||
+	    m->status == MIG_POSTCOPY_ACTIVE || m->status == MIG_POSTCOPY_PAUSED ||
+	    m->status == MIG_POSTCOPY_RECOVER)
+		r = vmm_failf(e, -EBUSY, "capabilities cannot change while a migration runs");
+	else
+		m->postcopy_ram = on;
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+bool migration_get_postcopy(struct vmm *vm)
+{
+	bool on;
+
+	pthread_mutex_lock(&vm->mig.lock);
+	on = vm->mig.postcopy_ram;
+	pthread_mutex_unlock(&vm->mig.lock);
+	return on;
+}
+
+int migration_start_postcopy(struct vmm *vm, struct vmm_error *e)
+{
+	struct vmm_migration *m = &vm->mig;
+	int r = 0;
+
+	pthread_mutex_lock(&m->lock);
+	if (!m->postcopy_ram)
+		r = vmm_failf(e, -EINVAL, "enable postcopy-ram with migrate-set-capabilities "
+			      "before the migration starts");
+	else if (m->status != MIG_SETUP && m->status != MIG_ACTIVE)
+		r = vmm_failf(e, -EINVAL, "no pre-copy migration is running (status %s)",
+			      status_names[m->status]);
+	else if (!strncmp(m->uri, "file:", 5))
+		r = vmm_failf(e, -EINVAL, "a snapshot (file:) has no post-copy");
+	else if (vm->ram.page_size > PC_MAX_PAGES * PAGE)
+		r = vmm_failf(e, -EOPNOTSUPP, "post-copy sends pages of at most 2 MiB; this "
+			      "guest's are %" PRIu64 " MiB", vm->ram.page_size >> 20);
+	if (!r) {
+		atomic_store(&m->postcopy_start, true);
+		pthread_cond_broadcast(&m->cond);	/* out of a throttle's sleep */
+	}
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+void migration_set_status(struct vmm *vm, enum mig_status st, const char *error)
+{
+	pthread_mutex_lock(&vm->mig.lock);
+	vm->mig.status = st;
+	if (error)
+		snprintf(vm->mig.error, sizeof(vm->mig.error), "%s", error);
+	pthread_mutex_unlock(&vm->mig.lock);
+	emit_status(vm, st, error);
+}
+
+int migration_start(struct vmm *vm, const char *uri, bool resume, struct vmm_error *e)
 {
 	struct vmm_migration *m = &vm->mig;
 	int r = mig_uri_check(uri, e);
@@ -1014,7 +1477,17 @@ int migration_start(struct vmm *vm, const char *uri, struct vmm_error *e)
 		return r;
 	if (strlen(uri) >= sizeof(m->uri))
 		return vmm_failf(e, -ENAMETOOLONG, "migration URI too long");
+	if (resume)
+		return migration_resume(vm, uri, e);
+	if (postcopy_in_active(vm))
+		return vmm_failf(e, -EBUSY, "the guest's memory is still arriving (post-copy)");
 	pthread_mutex_lock(&m->lock);
+	if (m->status == MIG_POSTCOPY_ACTIVE || m->status == MIG_POSTCOPY_PAUSED ||
+	    m->status == MIG_POSTCOPY_RECOVER) {
+		r = vmm_failf(e, -EBUSY, "a post-copy migration is %s", status_names[m->status]);
+		pthread_mutex_unlock(&m->lock);
+		return r;
+	}
 	if (m->closed || m->incoming || m->handed_over || m->status == MIG_SETUP ||
 	    m->status == MIG_ACTIVE || m->status == MIG_DEVICE) {
 		r = m->closed ? vmm_failf(e, -ESHUTDOWN, "the VM is shutting down")
@@ -1042,7 +1515,9 @@ int migration_start(struct vmm *vm, const char *uri, struct vmm_error *e)
 	m->ram_total = vm->ram.size;
 	m->transferred = m->pages = m->poisoned = m->zero_pages = 0;
 	m->dirty_syncs = m->iterations = m->downtime_ms = m->setup_ms = m->total_ms = 0;
-	m->data_bytes = 0;
+	m->data_bytes = m->pc_requests = m->pc_bytes = m->resumed_bytes = 0;
+	m->postcopy = false;
+	atomic_store(&m->postcopy_start, false);
 	m->window_ns = 0;
 	m->remaining = vm->ram.size;
 	m->start_ns = now_ns();
@@ -1094,6 +1569,10 @@ void migration_stop(struct vmm *vm)
 
 	pthread_mutex_lock(&m->lock);
 	m->closed = true;	/* no migrate from now on */
+	/* A post-copy source that quits: the destination loses what it did not get. */
+	atomic_store(&m->cancel_flag, true);
+	if (m->stream && m->postcopy)
+		mig_cancel(m->stream);
 	pthread_mutex_unlock(&m->lock);
 	migration_cancel(vm);
 	pthread_mutex_lock(&m->lock);
@@ -1118,6 +1597,7 @@ struct incoming {
 	uint64_t *present;	/* pages the stream carried at least once */
 	uint64_t *vcpus_loaded;
 	bool header, guest, end;
+	bool postcopy;		/* the rest of RAM comes after the end, on demand */
 	uint32_t end_flags;
 };
 
@@ -1189,7 +1669,7 @@ static int check_complete(struct incoming *in, struct vmm_error *e)
 	uint64_t npages = vm->ram.size / PAGE;
 
 	/* A word at a time: a lazy restore's first instruction waits for this. */
-	for (uint64_t w = 0; w < (npages + 63) / 64; w++) {
+	for (uint64_t w = 0; !in->postcopy && w < (npages + 63) / 64; w++) {
 		uint64_t want = npages - w * 64 >= 64 ? ~0ULL : (1ULL << (npages - w * 64)) - 1;
 		uint64_t missing = want & ~in->present[w];
 
@@ -1372,6 +1852,30 @@ out:
 	return r;
 }
 
+/*
+ * Post-copy: the pages the source wrote after it sent them (or never
+ * sent) are not to be used; they come on demand after the end.
+ */
+static int load_stale(struct incoming *in, const unsigned char *p, const struct mig_section *sec,
+		      struct vmm_error *e)
+{
+	uint64_t npages = in->vm->ram.size / PAGE, words = (npages + 63) / 64;
+	uint64_t *stale = calloc(words, sizeof(uint64_t));
+	char why[160];
+	int r = stale ? 0 : vmm_fail(e, -ENOMEM, "allocate the post-copy map");
+
+	if (!r && pc_bitmap_parse(p, sec->len, npages, stale, why, sizeof(why)))
+		r = vmm_failf(e, -EPROTO, "postcopy section at offset %" PRIu64 ": %s",
+			      sec->offset, why);
+	for (uint64_t w = 0; !r && w < words; w++) {
+		in->present[w] &= ~stale[w];
+		in->poisoned[w] &= ~stale[w];
+	}
+	in->postcopy = !r;
+	free(stale);
+	return r;
+}
+
 static int load_section(struct incoming *in, const struct mig_section *sec, struct vmm_error *e)
 {
 	struct vmm *vm = in->vm;
@@ -1425,6 +1929,12 @@ static int load_section(struct incoming *in, const struct mig_section *sec, stru
 		else
 			vm->boot_count = get(p, 8);
 		in->guest = true;
+		break;
+	case SEC_POSTCOPY:
+		r = in->postcopy || in->end || mig_is_file(in->s)
+			? vmm_failf(e, -EPROTO, "an unexpected postcopy section at offset %" PRIu64,
+				    sec->offset)
+			: load_stale(in, p, sec, e);
 		break;
 	case SEC_END:
 		if (sec->len != 4 || get(p, 4) & ~END_USER_STOPPED) {
@@ -1521,6 +2031,7 @@ int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 	struct mig_section sec;
 	char why[200];
 	uint64_t t0 = now_ns();
+	bool pc_owns = false;
 	int r = 0;
 
 	set_incoming(vm, true);
@@ -1550,6 +2061,11 @@ int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 		for (uint64_t bits = in.poisoned[w]; bits && !r; bits &= bits - 1)
 			r = vmras_migration_add_page(in.ras,
 						     (uint64_t)((w * 64 + (uint64_t)__builtin_ctzll(bits)) * PAGE));
+	/* Post-copy: what did not come is lazy from now on; the stream is post-copy's. */
+	if (!r && in.postcopy) {
+		r = postcopy_in_begin(vm, in.s, in.present, e);
+		pc_owns = !r;
+	}
 	if (!r) {
 		r = vmras_migration_apply(vm->ras, in.ras, why, sizeof(why));
 		if (r)
@@ -1567,7 +2083,15 @@ int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 	/* A quit asked for meanwhile: do not take the guest over. */
 	if (!r && atomic_load(&vm->mig.cancel_flag))
 		r = vmm_failf(e, -ECANCELED, "quit while loading");
-	if (in.s) {
+	if (pc_owns) {
+		struct vmm_error e2;
+
+		/* The receiver reads the stream now: answer through post-copy, wait for go there. */
+		if (postcopy_in_result(vm, r ? 1 : 0, r ? e->msg : "ready", &e2) && !r)
+			r = vmm_failf(e, -EIO, "%s", e2.msg);
+		if (!r)
+			r = postcopy_in_wait_go(vm, e);
+	} else if (in.s) {
 		send_result(&in, r ? 1 : 0, r ? e->msg : "ready");
 		/* Refused: let the source read why before it finds a closed socket. */
 		if (r)
@@ -1585,7 +2109,8 @@ int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 	free(in.poisoned);
 	free(in.present);
 	free(in.vcpus_loaded);
-	mig_close(in.s);
+	if (!pc_owns)
+		mig_close(in.s);
 	set_incoming(vm, false);
 	return r;
 }

@@ -42,12 +42,16 @@
 
 struct vmm;
 struct mig_stream;
+struct postcopy_in;
 
 enum mig_status {
 	MIG_NONE,
 	MIG_SETUP,
 	MIG_ACTIVE,
 	MIG_DEVICE,	/* vCPUs stopped: the rest and the device state */
+	MIG_POSTCOPY_ACTIVE,	/* the destination runs; the rest of RAM on demand */
+	MIG_POSTCOPY_PAUSED,	/* the connection broke: each side waits for a recovery */
+	MIG_POSTCOPY_RECOVER,	/* a recovery is connecting */
 	MIG_COMPLETED,
 	MIG_FAILED,
 	MIG_CANCELLED,
@@ -57,6 +61,7 @@ enum mig_status {
 struct migration_params {
 	uint64_t downtime_limit_ms;	/* the stop-and-copy phase's goal */
 	uint64_t max_bandwidth;		/* bytes/s while the guest runs; 0: no limit */
+	uint64_t max_postcopy_bandwidth;	/* bytes/s of post-copy's background pages */
 };
 
 struct vmm_migration {
@@ -84,13 +89,32 @@ struct vmm_migration {
 	uint64_t *vmm_dirty;
 	uint64_t npages;
 	bool logging;
+	/* post-copy (docs/migration.md) */
+	bool postcopy_ram;	/* the capability */
+	atomic_bool postcopy_start;	/* migrate-start-postcopy: switch now */
+	bool postcopy;		/* this migration switched */
+	bool resume;		/* the thread resumes a paused post-copy */
+	uint64_t *pc_bm;	/* source: pages still to send, kept while paused */
+	uint64_t pc_requests, pc_bytes;
+	uint64_t resumed_bytes;	/* sent on the connections before a resume */
+	struct postcopy_in *pc_in;	/* destination */
 };
 
 int migration_init(struct vmm *vm, struct vmm_error *e);
 void migration_destroy(struct vmm *vm);
 
-/* QMP migrate: start the thread. -EBUSY if one runs or the guest moved. */
-int migration_start(struct vmm *vm, const char *uri, struct vmm_error *e);
+/*
+ * QMP migrate: start the thread. -EBUSY if one runs or the guest moved.
+ * resume: carry on a paused post-copy on a new connection.
+ */
+int migration_start(struct vmm *vm, const char *uri, bool resume, struct vmm_error *e);
+/* migrate-set-capabilities postcopy-ram (not while a migration runs). */
+int migration_set_postcopy(struct vmm *vm, bool on, struct vmm_error *e);
+bool migration_get_postcopy(struct vmm *vm);
+/* migrate-start-postcopy: the running pre-copy switches. */
+int migration_start_postcopy(struct vmm *vm, struct vmm_error *e);
+/* For postcopy.c: the status (an event says it). */
+void migration_set_status(struct vmm *vm, enum mig_status st, const char *error);
 void migration_cancel(struct vmm *vm);
 /* Refuse new migrations, cancel and join the thread: before shutdown. */
 void migration_stop(struct vmm *vm);

@@ -23,6 +23,7 @@
 #include "kabi/kvm.h"
 #include "util/fileio.h"
 #include "lazy_image.h"
+#include "postcopy.h"
 #include "vmm_internal.h"
 
 extern const unsigned char vmm_builtin_guest[];
@@ -234,13 +235,19 @@ void vmm_destroy(struct vmm *vm)
 	if (!vm)
 		return;
 	/* The migration thread emits events: it stops before QMP does, and its state goes after. */
+	struct postcopy_in *pc = NULL;
+
 	if (vm->mig.vmm_dirty)
 		migration_stop(vm);
 	qmp_server_stop(vm->qmp);
 	vm->qmp = NULL;
-	if (vm->mig.vmm_dirty)
+	/* Post-copy's receiver supplies lazy memory: it stops before libvmras does. */
+	if (vm->mig.vmm_dirty) {
+		pc = postcopy_in_stop(vm);
 		migration_destroy(vm);
+	}
 	vmras_free(vm->ras);
+	postcopy_in_free(pc);
 	lazy_image_free(vm->lazy_image);
 	vm->ras = NULL;
 	if (vm->vcpus) {
@@ -372,6 +379,10 @@ static int external_begin(struct vmm *vm, const char *what, struct vmm_error *e)
 {
 	int r = 0;
 
+	/* Before vm->lock: post-copy's lock is taken under none. */
+	if (postcopy_in_active(vm))
+		return vmm_failf(e, -EBUSY, "%s: the guest's memory is still arriving (post-copy)",
+				 what);
 	pthread_mutex_lock(&vm->lock);
 	if (vm->frozen)
 		r = vmm_failf(e, -EBUSY, "%s: the guest is being migrated (%s)", what,
@@ -700,6 +711,8 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 	}
 	/* No migration from here on, and none in flight while vCPUs go away. */
 	migration_stop(vm);
+	/* Nor post-copy: vCPUs that wait for a page that will not come must wake. */
+	postcopy_in_quit(vm);
 	/* Shut down: every vCPU out of KVM_RUN and its thread joined. */
 	pthread_mutex_lock(&vm->lock);
 	vm->quit = true;

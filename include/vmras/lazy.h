@@ -87,6 +87,13 @@ int vmras_lazy_supply(struct vmras *v, uint64_t gpa, uint64_t len, const void *d
 int vmras_lazy_set_prefetch(struct vmras *v, bool on);
 /* Ask the source again for every page a thread waits on (after fetch failed). */
 int vmras_lazy_retry(struct vmras *v);
+/*
+ * The source is gone for good (a VMM that quits during a paused post-copy):
+ * every page still missing is poisoned where it is (UFFDIO_POISON, no
+ * event), so that a thread waiting for one wakes into a memory error, not
+ * data, and can be stopped. The guest must not run on. 0 or -errno.
+ */
+int vmras_lazy_abandon(struct vmras *v);
 /* Wait until every page is here: 0, -ETIMEDOUT, -ENOENT (no lazy memory). */
 int vmras_lazy_wait(struct vmras *v, int timeout_ms);
 

@@ -1048,6 +1048,36 @@ int vmras_lazy_retry(struct vmras *v)
 	return err;
 }
 
+int vmras_lazy_abandon(struct vmras *v)
+{
+	struct vr_lazy *lz = __atomic_load_n(&v->lazy, __ATOMIC_ACQUIRE);
+	int err = 0;
+
+	if (!lz)
+		return -ENOENT;
+	for (unsigned int i = 0; i < lz->nranges; i++) {
+		struct lazy_range *lr = &lz->range[i];
+
+		for (uint64_t g = 0; g < lr->n; g++) {
+			bool lost;
+			int e;
+
+			/* Marked first: no fault meanwhile zero-fills it, no supply places it. */
+			pthread_mutex_lock(&lz->lock);
+			lost = !(lr->state[g] & L_PRESENT);
+			if (lost)
+				lr->state[g] |= L_PRESENT | L_POISON;
+			pthread_mutex_unlock(&lz->lock);
+			if (!lost)
+				continue;
+			e = vr_uffd_poison(v->router, lr->hva + g * lr->granule, lr->granule);
+			if (e && e != -EEXIST && e != -ENOENT)
+				err = err ?: e;
+		}
+	}
+	return err;
+}
+
 int vmras_lazy_wait(struct vmras *v, int timeout_ms)
 {
 	struct vr_lazy *lz = __atomic_load_n(&v->lazy, __ATOMIC_ACQUIRE);

@@ -381,7 +381,7 @@ static void *mover_main(void *arg)
 	/* Sending a bad page reads it (safely) again: not news, and not act 1's. */
 	if (!stat(mv->log, &st))
 		mv->log_len = st.st_size;
-	if (migration_start(mv->vm, mv->uri, &e)) {
+	if (migration_start(mv->vm, mv->uri, false, &e)) {
 		snprintf(mv->why, sizeof(mv->why), "%s", e.msg);
 		vmm_request_quit(mv->vm, "migration failed");
 		return NULL;
