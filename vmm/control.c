@@ -118,6 +118,23 @@ static int cmd_migrate_recover(void *ctx, json_object *args, json_object **ret,
 	return 0;
 }
 
+/* migrate-pause: break a running post-copy's connection, to recover it elsewhere. */
+static int cmd_migrate_pause(void *ctx, json_object *args, json_object **ret,
+			     struct qmp_error *err)
+{
+	static const char *const allowed[] = { NULL };
+	struct vmm_error e;
+
+	(void)ret;
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	if (migration_pause(ctx, &e)) {
+		qmp_errorf(err, "GenericError", "%s", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
 static int cmd_migrate_start_postcopy(void *ctx, json_object *args, json_object **ret,
 				      struct qmp_error *err)
 {
@@ -167,12 +184,14 @@ static int cmd_migrate_set_capabilities(void *ctx, json_object *args, json_objec
 		if (qmp_args_only(c, cap_keys, err) || qmp_arg_str(c, "capability", true, &name, err) ||
 		    qmp_arg_bool(c, "state", true, &state, err))
 			return -1;
-		if (strcmp(name, "postcopy-ram")) {
+		/* Off is off whatever it is (management tools clear many); on, only ours. */
+		if (strcmp(name, "postcopy-ram") && state) {
 			qmp_errorf(err, "GenericError", "Parameter 'capability' does not accept "
 				   "value '%.64s' (this VMM knows postcopy-ram)", name);
 			return -1;
 		}
-		postcopy = state;
+		if (!strcmp(name, "postcopy-ram"))
+			postcopy = state;
 	}
 	if (postcopy >= 0 && migration_set_postcopy(ctx, postcopy, &e)) {
 		qmp_errorf(err, "GenericError", "%s", e.msg);
@@ -535,6 +554,7 @@ const struct qmp_command vmm_qmp_commands[] = {
 	{ "migrate", cmd_migrate },
 	{ "migrate_cancel", cmd_migrate_cancel },
 	{ "migrate-recover", cmd_migrate_recover },
+	{ "migrate-pause", cmd_migrate_pause },
 	{ "migrate-start-postcopy", cmd_migrate_start_postcopy },
 	{ "migrate-set-capabilities", cmd_migrate_set_capabilities },
 	{ "query-migrate-capabilities", cmd_query_migrate_capabilities },

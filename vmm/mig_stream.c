@@ -903,16 +903,24 @@ int mig_send_small(struct mig_stream *s, uint32_t type, uint32_t id, const void 
 	put_le32(f + HEADER_SIZE + len, vr_crc32c(0, f + HEADER_SIZE, len));
 	pthread_mutex_lock(&s->side_lock);
 	while (!r && done < n) {
-		/* Nothing sent yet and no room: say so; a frame begun is finished. */
-		ssize_t k = send(s->fd, f + done, n - done,
-				 MSG_NOSIGNAL | (done ? 0 : MSG_DONTWAIT));
+		ssize_t k = send(s->fd, f + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
 
-		if (k > 0)
+		if (k > 0) {
 			done += (size_t)k;
-		else if (k < 0 && errno == EINTR)
+		} else if (k < 0 && errno == EINTR) {
 			continue;
-		else
+		} else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && done) {
+			/* A frame begun is finished: wait for room, a cancel ends the wait. */
+			struct pollfd pfd = { .fd = s->fd, .events = POLLOUT };
+
+			if (cancelled(s))
+				r = -ECANCELED;
+			else
+				poll(&pfd, 1, 100);
+		} else {
+			/* Nothing sent and no room: -EAGAIN, say so. */
 			r = cancelled(s) ? -ECANCELED : k < 0 ? -errno : -EIO;
+		}
 	}
 	pthread_mutex_unlock(&s->side_lock);
 	return r == -EWOULDBLOCK ? -EAGAIN : r;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -362,6 +363,8 @@ static void header_make(struct vmm *vm, unsigned char *h)
 	put(h + 40, vm->cfg.seed, 8);
 	put(h + 48, vm->cfg.passes, 4);
 	put(h + 52, vm->cfg.sample, 4);
+	/* This migration's: a post-copy resume proves with it that it is the same one. */
+	put(h + 56, vm->mig.mig_id, 8);
 }
 
 static int header_check(struct vmm *vm, const unsigned char *h, uint64_t len,
@@ -1012,6 +1015,8 @@ static int pc_serve(struct vmm *vm, struct mig_stream *s, uint64_t *bm, bool unt
 			break;
 		if (sec.type == SEC_PAGE_REQ) {
 			r = pc_serve_request(vm, s, bm, &sec, data, e);
+			/* Asked again after the end (a page it could not place): end again. */
+			end_sent = false;
 		} else if (sec.type == SEC_RESULT) {
 			r = result_of(s, &sec, e);
 			if (until_result || end_sent || r)
@@ -1054,10 +1059,22 @@ static int pc_switch(struct vmm *vm, struct mig_stream *s, uint64_t *bm, struct 
 		goto out;
 	}
 	round_to_granules(vm, bm);
-	{
+	/* It may grow meanwhile (the engine still runs): until the copy holds all. */
+	for (;;) {
 		size_t have = vmras_registry_snapshot(reg, bad, nbad);
+		struct vmras_poison *more;
 
-		nbad = have < nbad ? have : nbad;	/* it may have grown meanwhile */
+		if (have <= nbad) {
+			nbad = have;
+			break;
+		}
+		more = realloc(bad, have * sizeof(*bad));
+		if (!more) {
+			r = vmm_fail(e, -ENOMEM, "allocate the post-copy maps");
+			goto out;
+		}
+		bad = more;
+		nbad = have;
 	}
 	for (size_t i = 0; i < nbad; i++)
 		for (uint64_t q = bad[i].gpa / PAGE; q < (bad[i].gpa + bad[i].size) / PAGE &&
@@ -1321,6 +1338,14 @@ static void *resume_thread(void *arg)
 		r = m->closed ? vmm_failf(&e, -ECANCELED, "the VM is shutting down") : 0;
 		pthread_mutex_unlock(&m->lock);
 	}
+	/* The stream's own header: the destination checks that we are its source. */
+	if (!r) {
+		unsigned char header[HEADER_BYTES];
+
+		header_make(vm, header);
+		r = mig_write_section(s, SEC_HEADER, 0, header, sizeof(header), &e) ?:
+		    mig_flush(s, &e);
+	}
 	if (!r)
 		r = mig_read_header(s, section_max, &sec, &e);
 	if (!r && sec.type != SEC_RECOVER)
@@ -1447,6 +1472,8 @@ int migration_start_postcopy(struct vmm *vm, struct vmm_error *e)
 			      status_names[m->status]);
 	else if (!strncmp(m->uri, "file:", 5))
 		r = vmm_failf(e, -EINVAL, "a snapshot (file:) has no post-copy");
+	else if (vm->ram.size > (1ULL << 40))
+		r = vmm_failf(e, -EOPNOTSUPP, "post-copy moves guests of at most 1 TiB");
 	else if (vm->ram.page_size > PC_MAX_PAGES * PAGE)
 		r = vmm_failf(e, -EOPNOTSUPP, "post-copy sends pages of at most 2 MiB; this "
 			      "guest's are %" PRIu64 " MiB", vm->ram.page_size >> 20);
@@ -1454,6 +1481,23 @@ int migration_start_postcopy(struct vmm *vm, struct vmm_error *e)
 		atomic_store(&m->postcopy_start, true);
 		pthread_cond_broadcast(&m->cond);	/* out of a throttle's sleep */
 	}
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+int migration_pause(struct vmm *vm, struct vmm_error *e)
+{
+	struct vmm_migration *m = &vm->mig;
+	int r = 0;
+
+	if (postcopy_in_pause(vm) == 0)
+		return 0;
+	pthread_mutex_lock(&m->lock);
+	if (m->status != MIG_POSTCOPY_ACTIVE || !m->handed_over || !m->stream)
+		r = vmm_failf(e, -EINVAL, "no post-copy migration is running here (status %s)",
+			      status_names[m->status]);
+	else
+		mig_cancel(m->stream);	/* the thread sees a dead connection: paused */
 	pthread_mutex_unlock(&m->lock);
 	return r;
 }
@@ -1516,6 +1560,9 @@ int migration_start(struct vmm *vm, const char *uri, bool resume, struct vmm_err
 	m->transferred = m->pages = m->poisoned = m->zero_pages = 0;
 	m->dirty_syncs = m->iterations = m->downtime_ms = m->setup_ms = m->total_ms = 0;
 	m->data_bytes = m->pc_requests = m->pc_bytes = m->resumed_bytes = 0;
+	/* Not a secret: tells this migration's resume from another VM's. */
+	if (getrandom(&m->mig_id, sizeof(m->mig_id), GRND_NONBLOCK) != sizeof(m->mig_id))
+		m->mig_id = now_ns() ^ ((uint64_t)getpid() << 32);
 	m->postcopy = false;
 	atomic_store(&m->postcopy_start, false);
 	m->window_ns = 0;
@@ -1598,6 +1645,7 @@ struct incoming {
 	uint64_t *vcpus_loaded;
 	bool header, guest, end;
 	bool postcopy;		/* the rest of RAM comes after the end, on demand */
+	unsigned char header_bytes[HEADER_BYTES];
 	uint32_t end_flags;
 };
 
@@ -1896,6 +1944,8 @@ static int load_section(struct incoming *in, const struct mig_section *sec, stru
 	case SEC_HEADER:
 		r = in->header ? vmm_failf(e, -EPROTO, "a second header section") :
 				 header_check(vm, p, sec->len, e);
+		if (!r)
+			memcpy(in->header_bytes, p, HEADER_BYTES);
 		in->header = true;
 		break;
 	case SEC_RAS:
@@ -2063,7 +2113,7 @@ int migration_incoming(struct vmm *vm, const char *uri, struct vmm_error *e)
 						     (uint64_t)((w * 64 + (uint64_t)__builtin_ctzll(bits)) * PAGE));
 	/* Post-copy: what did not come is lazy from now on; the stream is post-copy's. */
 	if (!r && in.postcopy) {
-		r = postcopy_in_begin(vm, in.s, in.present, e);
+		r = postcopy_in_begin(vm, in.s, in.header_bytes, in.present, e);
 		pc_owns = !r;
 	}
 	if (!r) {

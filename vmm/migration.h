@@ -97,6 +97,7 @@ struct vmm_migration {
 	uint64_t *pc_bm;	/* source: pages still to send, kept while paused */
 	uint64_t pc_requests, pc_bytes;
 	uint64_t resumed_bytes;	/* sent on the connections before a resume */
+	uint64_t mig_id;	/* random, in the header: a resume must bring it */
 	struct postcopy_in *pc_in;	/* destination */
 };
 
@@ -113,6 +114,8 @@ int migration_set_postcopy(struct vmm *vm, bool on, struct vmm_error *e);
 bool migration_get_postcopy(struct vmm *vm);
 /* migrate-start-postcopy: the running pre-copy switches. */
 int migration_start_postcopy(struct vmm *vm, struct vmm_error *e);
+/* migrate-pause: break a running post-copy's connection (either side). */
+int migration_pause(struct vmm *vm, struct vmm_error *e);
 /* For postcopy.c: the status (an event says it). */
 void migration_set_status(struct vmm *vm, enum mig_status st, const char *error);
 void migration_cancel(struct vmm *vm);

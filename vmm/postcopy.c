@@ -28,18 +28,23 @@ struct postcopy_in {
 	struct pc_guest g;
 	uint64_t npages;
 
+	unsigned char header[PC_HEADER_BYTES];	/* the stream's: a resume must match it */
+	/* Taken alone, before pc->lock: status events leave in the order of the states. */
+	pthread_mutex_t status_lock;
+
 	pthread_mutex_t lock;	/* everything below */
-	pthread_cond_t cond;	/* state changes */
+	pthread_cond_t cond;	/* state changes, senders leaving */
 	enum pc_state state;
 	struct mig_stream *s;	/* the connection; NULL while paused */
-	struct mig_stream *old;	/* replaced by a recovery: closed at the end */
+	struct mig_stream *pending;	/* a recovery's, until it is the connection */
+	unsigned int senders;	/* threads sending on s without the lock */
 	bool rx_started, rec_started, stopping;
 	pthread_t rx, rec;
 	atomic_bool cancel;	/* a quit: the recovery's accept stops */
-	char why[256];		/* why it failed or paused */
+	char why[400];		/* why it failed or paused */
 	char rec_uri[256];
 	uint64_t *here;		/* pages supplied (or here from pre-copy) */
-	uint64_t requests, lost_huge;
+	uint64_t requests;
 };
 
 static bool page_here(const struct postcopy_in *pc, uint64_t p)
@@ -47,37 +52,87 @@ static bool page_here(const struct postcopy_in *pc, uint64_t p)
 	return pc->here[p / 64] & (1ULL << (p % 64));
 }
 
-/* ---- fetch: a page request from the thread that needs the page ---------- */
+/* ---- sending: page requests and answers, from any thread ----------------- */
 
-static int pc_fetch(void *opaque, uint64_t gpa, uint64_t len, bool urgent)
+/* The status this side reports for its state (events in order: status_lock). */
+static void publish(struct postcopy_in *pc)
 {
-	struct postcopy_in *pc = opaque;
-	unsigned char req[PC_REQ_BYTES];
+	static const enum mig_status of[] = {
+		[PC_WAIT_GO] = MIG_POSTCOPY_ACTIVE, [PC_RUNNING] = MIG_POSTCOPY_ACTIVE,
+		[PC_PAUSED] = MIG_POSTCOPY_PAUSED, [PC_RECOVERING] = MIG_POSTCOPY_RECOVER,
+		[PC_DONE] = MIG_COMPLETED, [PC_FAILED] = MIG_FAILED,
+	};
+	enum pc_state st;
+	char why[sizeof(pc->why)];
+	bool stopping;
+
+	pthread_mutex_lock(&pc->status_lock);
+	pthread_mutex_lock(&pc->lock);
+	st = pc->state;
+	stopping = pc->stopping;
+	memcpy(why, pc->why, sizeof(why));
+	pthread_mutex_unlock(&pc->lock);
+	/* Stopping: QMP may be gone. */
+	if (!stopping)
+		migration_set_status(pc->vm, of[st], st == PC_PAUSED || st == PC_FAILED ? why : "");
+	pthread_mutex_unlock(&pc->status_lock);
+}
+
+/*
+ * A small section on the connection, without pc->lock held across the
+ * send (a frame begun may wait for room; the receiver must not wait for
+ * it). -ENOTCONN while there is none; -EAGAIN: no room now.
+ */
+static int pc_send(struct postcopy_in *pc, uint32_t type, const void *payload, uint32_t len)
+{
+	struct mig_stream *s = NULL;
 	int r;
 
-	pc_req_encode(req, gpa, len, urgent ? PC_REQ_URGENT : 0);
 	pthread_mutex_lock(&pc->lock);
-	r = pc->s && !pc->stopping && (pc->state == PC_RUNNING || pc->state == PC_WAIT_GO)
-		    ? mig_send_small(pc->s, SEC_PAGE_REQ, 0, req, sizeof(req)) : -ENOTCONN;
-	if (!r)
+	if (pc->s && !pc->stopping && (pc->state == PC_RUNNING || pc->state == PC_WAIT_GO)) {
+		s = pc->s;
+		pc->senders++;
+	}
+	pthread_mutex_unlock(&pc->lock);
+	if (!s)
+		return -ENOTCONN;
+	r = mig_send_small(s, type, 0, payload, len);
+	pthread_mutex_lock(&pc->lock);
+	if (!--pc->senders)
+		pthread_cond_broadcast(&pc->cond);
+	if (!r && type == SEC_PAGE_REQ)
 		pc->requests++;
 	pthread_mutex_unlock(&pc->lock);
 	return r;
+}
+
+/* lazy memory's fetch: a page request from the thread that needs the page. */
+static int pc_fetch(void *opaque, uint64_t gpa, uint64_t len, bool urgent)
+{
+	unsigned char req[PC_REQ_BYTES];
+
+	pc_req_encode(req, gpa, len, urgent ? PC_REQ_URGENT : 0);
+	return pc_send(opaque, SEC_PAGE_REQ, req, sizeof(req));
+}
+
+static bool stopping(struct postcopy_in *pc)
+{
+	bool st;
+
+	pthread_mutex_lock(&pc->lock);
+	st = pc->stopping;
+	pthread_mutex_unlock(&pc->lock);
+	return st;
 }
 
 /* ---- the receiver --------------------------------------------------------- */
 
 static uint64_t rx_max(uint32_t type)
 {
-	return type == SEC_GO ? 1 : pc_section_max(type);
+	return type == SEC_GO ? 1 : type == SEC_HEADER ? PC_HEADER_BYTES : pc_section_max(type);
 }
 
-/*
- * A pages section: unpacked and supplied. A huge page that arrives with a
- * bad 4 KiB page after the vCPUs ran cannot be split here any more (the
- * source split the ones it knew of before the switch): it is lost whole,
- * poisoned, and said.
- */
+/* A pages section: unpacked and supplied. */
 static int rx_pages(struct postcopy_in *pc, struct mig_stream *s, const struct mig_section *sec,
 		    unsigned char *buf, struct vmm_error *e)
 {
@@ -99,17 +154,8 @@ static int rx_pages(struct postcopy_in *pc, struct mig_stream *s, const struct m
 			memcpy(buf + (uint64_t)i * PC_PAGE, pg.data + (uint64_t)d++ * PC_PAGE,
 			       PC_PAGE);
 	}
+	/* A huge page with a bad 4 KiB page after the vCPUs ran: the library loses it whole. */
 	r = vmras_lazy_supply(vm->ras, pg.gpa, (uint64_t)pg.n * PC_PAGE, buf, kinds);
-	if (r == -EBUSY) {
-		memset(kinds, VMRAS_PAGE_POISONED, pg.n);
-		fprintf(stderr, "vmras run: post-copy: the huge page at 0x%" PRIx64 " arrived with "
-			"a bad 4 KiB page after the guest ran: all %u KiB of it are lost\n",
-			pg.gpa, pg.n * 4);
-		r = vmras_lazy_supply(vm->ras, pg.gpa, (uint64_t)pg.n * PC_PAGE, NULL, kinds);
-		pthread_mutex_lock(&pc->lock);
-		pc->lost_huge++;
-		pthread_mutex_unlock(&pc->lock);
-	}
 	if (r) {
 		r = vmm_fail(e, r, "place guest pages 0x%" PRIx64 "-0x%" PRIx64, pg.gpa,
 			     pg.gpa + (uint64_t)pg.n * PC_PAGE - 1);
@@ -129,8 +175,7 @@ out:
  * is not (a supply that failed) is asked for again; else the source
  * hears that it may let go.
  */
-static int rx_end(struct postcopy_in *pc, struct mig_stream *s, bool *done,
-		  struct vmm_error *e)
+static int rx_end(struct postcopy_in *pc, bool *done, struct vmm_error *e)
 {
 	uint64_t gp = pc->g.granule / PC_PAGE, missing = 0;
 	int r = 0;
@@ -141,20 +186,27 @@ static int rx_end(struct postcopy_in *pc, struct mig_stream *s, bool *done,
 		pthread_mutex_lock(&pc->lock);
 		here = page_here(pc, p);
 		pthread_mutex_unlock(&pc->lock);
-		if (!here) {
-			missing++;
-			r = pc_fetch(pc, p * PC_PAGE, pc->g.granule, false);
-		}
+		if (here)
+			continue;
+		missing++;
+		/* The source reads on: room comes. */
+		while ((r = pc_fetch(pc, p * PC_PAGE, pc->g.granule, false)) == -EAGAIN &&
+		       !stopping(pc))
+			nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
 	}
 	if (r)
 		return vmm_fail(e, r, "ask for the pages still missing after the end");
 	*done = !missing;
 	if (missing)
 		return 0;
-	r = vmras_lazy_wait(pc->vm->ras, 10000);
+	/* Supplied is placed: this returns at once, or when a quit stops waiting. */
+	for (int i = 0; i < 100 && !stopping(pc); i++) {
+		r = vmras_lazy_wait(pc->vm->ras, 100);
+		if (r != -ETIMEDOUT)
+			break;
+	}
 	if (r && r != -ENOENT)
 		return vmm_fail(e, r, "wait for the last pages to be placed");
-	(void)s;
 	return postcopy_in_result(pc->vm, 0, "every page is here", e);
 }
 
@@ -198,7 +250,7 @@ static void *rx_thread(void *arg)
 			r = sec.len ? vmm_failf(&e, -EPROTO, "a pc-end section with a payload")
 				    : mig_read_end(s, &sec, &e);
 			if (!r)
-				r = rx_end(pc, s, &done, &e);
+				r = rx_end(pc, &done, &e);
 			break;
 		default:
 			r = vmm_failf(&e, -EPROTO, "section %u at offset %" PRIu64 " during "
@@ -206,33 +258,26 @@ static void *rx_thread(void *arg)
 		}
 	}
 	free(buf);
+	/* The source must see it too, and pause: a stream that failed here is dead. */
+	if (!done)
+		mig_cancel(s);
 	pthread_mutex_lock(&pc->lock);
 	if (done) {
 		pc->state = PC_DONE;
-	} else if (pc->state == PC_WAIT_GO || pc->stopping) {
-		pc->state = pc->state == PC_WAIT_GO ? PC_FAILED : pc->state;
+	} else if (pc->state == PC_WAIT_GO) {
+		pc->state = PC_FAILED;
 		snprintf(pc->why, sizeof(pc->why), "%s", e.msg);
-	} else {
+	} else if (!pc->stopping) {
 		pc->state = PC_PAUSED;
-		snprintf(pc->why, sizeof(pc->why), "%s", e.msg);
+		snprintf(pc->why, sizeof(pc->why), "post-copy paused: %s", e.msg);
+		fprintf(stderr, "vmras run: post-copy paused: %s (migrate-recover carries on)\n",
+			e.msg);
 	}
 	pthread_cond_broadcast(&pc->cond);
 	pthread_mutex_unlock(&pc->lock);
-	if (done) {
-		migration_set_status(vm, MIG_COMPLETED, NULL);
+	publish(pc);
+	if (done)
 		vmm_wake_main(vm);	/* a reset that waited for the memory */
-	} else if (!pc->stopping && r) {
-		char why[sizeof(e.msg) + 64];
-
-		pthread_mutex_lock(&pc->lock);
-		bool paused = pc->state == PC_PAUSED;
-		pthread_mutex_unlock(&pc->lock);
-		if (paused) {
-			snprintf(why, sizeof(why), "post-copy paused: %s", e.msg);
-			fprintf(stderr, "vmras run: %s (migrate-recover carries on)\n", why);
-			migration_set_status(vm, MIG_POSTCOPY_PAUSED, why);
-		}
-	}
 	return NULL;
 }
 
@@ -248,8 +293,8 @@ static int start_rx(struct postcopy_in *pc, struct vmm_error *e)
 
 /* ---- begin, the handover -------------------------------------------------- */
 
-int postcopy_in_begin(struct vmm *vm, struct mig_stream *s, const uint64_t *here,
-		      struct vmm_error *e)
+int postcopy_in_begin(struct vmm *vm, struct mig_stream *s, const unsigned char *header,
+		      const uint64_t *here, struct vmm_error *e)
 {
 	static const struct vmras_lazy_source src = { .fetch = pc_fetch, .prefetch = false };
 	struct postcopy_in *pc = calloc(1, sizeof(*pc));
@@ -272,6 +317,8 @@ int postcopy_in_begin(struct vmm *vm, struct mig_stream *s, const uint64_t *here
 					pc->here[k / 64] = 0;
 				break;
 			}
+	memcpy(pc->header, header, PC_HEADER_BYTES);
+	pthread_mutex_init(&pc->status_lock, NULL);
 	pthread_mutex_init(&pc->lock, NULL);
 	pthread_cond_init(&pc->cond, NULL);
 	atomic_init(&pc->cancel, false);
@@ -279,6 +326,7 @@ int postcopy_in_begin(struct vmm *vm, struct mig_stream *s, const uint64_t *here
 	pc->state = PC_WAIT_GO;
 	r = vmras_lazy_begin_partial(vm->ras, &src, pc, pc->here, pc->npages);
 	if (r) {
+		pthread_mutex_destroy(&pc->status_lock);
 		pthread_mutex_destroy(&pc->lock);
 		pthread_cond_destroy(&pc->cond);
 		free(pc->here);
@@ -290,10 +338,18 @@ int postcopy_in_begin(struct vmm *vm, struct mig_stream *s, const uint64_t *here
 	pthread_mutex_lock(&vm->mig.lock);
 	vm->mig.pc_in = pc;
 	pthread_mutex_unlock(&vm->mig.lock);
-	migration_set_status(vm, MIG_POSTCOPY_ACTIVE, NULL);
+	publish(pc);
 	pthread_mutex_lock(&pc->lock);
 	r = start_rx(pc, e);
+	/* The stream stays the caller's (it closes it); the guest does not run here. */
+	if (r) {
+		pc->s = NULL;
+		pc->state = PC_FAILED;
+		snprintf(pc->why, sizeof(pc->why), "%s", e->msg);
+	}
 	pthread_mutex_unlock(&pc->lock);
+	if (r)
+		publish(pc);
 	return r;
 }
 
@@ -319,17 +375,10 @@ int postcopy_in_result(struct vmm *vm, int status, const char *msg, struct vmm_e
 	buf[2] = (unsigned char)((unsigned int)status >> 16);
 	buf[3] = (unsigned char)((unsigned int)status >> 24);
 	memcpy(buf + 4, msg, n);
-	pthread_mutex_lock(&pc->lock);
-	r = pc->s ? mig_send_small(pc->s, SEC_RESULT, 0, buf, (uint32_t)(4 + n)) : -ENOTCONN;
 	/* A full socket: the source reads on; a short wait, never a lost answer. */
-	for (int tries = 0; r == -EAGAIN && tries < 1000; tries++) {
-		pthread_mutex_unlock(&pc->lock);
+	while ((r = pc_send(pc, SEC_RESULT, buf, (uint32_t)(4 + n))) == -EAGAIN &&
+	       !stopping(pc))
 		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
-		pthread_mutex_lock(&pc->lock);
-		r = pc->s ? mig_send_small(pc->s, SEC_RESULT, 0, buf, (uint32_t)(4 + n))
-			  : -ENOTCONN;
-	}
-	pthread_mutex_unlock(&pc->lock);
 	return r ? vmm_fail(e, r, "answer the source") : 0;
 }
 
@@ -386,25 +435,53 @@ static unsigned char *missing_map(struct postcopy_in *pc, size_t *len)
 	return map;
 }
 
+/* The resuming source's first words: the stream's own header, or it is another VM's. */
+static int check_resumer(struct postcopy_in *pc, struct mig_stream *s, struct vmm_error *e)
+{
+	struct mig_section sec;
+	unsigned char *p = NULL;
+	int r = mig_read_header(s, rx_max, &sec, e);
+
+	if (!r && (sec.type != SEC_HEADER || sec.len != PC_HEADER_BYTES))
+		r = vmm_failf(e, -EPROTO, "the resuming peer did not start with the stream's header");
+	if (!r)
+		r = mig_read_payload(s, &sec, (void **)&p, e);
+	if (!r && memcmp(p, pc->header, PC_HEADER_BYTES))
+		r = vmm_failf(e, -EPROTO, "the resuming peer is not this guest's source (its "
+			      "header differs)");
+	free(p);
+	return r;
+}
+
 static void *rec_thread(void *arg)
 {
 	struct postcopy_in *pc = arg;
 	struct vmm *vm = pc->vm;
 	struct vmm_error e = { "" };
-	struct mig_stream *s = NULL;
+	struct mig_stream *s = NULL, *old = NULL;
 	unsigned char *map = NULL;
 	size_t len = 0;
+	bool join;
 	int r;
 
 	/* The old receiver has ended (paused): its stream is dead. */
 	pthread_mutex_lock(&pc->lock);
-	bool join = pc->rx_started;
-
+	join = pc->rx_started;
 	pc->rx_started = false;
 	pthread_mutex_unlock(&pc->lock);
 	if (join)
 		pthread_join(pc->rx, NULL);
 	r = mig_open_incoming(pc->rec_uri, -1, &pc->cancel, &s, &e);
+	if (!r) {
+		/* Published, so that a quit can cancel what follows. */
+		pthread_mutex_lock(&pc->lock);
+		pc->pending = s;
+		if (pc->stopping)
+			mig_cancel(s);
+		pthread_mutex_unlock(&pc->lock);
+		mig_set_section_names(s, NULL, 0);
+		r = check_resumer(pc, s, &e);
+	}
 	if (!r) {
 		map = missing_map(pc, &len);
 		r = map ? 0 : vmm_fail(&e, -ENOMEM, "allocate the missing-page map");
@@ -414,31 +491,37 @@ static void *rec_thread(void *arg)
 		r = mig_write_section(s, SEC_RECOVER, 0, map, len, &e) ?: mig_flush(s, &e);
 	free(map);
 	pthread_mutex_lock(&pc->lock);
-	if (!r && !pc->stopping) {
-		if (pc->s) {
-			mig_close(pc->old);
-			pc->old = pc->s;
-		}
+	pc->pending = NULL;
+	/* Senders on the old stream fail at once (it was cancelled): wait them out. */
+	while (pc->senders)
+		pthread_cond_wait(&pc->cond, &pc->lock);
+	if (!r && pc->stopping)
+		r = vmm_failf(&e, -ECANCELED, "quit");
+	if (!r) {
+		old = pc->s;
 		pc->s = s;
 		s = NULL;
 		pc->state = PC_RUNNING;
 		r = start_rx(pc, &e);
-	} else if (!r) {
-		r = vmm_failf(&e, -ECANCELED, "quit");
+		if (r) {
+			s = pc->s;
+			pc->s = NULL;
+		}
 	}
-	if (r && pc->state == PC_RECOVERING)
+	if (r && !pc->stopping) {
 		pc->state = PC_PAUSED;
+		snprintf(pc->why, sizeof(pc->why), "post-copy recovery failed: %s", e.msg);
+	}
 	pthread_cond_broadcast(&pc->cond);
 	pthread_mutex_unlock(&pc->lock);
+	mig_close(old);
 	mig_close(s);
-	if (!r) {
-		migration_set_status(vm, MIG_POSTCOPY_ACTIVE, "");
-		/* Requests that went down with the old connection: asked again. */
-		vmras_lazy_retry(vm->ras);
-	} else if (!pc->stopping) {
+	if (r && !stopping(pc))
 		fprintf(stderr, "vmras run: post-copy recovery failed: %s\n", e.msg);
-		migration_set_status(vm, MIG_POSTCOPY_PAUSED, e.msg);
-	}
+	publish(pc);
+	/* Requests that went down with the old connection: asked again. */
+	if (!r)
+		vmras_lazy_retry(vm->ras);
 	return NULL;
 }
 
@@ -470,15 +553,35 @@ int postcopy_in_recover(struct vmm *vm, const char *uri, struct vmm_error *e)
 	}
 	snprintf(pc->rec_uri, sizeof(pc->rec_uri), "%s", uri);
 	pc->state = PC_RECOVERING;
-	r = -pthread_create(&pc->rec, NULL, rec_thread, pc);
+	pthread_mutex_unlock(&pc->lock);
+	publish(pc);
+	pthread_mutex_lock(&pc->lock);
+	r = pc->stopping ? -ESHUTDOWN : -pthread_create(&pc->rec, NULL, rec_thread, pc);
 	pc->rec_started = !r;
 	if (r)
 		pc->state = PC_PAUSED;
 	pthread_mutex_unlock(&pc->lock);
-	if (r)
+	if (r) {
+		publish(pc);
 		return vmm_fail(e, r, "start the post-copy recovery");
-	migration_set_status(vm, MIG_POSTCOPY_RECOVER, NULL);
+	}
 	return 0;
+}
+
+int postcopy_in_pause(struct vmm *vm)
+{
+	struct postcopy_in *pc = pc_of(vm);
+	int r = -ENOENT;
+
+	if (!pc)
+		return r;
+	pthread_mutex_lock(&pc->lock);
+	if (pc->state == PC_RUNNING && pc->s) {
+		mig_cancel(pc->s);	/* the receiver sees a dead connection: paused */
+		r = 0;
+	}
+	pthread_mutex_unlock(&pc->lock);
+	return r;
 }
 
 /* ---- the end -------------------------------------------------------------- */
@@ -494,17 +597,19 @@ void postcopy_in_cancel(struct vmm *vm)
 	atomic_store(&pc->cancel, true);
 	if (pc->s)
 		mig_cancel(pc->s);
+	if (pc->pending)
+		mig_cancel(pc->pending);
 	pthread_cond_broadcast(&pc->cond);
 	pthread_mutex_unlock(&pc->lock);
 }
 
-void postcopy_in_quit(struct vmm *vm)
+bool postcopy_in_quit(struct vmm *vm)
 {
 	struct postcopy_in *pc = pc_of(vm);
 	bool lost;
 
 	if (!pc)
-		return;
+		return false;
 	postcopy_in_cancel(vm);
 	pthread_mutex_lock(&pc->lock);
 	lost = pc->state != PC_DONE;
@@ -513,6 +618,7 @@ void postcopy_in_quit(struct vmm *vm)
 	if (lost && vmras_lazy_abandon(vm->ras))
 		fprintf(stderr, "vmras run: post-copy: could not release the pages that never "
 			"arrived\n");
+	return lost;
 }
 
 struct postcopy_in *postcopy_in_stop(struct vmm *vm)
@@ -547,7 +653,7 @@ void postcopy_in_free(struct postcopy_in *pc)
 	if (!pc)
 		return;
 	mig_close(pc->s);
-	mig_close(pc->old);
+	pthread_mutex_destroy(&pc->status_lock);
 	pthread_mutex_destroy(&pc->lock);
 	pthread_cond_destroy(&pc->cond);
 	free(pc->here);

@@ -14,12 +14,14 @@
  * were lost are asked again.
  *
  * Threads and locks: pc->lock guards the connection, the state and the
- * counters; it is a leaf (taken after vm->mig.lock is released, never with
- * another lock inside it but the stream's own) and is held across a page
- * request's send, which never waits for room (mig_send_small). The
- * receiver thread alone reads the connection and calls vmras_lazy_supply;
- * the recovery thread replaces the connection while no receiver runs.
- * Streams are closed only when replaced or at postcopy_in_free.
+ * counters; it is a leaf (never held with another lock taken inside it
+ * but a stream's cancel) and is not held across a send: a sender counts
+ * itself in (senders) and the recovery waits them out before it closes
+ * the stream they use. pc->status_lock is taken alone, before pc->lock,
+ * so that status events leave in the order of the states. The receiver
+ * thread alone reads the connection and calls vmras_lazy_supply; the
+ * recovery thread replaces the connection while no receiver runs. A
+ * failing receiver cancels its stream, so that the source pauses too.
  */
 #ifndef VMRAS_VMM_POSTCOPY_H
 #define VMRAS_VMM_POSTCOPY_H
@@ -36,10 +38,11 @@ struct postcopy_in;
 /*
  * Everything but RAM has arrived and been checked on s: make the pages
  * not in here (one bit per 4 KiB page) lazy, and start the receiver. s is
- * post-copy's from now on.
+ * post-copy's from now on (on failure, still the caller's). header: the
+ * stream's header section, which a resuming source must send again.
  */
-int postcopy_in_begin(struct vmm *vm, struct mig_stream *s, const uint64_t *here,
-		      struct vmm_error *e);
+int postcopy_in_begin(struct vmm *vm, struct mig_stream *s, const unsigned char *header,
+		      const uint64_t *here, struct vmm_error *e);
 /* The destination's verdict to the source (0: ready). */
 int postcopy_in_result(struct vmm *vm, int status, const char *msg, struct vmm_error *e);
 /* Wait for the handover ("go"): 0, or why it did not come. */
@@ -48,13 +51,15 @@ int postcopy_in_wait_go(struct vmm *vm, struct vmm_error *e);
 bool postcopy_in_active(struct vmm *vm);
 /* QMP migrate-recover: listen on uri for the source's resume (paused only). */
 int postcopy_in_recover(struct vmm *vm, const char *uri, struct vmm_error *e);
+/* migrate-pause: break the connection of a running post-copy (-ENOENT: none). */
+int postcopy_in_pause(struct vmm *vm);
 /* Every wait and connection of post-copy ends. */
 void postcopy_in_cancel(struct vmm *vm);
 /*
  * The VMM quits: cancel, and what never arrived is poisoned (never data),
  * so that the vCPUs waiting for it come out and can be joined.
  */
-void postcopy_in_quit(struct vmm *vm);
+bool postcopy_in_quit(struct vmm *vm);	/* true: pages were lost */
 /*
  * Stop and join its threads, and detach it: before vmras_free. Lazy
  * memory may still call its fetch (which fails) until vmras_free: free it

@@ -14,7 +14,8 @@
  *             send these pages first (flag 1: a thread waits for them).
  *   pc-end    source -> destination: every page has been sent (empty); the
  *             destination answers with a result once all of them are here.
- *   recover   destination -> source, first on a resumed connection: the
+ *   recover   destination -> source on a resumed connection, after the
+ *             source's header (the stream's own, which it checks): the
  *             pages it still has not got (a bitmap).
  * Bitmaps are u64 little-endian words; bits past the last page are 0.
  */
@@ -27,6 +28,7 @@
 #include "mig_sections.h"
 
 #define PC_PAGE ((uint64_t)4096)
+#define PC_HEADER_BYTES 64		/* the stream's header section, resent on a resume */
 #define PC_MAX_PAGES 512		/* a pages section: at most 2 MiB */
 #define PC_PAGES_HEAD 16
 #define PC_REQ_BYTES 24

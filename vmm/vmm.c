@@ -547,6 +547,9 @@ int vmm_read_guest(struct vmm *vm, uint64_t gpa, void *buf, size_t len,
 
 	if (r)
 		return r;
+	/* A page not here yet would hold this thread until it comes, if it comes. */
+	if (postcopy_in_active(vm))
+		return vmm_failf(e, -EBUSY, "read guest memory: it is still arriving (post-copy)");
 	/* Guest memory may be poisoned: never read it with a plain memcpy. */
 	r = vmras_copy_from_guest(vm->ras, buf, gpa, len);
 	if (r)
@@ -620,7 +623,7 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 	struct signalfd_siginfo si;
 	int sfd = vm->signal_fd, r = 0;
 	struct incoming_job job = { .vm = vm };
-	bool done = false, loading = false;
+	bool done = false, loading = false, lost;
 
 	/* A migrated guest: everything loaded before any vCPU runs, or nothing runs. */
 	if (vm->cfg.incoming) {
@@ -712,7 +715,7 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 	/* No migration from here on, and none in flight while vCPUs go away. */
 	migration_stop(vm);
 	/* Nor post-copy: vCPUs that wait for a page that will not come must wake. */
-	postcopy_in_quit(vm);
+	lost = postcopy_in_quit(vm);
 	/* Shut down: every vCPU out of KVM_RUN and its thread joined. */
 	pthread_mutex_lock(&vm->lock);
 	vm->quit = true;
@@ -728,7 +731,8 @@ int vmm_run(struct vmm *vm, struct vmm_error *e)
 	for (unsigned int i = 0; i < vm->cfg.nr_vcpus; i++)
 		vm->vcpus[i].thread_started = false;
 	pthread_mutex_unlock(&vm->lock);
-	if (report_all_done(&vm->report))
+	/* Not over memory post-copy never brought: it is poisoned. */
+	if (report_all_done(&vm->report) && !lost)
 		vmm_guest_host_check(vm);
 	/* Outcomes still being recorded reach QMP and the summary before SHUTDOWN. */
 	if (vm->ras)

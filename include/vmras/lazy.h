@@ -79,7 +79,9 @@ int vmras_lazy_begin_partial(struct vmras *v, const struct vmras_lazy_source *sr
  * len bytes (only the DATA pages are read; NULL when there are none);
  * kinds one enum vmras_page_kind per 4 KiB page (NULL: all DATA). A page
  * already here is left as it is. A huge page holding a POISONED 4 KiB page
- * only before the vCPUs ran (-EBUSY after). 0 or -errno.
+ * is split before the vCPUs ran (4 KiB lost); after, it is lost whole
+ * (poisoned, an event): it could be read as zeros between placing and
+ * splitting. 0 or -errno.
  */
 int vmras_lazy_supply(struct vmras *v, uint64_t gpa, uint64_t len, const void *data,
 		      const uint8_t *kinds);

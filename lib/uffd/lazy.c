@@ -1070,11 +1070,25 @@ int vmras_lazy_abandon(struct vmras *v)
 			pthread_mutex_unlock(&lz->lock);
 			if (!lost)
 				continue;
-			e = vr_uffd_poison(v->router, lr->hva + g * lr->granule, lr->granule);
-			if (e && e != -EEXIST && e != -ENOENT)
+			/* EAGAIN: the mapping is changing (a split): as place() does, again. */
+			for (int t = 0; t < EAGAIN_TRIES; t++) {
+				e = vr_uffd_poison(v->router, lr->hva + g * lr->granule, lr->granule);
+				if (e != -EAGAIN)
+					break;
+			}
+			if (e && e != -EEXIST && e != -ENOENT) {
+				/* Not poisoned: its waiters must not sleep on a mark. */
+				pthread_mutex_lock(&lz->lock);
+				lr->state[g] &= (uint8_t)~(L_PRESENT | L_POISON);
+				pthread_mutex_unlock(&lz->lock);
+				vr_uffd_wake(v->router, lr->hva + g * lr->granule, lr->granule);
 				err = err ?: e;
+			}
 		}
 	}
+	pthread_mutex_lock(&lz->lock);
+	pthread_cond_broadcast(&lz->cond);
+	pthread_mutex_unlock(&lz->lock);
 	return err;
 }
 

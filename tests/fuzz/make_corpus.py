@@ -47,8 +47,8 @@ QUEUED = [(0x7a5000, "ao", None), (0xe07000, "ar", 1)]
 
 
 def section_types():
-    """SEC_* of vmm/migration.c: {"RAS": 4, ...}."""
-    with open(os.path.join(ROOT, "vmm", "migration.c")) as f:
+    """SEC_* of vmm/mig_sections.h: {"RAS": 4, ...}."""
+    with open(os.path.join(ROOT, "vmm", "mig_sections.h")) as f:
         return {m.group(1): int(m.group(2))
                 for m in re.finditer(r"^\s*SEC_(\w+)\s*=\s*(\d+),", f.read(), re.M)}
 
@@ -118,6 +118,7 @@ class Recorder:
         self.ls.listen(1)
         self.dest_path = dest_path
         self.sent = bytearray()
+        self.back = bytearray()  # what the destination answers
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
 
@@ -140,7 +141,7 @@ class Recorder:
         self.ls.close()
         dst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         dst.connect(self.dest_path)
-        back = threading.Thread(target=self.pump, args=(dst, src, None), daemon=True)
+        back = threading.Thread(target=self.pump, args=(dst, src, self.back), daemon=True)
         back.start()
         self.pump(src, dst, self.sent)
         back.join(60)
@@ -228,6 +229,65 @@ def errors_vm(args):
                 vm.kill()
 
 
+def back_sections(back):
+    """The destination's answers have no preamble: give them one to read."""
+    return list(sections(b"VMRASMIG" + struct.pack("<II", 2, 0) + back))
+
+
+def postcopy_vm(args):
+    """A post-copy move recorded both ways: the switch, pages sections and
+    the end from the source; page requests and results from the
+    destination. Seeds start with fuzz_postcopy.c's granule byte."""
+    src = dst = None
+    try:
+        src = VM("--backend", "anon", "--paused", *args)
+        q = src.qmp()
+        q.cmd("cont")
+        both_passes(q, 2)
+        poison(q, TOLD, wait=True)
+        dpath = os.path.join(src.dir, "dst.sock")
+        ppath = os.path.join(src.dir, "proxy.sock")
+        dst = VM("--backend", "anon", "--incoming", "unix:" + dpath, *args)
+        wait_path(dpath, dst.proc)
+        rec = Recorder(ppath, dpath)
+        q.cmd("migrate-set-capabilities",
+              capabilities=[{"capability": "postcopy-ram", "state": True}])
+        q.cmd("migrate-set-parameters", **{"max-bandwidth": 4 << 20})
+        assert q.cmd("migrate", uri="unix:" + ppath) == {"return": {}}
+        time.sleep(0.5)
+        assert q.cmd("migrate-start-postcopy") == {"return": {}}
+        q.wait_event(lambda e: e["event"] == "MIGRATION" and
+                     e["data"]["status"] in ("completed", "failed"), timeout=300)
+        rec.thread.join(60)
+        fwd, back = bytes(rec.sent), bytes(rec.back)
+        pre = fwd[:PREAMBLE]
+        keep = (SEC["POSTCOPY"], SEC["PAGES"], SEC["PC_END"], SEC["GO"])
+        secs = [(t, off, total) for t, _, off, total in sections(fwd) if t in keep]
+        small = sorted((total, off) for t, off, total in secs if t == SEC["PAGES"])[:4]
+        out = bytearray(b"\x00" + pre)
+        for t, off, total in secs:
+            if t != SEC["PAGES"] or (total, off) in small:
+                out += fwd[off:off + total]
+        write("postcopy", "source-sections", bytes(out))
+        pages = [fwd[off:off + total] for total, off in small]
+        if pages:
+            write("postcopy", "pages-2m-guest", b"\x01" + pre + pages[0])
+        bsecs = back_sections(back)
+        bstream = b"VMRASMIG" + struct.pack("<II", 2, 0) + back
+        answers = bytearray(b"\x00" + pre)
+        for t, _, off, total in bsecs[:64]:
+            answers += bstream[off:off + total]
+        write("postcopy", "destination-answers", bytes(answers))
+        dst.qmp().cmd("quit")
+        dst.wait(timeout=60)
+        q.cmd("quit")
+        src.wait(timeout=60)
+    finally:
+        for vm in (src, dst):
+            if vm:
+                vm.kill()
+
+
 def quiet_vm(tag, args, nvcpus, errors=()):
     """A VM that lost nothing (or errors, told): its snapshot's sections."""
     vm = None
@@ -253,6 +313,8 @@ def main():
     common = ("--mem", MEM, "--passes", "100000", "--seed", "7")
     print("two vCPUs (intel), errors told and queued; snapshot and live move")
     intel = errors_vm(("--cpu-vendor", "intel", "--vcpus", "2") + common)
+    print("two vCPUs, post-copy, recorded both ways")
+    postcopy_vm(("--vcpus", "2") + common)
     print("one vCPU (amd), nothing lost")
     amd = quiet_vm("amd-clean", ("--cpu-vendor", "amd", "--vcpus", "1") + common, 1)
     print("one vCPU (host vendor), one AO told")
