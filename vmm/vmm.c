@@ -237,15 +237,15 @@ void vmm_destroy(struct vmm *vm)
 	/* The migration thread emits events: it stops before QMP does, and its state goes after. */
 	struct postcopy_in *pc = NULL;
 
-	if (vm->mig.vmm_dirty)
+	if (vm->mig.vmm_dirty) {
 		migration_stop(vm);
+		/* Post-copy's threads emit events and supply lazy memory: before QMP and libvmras go. */
+		pc = postcopy_in_stop(vm);
+	}
 	qmp_server_stop(vm->qmp);
 	vm->qmp = NULL;
-	/* Post-copy's receiver supplies lazy memory: it stops before libvmras does. */
-	if (vm->mig.vmm_dirty) {
-		pc = postcopy_in_stop(vm);
+	if (vm->mig.vmm_dirty)
 		migration_destroy(vm);
-	}
 	vmras_free(vm->ras);
 	postcopy_in_free(pc);
 	lazy_image_free(vm->lazy_image);
