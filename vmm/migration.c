@@ -152,6 +152,8 @@ void migration_destroy(struct vmm *vm)
 	migration_stop(vm);
 	free(vm->mig.vmm_dirty);
 	vm->mig.vmm_dirty = NULL;
+	free(vm->mig.pc_bm);	/* a paused post-copy's, never resumed */
+	vm->mig.pc_bm = NULL;
 	pthread_cond_destroy(&vm->mig.cond);
 	pthread_mutex_destroy(&vm->mig.lock);
 }

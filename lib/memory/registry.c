@@ -297,6 +297,7 @@ size_t vmras_registry_snapshot(struct vmras_registry *r, struct vmras_poison *ou
 	for (size_t i = 0; i < r->nlarge && n < max; i++)
 		out[n++] = r->large[i];
 	pthread_mutex_unlock(&r->lock);
-	qsort(out, n, sizeof(*out), by_gpa);
+	if (n)	/* out may be NULL when max is 0: only counting */
+		qsort(out, n, sizeof(*out), by_gpa);
 	return total;
 }
