@@ -7,8 +7,9 @@ namespaces over TCP (anon and hugetlb-2m). On the destination it runs on
 while its pages arrive: every page verified in every later pass (0
 corrupted), the bad pages poisoned there (never data, never zeros), a
 bad page inside a huge page costs 4 KiB. A connection cut during
-post-copy pauses both sides (nothing made up: the guest waits for what
-it lacks); migrate-recover plus migrate resume carry on to the end."""
+post-copy (16 MiB guests) pauses both sides (nothing made up: the guest
+waits for what it lacks); migrate-recover plus migrate resume carry on
+to the end; migrate-pause pauses too, and a quit then ends both sides."""
 import json
 import os
 import socket
@@ -23,12 +24,25 @@ from vmtest import VM, bad_pages, guest_report, wait_path
 
 vmtest.VMRAS = sys.argv[1]
 PAGE = 4096
-# 64 MiB: vCPU 0 owns 0x400000-0x2200000, vCPU 1 0x2200000-0x4000000.
-ERRORS = [(0x1a45000, "ao", None), (0x3123000, "ar", 1)]
-COMMON = ("--vcpus", "2", "--mem", "64M", "--passes", "100000", "--seed", "7")
+
+class Guest:
+    """A test guest's size and the pages it loses (one per vCPU's range)."""
+
+    def __init__(self, mib, errors):
+        self.mib = mib
+        self.pages = (mib << 20) // PAGE
+        self.errors = errors
+        self.args = ("--vcpus", "2", "--mem", "%dM" % mib, "--passes", "100000",
+                     "--seed", "7")
+        self.switch_after = (mib << 20) // 10  # pre-copy sends a tenth, then the switch
+
+
+# 64 MiB: vCPU 0 owns 0x400000-0x2200000, vCPU 1 0x2200000-0x4000000: the moves.
+BIG = Guest(64, [(0x1a45000, "ao", None), (0x3123000, "ar", 1)])
+# 16 MiB: vCPU 0 0x400000-0xa00000, vCPU 1 0xa00000-0x1000000: pauses and recovery.
+SMALL = Guest(16, [(0x600000, "ao", None), (0xc23000, "ar", 1)])
 # Slow pre-copy, so that the switch comes with most of RAM not yet sent.
 PRECOPY_BANDWIDTH = 8 << 20
-SWITCH_AFTER = 6 << 20
 
 
 def both_passes(q, timeout=120):
@@ -79,19 +93,19 @@ class Case:
         return isinstance(e, Exception)
 
 
-def poisoned_source(case, name, backend, prefix=()):
-    src = case.vm("--backend", backend, "--paused", *COMMON, prefix=prefix)
+def poisoned_source(case, name, backend, guest, prefix=()):
+    src = case.vm("--backend", backend, "--paused", *guest.args, prefix=prefix)
     q = src.qmp()
     q.cmd("cont")
     both_passes(q)
-    vmtest.poison(q, ERRORS, True)
+    vmtest.poison(q, guest.errors, True)
     before = both_passes(q)
-    tap.eq(bad_pages(q), sorted((g, PAGE) for g, _, _ in ERRORS),
+    tap.eq(bad_pages(q), sorted((g, PAGE) for g, _, _ in guest.errors),
            name + ": the source lost exactly 2 x 4 KiB")
     return src, q, before
 
 
-def start_postcopy(name, q, uri):
+def start_postcopy(name, q, uri, guest):
     """Pre-copy at a crawl, then the switch with most of RAM not sent."""
     tap.eq(q.cmd("migrate-set-capabilities",
                  capabilities=[{"capability": "postcopy-ram", "state": True}]),
@@ -101,19 +115,19 @@ def start_postcopy(name, q, uri):
            name + ": query-migrate-capabilities says so")
     q.cmd("migrate-set-parameters", **{"max-bandwidth": PRECOPY_BANDWIDTH})
     tap.eq(q.cmd("migrate", uri=uri), {"return": {}}, name + ": migrate accepted")
-    m = wait_transferred(q, SWITCH_AFTER)
+    m = wait_transferred(q, guest.switch_after)
     tap.eq(q.cmd("migrate-start-postcopy"), {"return": {}}, name + ": migrate-start-postcopy")
     d = wait_status(q, ("postcopy-active", "failed", "cancelled"))
     tap.eq(d["status"], "postcopy-active", name + ": the source says postcopy-active", d)
     return m
 
 
-def check_destination(name, qd, before, sent_at_switch):
+def check_destination(name, qd, before, guest):
     """Runs while pages arrive; later passes verify; bad pages poisoned."""
     after = both_passes(qd)
     m = qd.cmd("query-migrate")["return"]
     lazy = m.get("lazy", {})
-    tap.ok(lazy.get("pages-total", 0) == 16384 and lazy.get("faulted", 0) > 0,
+    tap.ok(lazy.get("pages-total", 0) == guest.pages and lazy.get("faulted", 0) > 0,
            name + ": the destination ran before its RAM was here (%d pages faulted in)"
            % lazy.get("faulted", 0), m)
     after = both_passes(qd)
@@ -127,11 +141,11 @@ def check_destination(name, qd, before, sent_at_switch):
     g = qd.cmd("query-guest")["return"]
     tap.eq(g["pages-corrupted"], 0, name + ": 0 corrupted on the destination")
     m = qd.cmd("query-migrate")["return"]
-    tap.ok(m["lazy"]["complete"] and m["lazy"]["pages-present"] == 16384,
-           name + ": all 16384 pages here", m["lazy"])
-    tap.eq(bad_pages(qd), sorted((g_, PAGE) for g_, _, _ in ERRORS),
+    tap.ok(m["lazy"]["complete"] and m["lazy"]["pages-present"] == guest.pages,
+           name + ": all %d pages here" % guest.pages, m["lazy"])
+    tap.eq(bad_pages(qd), sorted((g_, PAGE) for g_, _, _ in guest.errors),
            name + ": the destination lost exactly the source's 2 x 4 KiB, no more")
-    tap.ok(all(reads_poisoned(qd, gpa) for gpa, _, _ in ERRORS),
+    tap.ok(all(reads_poisoned(qd, gpa) for gpa, _, _ in guest.errors),
            name + ": each reads as poisoned there, not as data or zeros")
     tap.diag("%s: destination %s" % (name, json.dumps(m)))
     return m
@@ -155,23 +169,23 @@ def finish(name, q, src, qd, dst):
 def live(name, backend, hosts=None):
     with Case(name) as case:
         pre = hosts.src.prefix if hosts else ()
-        src, q, before = poisoned_source(case, name, backend, pre)
+        src, q, before = poisoned_source(case, name, backend, BIG, pre)
         if hosts:
             uri = "tcp:%s:%d" % (hosts.dst.addr, 4445)
         else:
             uri = "unix:" + os.path.join(src.dir, "pc.sock")
-        dst = case.vm("--backend", backend, "--incoming", uri, *COMMON,
+        dst = case.vm("--backend", backend, "--incoming", uri, *BIG.args,
                       prefix=hosts.dst.prefix if hosts else ())
         if hosts:
             time.sleep(0.5)
         else:
             wait_path(uri[5:], dst.proc)
-        at_switch = start_postcopy(name, q, uri)
+        at_switch = start_postcopy(name, q, uri, BIG)
         tap.ok(at_switch["ram"]["transferred"] < 32 << 20,
                name + ": the switch came with most of RAM not sent (%d MiB of 64 sent)"
                % (at_switch["ram"]["transferred"] >> 20))
         qd = dst.qmp()
-        check_destination(name, qd, before, at_switch)
+        check_destination(name, qd, before, BIG)
         finish(name, q, src, qd, dst)
 
 
@@ -235,16 +249,16 @@ class CuttingProxy:
 def cut_during_postcopy(case, name, backend, how="cut"):
     """Post-copy through a proxy that is cut at once (or a migrate-pause on
     the destination): both sides paused."""
-    src, q, before = poisoned_source(case, name, backend)
+    src, q, before = poisoned_source(case, name, backend, SMALL)
     dpath = os.path.join(src.dir, "dst.sock")
     ppath = os.path.join(src.dir, "proxy.sock")
-    dst = case.vm("--backend", backend, "--incoming", "unix:" + dpath, *COMMON)
+    dst = case.vm("--backend", backend, "--incoming", "unix:" + dpath, *SMALL.args)
     wait_path(dpath, dst.proc)
     p = CuttingProxy(ppath, dpath)
     qd = dst.qmp()
     # The rest at a crawl: the cut comes while most pages are missing.
-    q.cmd("migrate-set-parameters", **{"max-postcopy-bandwidth": 4 << 20})
-    start_postcopy(name, q, "unix:" + ppath)
+    q.cmd("migrate-set-parameters", **{"max-postcopy-bandwidth": 2 << 20})
+    start_postcopy(name, q, "unix:" + ppath, SMALL)
     wait_status(qd, ("postcopy-active",))
     time.sleep(0.3)
     if how == "cut":
@@ -257,7 +271,7 @@ def cut_during_postcopy(case, name, backend, how="cut"):
     tap.eq(dd["status"], "postcopy-paused", name + ": the destination pauses", dd)
     m1 = qd.cmd("query-migrate")["return"]
     tap.ok(not m1["lazy"]["complete"], name + ": pages were still missing at the cut "
-           "(%d of 16384 here)" % m1["lazy"]["pages-present"], m1["lazy"])
+           "(%d of %d here)" % (m1["lazy"]["pages-present"], SMALL.pages), m1["lazy"])
     time.sleep(1)
     m2 = qd.cmd("query-migrate")["return"]
     tap.eq(m2["lazy"]["pages-present"], m1["lazy"]["pages-present"],
@@ -279,7 +293,7 @@ def test_cut_and_recover():
         wait_path(rpath, dst.proc)
         tap.eq(q.cmd("migrate", uri="unix:" + rpath, resume=True), {"return": {}},
                name + ": migrate resume on the source")
-        check_destination(name, qd, before, None)
+        check_destination(name, qd, before, SMALL)
         finish(name, q, src, qd, dst)
 
 
