@@ -21,7 +21,7 @@ import time
 import netns
 import tap
 import vmtest
-from vmtest import VM, bad_pages, guest_report, wait_path
+from vmtest import Case, bad_pages, guest_report, wait_path
 
 vmtest.VMRAS = sys.argv[1]
 PAGE = 4096
@@ -68,30 +68,6 @@ def wait_migration(q, timeout=300):
     return q.wait_event(lambda e: e["event"] == "MIGRATION" and
                         e["data"]["status"] in ("completed", "failed", "cancelled"),
                         timeout=timeout)["data"]
-
-
-class Case:
-    """One named case: the VMs it starts (case.vm) are killed at its end,
-    and an exception is a failure of the case, with their stderr."""
-
-    def __init__(self, name):
-        self.name = name
-        self.vms = []
-
-    def vm(self, *args, **kw):
-        vm = VM(*args, **kw)
-        self.vms.append(vm)
-        return vm
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, etype, e, tb):
-        if isinstance(e, Exception):
-            tap.ok(False, self.name + ": " + repr(e), "".join(vm.stderr() for vm in self.vms))
-        for vm in self.vms:
-            vm.kill()
-        return isinstance(e, Exception)
 
 
 def check_destination(name, dst, passes_before, expect_bad, expect_retired=None):

@@ -20,7 +20,7 @@ import time
 import netns
 import tap
 import vmtest
-from vmtest import VM, bad_pages, guest_report, wait_path
+from vmtest import Case, bad_pages, guest_report, wait_path
 
 vmtest.VMRAS = sys.argv[1]
 PAGE = 4096
@@ -70,27 +70,6 @@ def wait_transferred(q, nbytes, timeout=120):
             return m
         time.sleep(0.02)
     raise RuntimeError("pre-copy sent less than %d bytes in %d s" % (nbytes, timeout))
-
-
-class Case:
-    def __init__(self, name):
-        self.name = name
-        self.vms = []
-
-    def vm(self, *args, **kw):
-        vm = VM(*args, **kw)
-        self.vms.append(vm)
-        return vm
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, etype, e, tb):
-        if isinstance(e, Exception):
-            tap.ok(False, self.name + ": " + repr(e), "".join(vm.stderr() for vm in self.vms))
-        for vm in self.vms:
-            vm.kill()
-        return isinstance(e, Exception)
 
 
 def poisoned_source(case, name, backend, guest, prefix=()):

@@ -273,6 +273,31 @@ class VM:
         self.err.close()
 
 
+
+class Case:
+    """One named case: the VMs it starts (case.vm) are killed at its end,
+    and an exception is a failure of the case, with their stderr."""
+
+    def __init__(self, name):
+        self.name = name
+        self.vms = []
+
+    def vm(self, *args, **kw):
+        vm = VM(*args, **kw)
+        self.vms.append(vm)
+        return vm
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, etype, e, tb):
+        import tap
+        if isinstance(e, Exception):
+            tap.ok(False, self.name + ": " + repr(e), "".join(vm.stderr() for vm in self.vms))
+        for vm in self.vms:
+            vm.kill()
+        return isinstance(e, Exception)
+
 def record_args(args, where):
     """Each test VM records into a database of its own (in where), unless
     the test chose: the host's shared one is no place for test runs."""

@@ -112,6 +112,19 @@ static void emit_status(struct vmm *vm, enum mig_status st, const char *error)
 	vmm_emit(vm, "MIGRATION", d);
 }
 
+/* The status as it is now (a thread's end), with its error. */
+static void emit_current_status(struct vmm *vm)
+{
+	enum mig_status st;
+	char why[sizeof(vm->mig.error)];
+
+	pthread_mutex_lock(&vm->mig.lock);
+	st = vm->mig.status;
+	memcpy(why, vm->mig.error, sizeof(why));
+	pthread_mutex_unlock(&vm->mig.lock);
+	emit_status(vm, st, why);
+}
+
 /* The migration thread's own progress (setup was said by migration_start). */
 static void set_status(struct vmm *vm, enum mig_status st)
 {
@@ -1297,16 +1310,7 @@ out:
 		vmm_stop(vm);
 	if (paused && !handed_over)
 		vmm_thaw(vm);
-	{
-		enum mig_status st;
-		char why[sizeof(m->error)];
-
-		pthread_mutex_lock(&m->lock);
-		st = m->status;
-		memcpy(why, m->error, sizeof(why));
-		pthread_mutex_unlock(&m->lock);
-		emit_status(vm, st, why);
-	}
+	emit_current_status(vm);
 	vmm_wake_main(vm);
 	return NULL;
 }
@@ -1382,16 +1386,7 @@ static void *resume_thread(void *arg)
 	pthread_mutex_unlock(&m->lock);
 	mig_close(s);
 	free(bm);
-	{
-		enum mig_status st;
-		char msg[sizeof(m->error)];
-
-		pthread_mutex_lock(&m->lock);
-		st = m->status;
-		memcpy(msg, m->error, sizeof(msg));
-		pthread_mutex_unlock(&m->lock);
-		emit_status(vm, st, msg);
-	}
+	emit_current_status(vm);
 	vmm_wake_main(vm);
 	return NULL;
 }
