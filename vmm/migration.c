@@ -1006,8 +1006,8 @@ static int pc_serve(struct vmm *vm, struct mig_stream *s, uint64_t *bm, bool unt
 		bool more = !end_sent && pc_next(vm, bm, &cursor, &p, &n);
 		int wait_ms = pc_pace_ms(vm, s, t0, b0);
 
-		/* Nothing left to send: wait for what the destination says. */
-		if (!more && !until_result && !end_sent) {
+		/* Nothing left to send: wait for what the destination says (its requests first). */
+		if (!more && !until_result && !end_sent && !mig_input_pending(s)) {
 			r = mig_write_section(s, SEC_PC_END, 0, NULL, 0, e) ?: mig_flush(s, e);
 			end_sent = true;
 			continue;
@@ -1248,6 +1248,9 @@ done:
 			vmras_migration_handed_over(vm->ras);
 		if (!r) {
 			r = mig_write_section(s, SEC_GO, 0, NULL, 0, &e) ?: mig_flush(s, &e);
+			pthread_mutex_lock(&m->lock);
+			m->go_sent = !r;
+			pthread_mutex_unlock(&m->lock);
 			if (r) {
 				char why[sizeof(e.msg)];
 
@@ -1490,7 +1493,9 @@ int migration_pause(struct vmm *vm, struct vmm_error *e)
 	if (postcopy_in_pause(vm) == 0)
 		return 0;
 	pthread_mutex_lock(&m->lock);
-	if (m->status != MIG_POSTCOPY_ACTIVE || !m->handed_over || !m->stream)
+	/* Not before "go" went out: a pause then would lose the guest on both sides. */
+	if ((m->status != MIG_POSTCOPY_ACTIVE && m->status != MIG_POSTCOPY_RECOVER) ||
+	    !m->go_sent || !m->stream)
 		r = vmm_failf(e, -EINVAL, "no post-copy migration is running here (status %s)",
 			      status_names[m->status]);
 	else
@@ -1560,7 +1565,7 @@ int migration_start(struct vmm *vm, const char *uri, bool resume, struct vmm_err
 	/* Not a secret: tells this migration's resume from another VM's. */
 	if (getrandom(&m->mig_id, sizeof(m->mig_id), GRND_NONBLOCK) != sizeof(m->mig_id))
 		m->mig_id = now_ns() ^ ((uint64_t)getpid() << 32);
-	m->postcopy = false;
+	m->postcopy = m->go_sent = false;
 	atomic_store(&m->postcopy_start, false);
 	m->window_ns = 0;
 	m->remaining = vm->ram.size;

@@ -93,6 +93,7 @@ struct vmm_migration {
 	bool postcopy_ram;	/* the capability */
 	atomic_bool postcopy_start;	/* migrate-start-postcopy: switch now */
 	bool postcopy;		/* this migration switched */
+	bool go_sent;		/* the handover reached the socket */
 	bool resume;		/* the thread resumes a paused post-copy */
 	uint64_t *pc_bm;	/* source: pages still to send, kept while paused */
 	uint64_t pc_requests, pc_bytes;

@@ -40,7 +40,7 @@ struct postcopy_in {
 	unsigned int senders;	/* threads sending on s without the lock */
 	bool rx_started, rec_started, stopping;
 	pthread_t rx, rec;
-	atomic_bool cancel;	/* a quit: the recovery's accept stops */
+	atomic_bool cancel;	/* a quit or a pause: the recovery's accept stops */
 	char why[400];		/* why it failed or paused */
 	char rec_uri[256];
 	uint64_t *here;		/* pages supplied (or here from pre-copy) */
@@ -175,12 +175,22 @@ out:
  * is not (a supply that failed) is asked for again; else the source
  * hears that it may let go.
  */
+/* Requests rx_end sends at most at a time: they fit any socket's buffer. */
+#define END_ASK_MAX 64
+
+/*
+ * The source has sent every page: all of them should be here. Any that
+ * is not (a supply that failed) is asked for again, a few at a time (this
+ * thread must go back to reading the answers: a full socket each way
+ * would stop both sides); the source ends again once it has answered.
+ * Else the source hears that it may let go.
+ */
 static int rx_end(struct postcopy_in *pc, bool *done, struct vmm_error *e)
 {
-	uint64_t gp = pc->g.granule / PC_PAGE, missing = 0;
+	uint64_t gp = pc->g.granule / PC_PAGE, missing = 0, asked = 0;
 	int r = 0;
 
-	for (uint64_t p = 0; p < pc->npages && !r; p += gp) {
+	for (uint64_t p = 0; p < pc->npages && asked < END_ASK_MAX; p += gp) {
 		bool here;
 
 		pthread_mutex_lock(&pc->lock);
@@ -189,13 +199,19 @@ static int rx_end(struct postcopy_in *pc, bool *done, struct vmm_error *e)
 		if (here)
 			continue;
 		missing++;
-		/* The source reads on: room comes. */
-		while ((r = pc_fetch(pc, p * PC_PAGE, pc->g.granule, false)) == -EAGAIN &&
-		       !stopping(pc))
+		/* No room: the source is writing; what was asked gets another end. */
+		for (int t = 0; t < 1000 && !stopping(pc); t++) {
+			r = pc_fetch(pc, p * PC_PAGE, pc->g.granule, false);
+			if (r != -EAGAIN || asked)
+				break;
 			nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+		}
+		if (r == -EAGAIN && asked)
+			break;
+		if (r)
+			return vmm_fail(e, r, "ask for the pages still missing after the end");
+		asked++;
 	}
-	if (r)
-		return vmm_fail(e, r, "ask for the pages still missing after the end");
 	*done = !missing;
 	if (missing)
 		return 0;
@@ -247,8 +263,12 @@ static void *rx_thread(void *arg)
 			pthread_mutex_unlock(&pc->lock);
 			break;
 		case SEC_PC_END:
-			r = sec.len ? vmm_failf(&e, -EPROTO, "a pc-end section with a payload")
-				    : mig_read_end(s, &sec, &e);
+			pthread_mutex_lock(&pc->lock);
+			r = pc->state != PC_RUNNING
+				? vmm_failf(&e, -EPROTO, "a pc-end section before the handover") : 0;
+			pthread_mutex_unlock(&pc->lock);
+			r = r ?: sec.len ? vmm_failf(&e, -EPROTO, "a pc-end section with a payload")
+					 : mig_read_end(s, &sec, &e);
 			if (!r)
 				r = rx_end(pc, &done, &e);
 			break;
@@ -343,6 +363,10 @@ int postcopy_in_begin(struct vmm *vm, struct mig_stream *s, const unsigned char 
 	r = start_rx(pc, e);
 	/* The stream stays the caller's (it closes it); the guest does not run here. */
 	if (r) {
+		/* A fault may be sending on it already: out of the way before the caller closes it. */
+		mig_cancel(s);
+		while (pc->senders)
+			pthread_cond_wait(&pc->cond, &pc->lock);
 		pc->s = NULL;
 		pc->state = PC_FAILED;
 		snprintf(pc->why, sizeof(pc->why), "%s", e->msg);
@@ -553,6 +577,7 @@ int postcopy_in_recover(struct vmm *vm, const char *uri, struct vmm_error *e)
 	}
 	snprintf(pc->rec_uri, sizeof(pc->rec_uri), "%s", uri);
 	pc->state = PC_RECOVERING;
+	atomic_store(&pc->cancel, false);	/* a pause of the last attempt is over */
 	pthread_mutex_unlock(&pc->lock);
 	publish(pc);
 	pthread_mutex_lock(&pc->lock);
@@ -578,6 +603,12 @@ int postcopy_in_pause(struct vmm *vm)
 	pthread_mutex_lock(&pc->lock);
 	if (pc->state == PC_RUNNING && pc->s) {
 		mig_cancel(pc->s);	/* the receiver sees a dead connection: paused */
+		r = 0;
+	} else if (pc->state == PC_RECOVERING) {
+		/* A recovery that waits for a peer that does not come: back to paused. */
+		atomic_store(&pc->cancel, true);
+		if (pc->pending)
+			mig_cancel(pc->pending);
 		r = 0;
 	}
 	pthread_mutex_unlock(&pc->lock);

@@ -17,6 +17,7 @@
  * never held across the source's fetch or an ioctl.
  */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1075,6 +1076,7 @@ int vmras_lazy_abandon(struct vmras *v)
 				e = vr_uffd_poison(v->router, lr->hva + g * lr->granule, lr->granule);
 				if (e != -EAGAIN)
 					break;
+				sched_yield();
 			}
 			if (e && e != -EEXIST && e != -ENOENT) {
 				/* Not poisoned: its waiters must not sleep on a mark. */
