@@ -265,6 +265,18 @@ def test_cut_and_recover():
     name = "post-copy cut and recovered, anon"
     with Case(name) as case:
         src, q, dst, qd, before = cut_during_postcopy(case, name, "anon")
+        # A recovery nobody connects to can be given up.
+        tap.eq(qd.cmd("migrate-recover", uri="unix:" + os.path.join(src.dir, "nobody.sock")),
+               {"return": {}}, name + ": migrate-recover on a URI no source will use")
+        wait_status(qd, ("postcopy-recover",))
+        tap.eq(qd.cmd("migrate-pause"), {"return": {}},
+               name + ": migrate-pause gives the waiting recovery up")
+        end = time.time() + 30
+        while time.time() < end and \
+                qd.cmd("query-migrate")["return"]["status"] != "postcopy-paused":
+            time.sleep(0.05)
+        tap.eq(qd.cmd("query-migrate")["return"]["status"], "postcopy-paused",
+               name + ": the destination is paused again")
         rpath = os.path.join(src.dir, "recover.sock")
         q.cmd("migrate-set-parameters", **{"max-postcopy-bandwidth": 0})
         tap.eq(qd.cmd("migrate-recover", uri="unix:" + rpath), {"return": {}},
