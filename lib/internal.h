@@ -58,6 +58,7 @@ struct vr_notice {
 	uint64_t group;		/* the event's seq: a primary and its bystanders */
 	bool bystander;		/* another CPU's copy of a broadcast: not reported */
 	bool deferred;		/* counted once as deferred */
+	uint64_t held_since_ns;	/* an AR waiting for the guest's handler to end, or 0 */
 	_Alignas(8) unsigned char arch[VR_NOTICE_ARCH_BYTES];
 };
 
@@ -69,6 +70,7 @@ struct vr_vcpu {			/* under v->lock */
 	unsigned int npending;
 	struct vr_notice pending[VR_VCPU_MAX_PENDING];
 	uint64_t last_ar_page;	/* page of the last AR delivered here, or ~0 */
+	unsigned int ar_repeats;	/* ARs on last_ar_page since its first notice */
 	bool raise_ar;		/* injector: this thread sends itself an AR */
 	uint64_t raise_ar_hva;
 };

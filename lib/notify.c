@@ -2,9 +2,11 @@
 /*
  * Per-vCPU notice queues. The engine queues what the arch ops prepared
  * and kicks the vCPU; the vCPU's own thread delivers in vmras_vcpu_pre_run
- * (KVM holds a vCPU's mutex while it runs, so only that thread can). An
- * action-optional notice to a guest still handling the last one waits; an
- * action-required one is recursive and follows the policy. Every primary
+ * (KVM holds a vCPU's mutex while it runs, so only that thread can). A
+ * notice to a guest still handling the last one waits: an action-optional
+ * one until the handler ends, an action-required one for AR_HOLD_NS, then
+ * it is recursive and follows the policy. A guest that keeps touching a
+ * page it was told about is cut off after AR_REPEAT_LIMIT. Every primary
  * notice is reported exactly once: delivered, superseded, moot at reset,
  * or undeliverable with the reason.
  *
@@ -27,6 +29,18 @@
 
 /* How long a consuming vCPU waits for bystanders to take their copies. */
 #define BYSTANDER_WAIT_NS (100 * 1000 * 1000ULL)
+/*
+ * How long an AR waits for the guest to finish the machine check it is
+ * handling (its access raced another notice) before it counts as
+ * recursive: an emulated guest's handler takes milliseconds.
+ */
+#define AR_HOLD_NS (1000 * 1000 * 1000ULL)
+/*
+ * Machine checks for one page on one vCPU (taken and touched again, or an
+ * access that cannot complete repeated while its handler runs) before the
+ * guest counts as one that does not act on them.
+ */
+#define AR_REPEAT_LIMIT 8
 
 static void kick(struct vmras *v, unsigned int vcpu)
 {
@@ -94,6 +108,16 @@ static unsigned int drop_pending_ao(struct vmras *v, uint64_t page, uint64_t siz
 	return n;
 }
 
+/* With v->lock held: an AR for page is queued on s (held for the guest's handler). */
+static bool ar_pending(const struct vr_vcpu *s, uint64_t page)
+{
+	for (unsigned int j = 0; j < s->npending; j++)
+		if (!s->pending[j].bystander && s->pending[j].f.action_required &&
+		    (s->pending[j].f.ev.gpa & ~(SMALL_PAGE - 1)) == page)
+			return true;
+	return false;
+}
+
 void vr_notify(struct vmras *v, struct vmras_failure *f, int target, uint32_t arch_state)
 {
 	/* Engine thread only: its scratch lives in the context, not on the stack. */
@@ -134,6 +158,14 @@ void vr_notify(struct vmras *v, struct vmras_failure *f, int target, uint32_t ar
 		/* An AO can wait for the guest's own access; an AR cannot. */
 		undeliverable(v, f, f->action_required ? v->cfg.policy.undeliverable
 						       : VMRAS_ACTION_IGNORE, why);
+		return;
+	}
+	if (f->action_required && ar_pending(&v->vcpus[target], f->ev.gpa & ~(SMALL_PAGE - 1))) {
+		pthread_mutex_unlock(&v->lock);
+		f->action = VMRAS_ACTION_IGNORE;
+		snprintf(f->detail, sizeof(f->detail),
+			 "repeat of an access whose machine check waits for the guest");
+		vr_report(v, f);
 		return;
 	}
 	if (f->action_required)
@@ -204,6 +236,7 @@ void vr_notify_drop_all(struct vmras *v, const char *why)
 		v->vcpus[i].raise_ar = false;
 		v->vcpus[i].offline = false;
 		v->vcpus[i].last_ar_page = ~0ULL;
+		v->vcpus[i].ar_repeats = 0;
 		pthread_mutex_unlock(&v->lock);
 		for (unsigned int k = 0; k < n; k++) {
 			dropped[k].f.action = VMRAS_ACTION_IGNORE;
@@ -276,10 +309,18 @@ int vmras_vcpu_online(struct vmras *v, unsigned int vcpu, bool online)
 	return 0;
 }
 
+/* Inside a machine-check handler (MCIP on x86). */
+static bool guest_busy(struct vmras *v, struct vr_vcpu *s)
+{
+	bool busy = false;
+
+	return !v->arch->busy(v->arch_data, s->fd, &busy) && busy;
+}
+
 /* An injected AR: what KVM sends the vCPU thread that touched poison. */
 static int raise_injected_ar(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s)
 {
-	bool raise, busy = false;
+	bool raise;
 	uint64_t hva;
 	int r;
 
@@ -291,7 +332,7 @@ static int raise_injected_ar(struct vmras *v, unsigned int vcpu, struct vr_vcpu 
 	if (!raise)
 		return 0;
 	/* A guest inside its handler touches no data: the access waits, as a real one would. */
-	if (!v->arch->busy(v->arch_data, s->fd, &busy) && busy) {
+	if (guest_busy(v, s)) {
 		pthread_mutex_lock(&v->lock);
 		s->raise_ar = true;
 		pthread_mutex_unlock(&v->lock);
@@ -346,7 +387,67 @@ static bool wait_for_bystanders(struct vmras *v, unsigned int vcpu, uint64_t gro
 	return !late;
 }
 
-/* Deliver one notice; false if it must wait (guest busy with an AO's predecessor). */
+/*
+ * An AR that met the guest inside another machine check's handler (its
+ * access raced that notice: a bystander copy, an AO, another page's AR)
+ * waits for the handler to end, as a second error would have waited in
+ * its bank, instead of counting as recursive at once; for AR_HOLD_NS.
+ */
+static uint64_t last_ar_page(struct vmras *v, struct vr_vcpu *s)
+{
+	uint64_t page;
+
+	pthread_mutex_lock(&v->lock);
+	page = s->last_ar_page;
+	pthread_mutex_unlock(&v->lock);
+	return page;
+}
+
+static bool hold_ar(struct vmras *v, struct vr_notice *p)
+{
+	uint64_t now = vr_mono_ns();
+
+	if (!p->held_since_ns) {
+		p->held_since_ns = now;
+		p->deferred = true;
+		VR_STAT_ADD(v, notice_deferred, 1);
+	}
+	return now - p->held_since_ns < AR_HOLD_NS;
+}
+
+/*
+ * A guest that takes machine checks for a page and touches it again (its
+ * handler does not retire it), or whose access can never complete, would
+ * loop forever: past AR_REPEAT_LIMIT the undeliverable policy applies,
+ * and an `ignore` there becomes `fatal` (ignoring it is the loop).
+ */
+static bool repeats_exhausted(struct vmras *v, struct vr_vcpu *s, struct vr_notice *p,
+			      uint64_t page)
+{
+	enum vmras_action action = v->cfg.policy.undeliverable;
+	unsigned int repeats;
+	char why[128];
+
+	if (p->bystander || !p->f.action_required)
+		return false;
+	pthread_mutex_lock(&v->lock);
+	repeats = s->last_ar_page == page ? s->ar_repeats : 0;
+	pthread_mutex_unlock(&v->lock);
+	if (repeats < AR_REPEAT_LIMIT)
+		return false;
+	if (action == VMRAS_ACTION_IGNORE)
+		action = VMRAS_ACTION_FATAL;
+	snprintf(why, sizeof(why),
+		 "the guest touched page 0x%llx again after %u machine checks for it: it does not "
+		 "act on them", (unsigned long long)page, repeats + 1);
+	undeliverable(v, &p->f, action, why);
+	pthread_mutex_lock(&v->lock);
+	pthread_cond_broadcast(&v->cond);
+	pthread_mutex_unlock(&v->lock);
+	return true;
+}
+
+/* Deliver one notice; false if it must wait (guest busy with an earlier notice). */
 static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struct vr_notice *p)
 {
 	struct vmras_failure *f = &p->f;
@@ -354,6 +455,11 @@ static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struc
 	char why[100], detail[sizeof(f->detail)];
 	int r;
 
+	if (repeats_exhausted(v, s, p, page))
+		return true;
+	if (!p->bystander && f->action_required && guest_busy(v, s) && last_ar_page(v, s) != page &&
+	    hold_ar(v, p))
+		return false;
 	if (!p->bystander && f->action_required) {
 		pthread_mutex_lock(&v->lock);
 		bool wait = bystanders_pending(v, p->group);
@@ -372,8 +478,12 @@ static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struc
 			v->stats.notice_broadcast++;
 		} else {
 			v->stats.notice_delivered++;
-			if (f->action_required)
+			if (f->action_required && s->last_ar_page == page) {
+				s->ar_repeats++;
+			} else if (f->action_required) {
 				s->last_ar_page = page;
+				s->ar_repeats = 0;
+			}
 		}
 		pthread_cond_broadcast(&v->cond);
 		pthread_mutex_unlock(&v->lock);
@@ -407,12 +517,20 @@ static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struc
 		}
 		return false;
 	}
-	if (r == VR_BUSY && !p->bystander && s->last_ar_page == page) {
+	if (r == VR_BUSY && !p->bystander && f->action_required && last_ar_page(v, s) != page &&
+	    hold_ar(v, p))
+		return false;
+	if (r == VR_BUSY && !p->bystander && last_ar_page(v, s) == page) {
 		/*
 		 * The same access again before the guest took the notice for it
 		 * (a string instruction the emulator continues): not a second
-		 * error.
+		 * error. One that cannot complete (no filler) counts as a repeat.
 		 */
+		if (f->ev.source != VMRAS_SRC_RAM_MMIO) {
+			pthread_mutex_lock(&v->lock);
+			s->ar_repeats++;
+			pthread_mutex_unlock(&v->lock);
+		}
 		f->action = VMRAS_ACTION_IGNORE;
 		snprintf(f->detail, sizeof(f->detail),
 			 "repeat of the access whose machine check the guest is taking");
@@ -450,7 +568,7 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 {
 	struct vr_notice *todo, *over;
 	struct vr_vcpu *s;
-	unsigned int n = 0, i;
+	unsigned int n = 0, rest = 0, i;
 	int r;
 
 	if (vcpu >= VR_MAX_VCPUS || !v->vcpus[vcpu].registered || !v->arch)
@@ -480,12 +598,12 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 	s->npending = 0;
 	pthread_mutex_unlock(&v->lock);
 
+	/* What must wait (the guest is busy) keeps its order, in front of the queue. */
 	for (i = 0; i < n; i++)
 		if (!deliver(v, vcpu, s, &todo[i]))
-			break;
-	if (i < n) {
-		/* Put the rest back in front, in order, for the next try. */
-		unsigned int rest = n - i, keep, nover = 0;
+			todo[rest++] = todo[i];
+	if (rest) {
+		unsigned int keep, nover = 0;
 
 		pthread_mutex_lock(&v->lock);
 		keep = s->npending;
@@ -496,7 +614,7 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 			keep -= nover;
 		}
 		memmove(s->pending + rest, s->pending, keep * sizeof(s->pending[0]));
-		memcpy(s->pending, todo + i, rest * sizeof(todo[0]));
+		memcpy(s->pending, todo, rest * sizeof(todo[0]));
 		s->npending = rest + keep;
 		pthread_mutex_unlock(&v->lock);
 		for (unsigned int k = 0; k < nover; k++) {

@@ -573,9 +573,30 @@ struct runner {
 	unsigned int index;
 	atomic_bool stop, done;
 	atomic_uint loop_outs, mc_outs, intr_exits, handled;
+	_Atomic uint64_t fake_fault;	/* nonzero: report a KVM memory fault at this GPA */
 	int start_rc, pre_run_err, run_err;
 	uint32_t bad_exit;
 };
+
+/*
+ * What KVM_RUN reports when the guest's access meets poison on a host
+ * with hardware virtualization: -EHWPOISON with KVM_EXIT_MEMORY_FAULT.
+ * This host emulates guest code, so a test stages it between runs.
+ */
+static int fake_memory_fault(struct runner *r, uint64_t gpa)
+{
+	struct kvm_run *run = calloc(1, sizeof(*run));
+	int x;
+
+	if (!run)
+		return -ENOMEM;
+	run->exit_reason = KVM_EXIT_MEMORY_FAULT;
+	kabi_kvm_run_memory_fault(run)->gpa = gpa;
+	kabi_kvm_run_memory_fault(run)->size = SUB;
+	x = vmras_vcpu_exit(ras, r->index, run, -EHWPOISON);
+	free(run);
+	return x;
+}
 
 static void *runner_thread(void *arg)
 {
@@ -586,6 +607,10 @@ static void *runner_thread(void *arg)
 	while (!r->start_rc && !atomic_load(&r->stop)) {
 		int ret, x;
 
+		uint64_t fake = atomic_exchange(&r->fake_fault, 0);
+
+		if (fake && fake_memory_fault(r, fake) != VMRAS_EXIT_HANDLED)
+			r->bad_exit = KVM_EXIT_MEMORY_FAULT;
 		/* Cleared before pre_run: a kick after it makes KVM_RUN return at once. */
 		__atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 		x = vmras_vcpu_pre_run(ras, r->index);
@@ -646,6 +671,81 @@ static void check_delivered_report(uint64_t page, const char *name)
 	   "%s: report: inject, action optional, contained, 4 KiB, an AO from SIGBUS "
 	   "(action %d, ar %d, contained %d, size %" PRIu64 ", source %d, detail '%s')", name,
 	   f.action, f.action_required, f.contained, f.size, f.ev.source, f.detail);
+}
+
+static bool is_held_timeout(const struct vmras_failure *f)
+{
+	return f->action == VMRAS_ACTION_RESET && f->recursive;
+}
+
+static bool is_ignored_repeat(const struct vmras_failure *f)
+{
+	return f->action == VMRAS_ACTION_RESET && strstr(f->detail, "does not act on them");
+}
+
+/*
+ * An AR whose access raced another notice finds the guest inside that
+ * handler (MCIP set): it waits for the handler to end instead of counting
+ * as recursive at once; one that waits too long does count. A guest that
+ * keeps touching a page it was told about is cut off by the policy.
+ */
+static void held_ar_steps(struct runner *rn, struct kvmt_mc_area *area)
+{
+	const uint64_t g3 = C1_RAM_GPA + 20 * SUB, g4 = C1_RAM_GPA + 21 * SUB;
+	const uint64_t g5 = C1_RAM_GPA + 22 * SUB, g6 = C1_RAM_GPA + 23 * SUB;
+	struct vmras_stats st0 = get_stats(), st;
+	struct vmras_failure f;
+	uint32_t loops, mc;
+	int k;
+
+	area->clear_mcip = 0;
+	is_int(vmras_inject(ras, g3, VMRAS_AO, -1, true), 0, "held AR: an AO the guest keeps MCIP for");
+	if (!ok(WAIT_FOR(area->mc_count >= 3 || atomic_load(&rn->done), 20) && area->mc_count == 3,
+		"held AR: the AO is taken (MCIP stays set)"))
+		return;
+	atomic_store(&rn->fake_fault, g4);
+	ok(WAIT_FOR(get_stats().notice_deferred > st0.notice_deferred || atomic_load(&rn->done), 20),
+	   "held AR: KVM reports vCPU 0's access to another page: its AR is held");
+	loops = area->loops;
+	ok(WAIT_FOR(area->loops >= loops + 50 || atomic_load(&rn->done), 20),
+	   "held AR: the guest runs on in its handler meanwhile");
+	is_int(area->mc_count, 3, "held AR: no #MC inside the #MC");
+	is_int(atomic_load(&n_resets), 0, "held AR: no reset (not yet recursive)");
+	area->clear_mcip = 1;
+	if (ok(WAIT_FOR(area->mc_count >= 4 || atomic_load(&rn->done), 20) && area->mc_count == 4,
+	       "held AR: delivered once the guest cleared MCIP"))
+		ok(area->status == STATUS_SRAR && area->addr == g4,
+		   "held AR: it is the SRAR for that page (status 0x%" PRIx64 ", addr 0x%" PRIx64 ")",
+		   (uint64_t)area->status, (uint64_t)area->addr);
+
+	/* The guest's handler returns and it touches the page again, and again. */
+	for (k = 1, mc = 4; k <= 8; k++) {
+		atomic_store(&rn->fake_fault, g4);
+		if (!WAIT_FOR(area->mc_count > mc || atomic_load(&rn->done), 20))
+			break;
+		mc = area->mc_count;
+	}
+	is_int(k, 9, "repeats: 8 more touches of the page, each a machine check");
+	is_int(atomic_load(&n_resets), 0, "repeats: no reset yet");
+	atomic_store(&rn->fake_fault, g4);
+	ok(WAIT_FOR(atomic_load(&n_resets) == 1, 20) && flog_find(g4, SUB, is_ignored_repeat, &f),
+	   "repeats: the 10th is not sent; the policy resets a guest that does not act on "
+	   "them (%s)", f.detail);
+	is_int(area->mc_count, mc, "repeats: no #MC for it");
+
+	/* A held AR whose guest never leaves its handler is recursive after all. */
+	area->clear_mcip = 0;
+	mc = area->mc_count;
+	is_int(vmras_inject(ras, g5, VMRAS_AO, -1, true), 0, "held too long: an AO, MCIP kept set");
+	ok(WAIT_FOR(area->mc_count > mc || atomic_load(&rn->done), 20), "held too long: taken");
+	atomic_store(&rn->fake_fault, g6);
+	ok(WAIT_FOR(atomic_load(&n_resets) == 2, 20) && flog_find(g6, SUB, is_held_timeout, &f),
+	   "held too long: recursive, the policy resets (%s)", f.detail);
+	st = get_stats();
+	ok(st.notice_deferred >= st0.notice_deferred + 2,
+	   "held AR: each hold counted in notice_deferred (%" PRIu64 " -> %" PRIu64 ")",
+	   st0.notice_deferred, st.notice_deferred);
+	area->clear_mcip = 1;
 }
 
 static void case_delivery(void)
@@ -753,6 +853,7 @@ static void case_delivery(void)
 	}
 	tap_diag("delivery: %u loop exits, %u kicked exits, %d kicks", atomic_load(&rn.loop_outs),
 		 atomic_load(&rn.intr_exits), atomic_load(&n_kicks));
+	held_ar_steps(&rn, area);
 
 	area->stop = 1;
 	ok(WAIT_FOR(atomic_load(&rn.done), 20), "delivery: the guest stops on request");
