@@ -59,6 +59,7 @@ struct vr_notice {
 	bool bystander;		/* another CPU's copy of a broadcast: not reported */
 	bool deferred;		/* counted once as deferred */
 	uint64_t held_since_ns;	/* an AR waiting for the guest's handler to end, or 0 */
+	bool counted;		/* an AR counted in its vCPU's ar_repeats */
 	_Alignas(8) unsigned char arch[VR_NOTICE_ARCH_BYTES];
 };
 
@@ -70,7 +71,8 @@ struct vr_vcpu {			/* under v->lock */
 	unsigned int npending;
 	struct vr_notice pending[VR_VCPU_MAX_PENDING];
 	uint64_t last_ar_page;	/* page of the last AR delivered here, or ~0 */
-	unsigned int ar_repeats;	/* ARs on last_ar_page since its first notice */
+	uint64_t seen_ar_page;	/* page of the last AR notice taken up here, or ~0 */
+	unsigned int ar_repeats;	/* further AR notices for seen_ar_page */
 	bool raise_ar;		/* injector: this thread sends itself an AR */
 	uint64_t raise_ar_hva;
 };

@@ -236,6 +236,7 @@ void vr_notify_drop_all(struct vmras *v, const char *why)
 		v->vcpus[i].raise_ar = false;
 		v->vcpus[i].offline = false;
 		v->vcpus[i].last_ar_page = ~0ULL;
+		v->vcpus[i].seen_ar_page = ~0ULL;
 		v->vcpus[i].ar_repeats = 0;
 		pthread_mutex_unlock(&v->lock);
 		for (unsigned int k = 0; k < n; k++) {
@@ -417,29 +418,40 @@ static bool hold_ar(struct vmras *v, struct vr_notice *p)
 
 /*
  * A guest that takes machine checks for a page and touches it again (its
- * handler does not retire it), or whose access can never complete, would
- * loop forever: past AR_REPEAT_LIMIT the undeliverable policy applies,
- * and an `ignore` there becomes `fatal` (ignoring it is the loop).
+ * handler does not retire it), or whose access can never complete (the
+ * notice cannot be delivered and the policy ignores that), would loop
+ * forever: past AR_REPEAT_LIMIT further notices for one page, the
+ * undeliverable policy applies, and an `ignore` there becomes `fatal`
+ * (ignoring it is the loop). An emulated access completed with filler
+ * while the guest is busy moved on: it is not counted.
  */
 static bool repeats_exhausted(struct vmras *v, struct vr_vcpu *s, struct vr_notice *p,
-			      uint64_t page)
+			      uint64_t page, bool busy)
 {
 	enum vmras_action action = v->cfg.policy.undeliverable;
 	unsigned int repeats;
 	char why[128];
 
-	if (p->bystander || !p->f.action_required)
+	if (p->bystander || !p->f.action_required || p->counted)
+		return false;
+	p->counted = true;
+	if (busy && p->f.ev.source == VMRAS_SRC_RAM_MMIO)
 		return false;
 	pthread_mutex_lock(&v->lock);
-	repeats = s->last_ar_page == page ? s->ar_repeats : 0;
+	if (s->seen_ar_page == page) {
+		repeats = ++s->ar_repeats;
+	} else {
+		s->seen_ar_page = page;
+		repeats = s->ar_repeats = 0;
+	}
 	pthread_mutex_unlock(&v->lock);
-	if (repeats < AR_REPEAT_LIMIT)
+	if (repeats <= AR_REPEAT_LIMIT)
 		return false;
 	if (action == VMRAS_ACTION_IGNORE)
 		action = VMRAS_ACTION_FATAL;
 	snprintf(why, sizeof(why),
 		 "the guest touched page 0x%llx again after %u machine checks for it: it does not "
-		 "act on them", (unsigned long long)page, repeats + 1);
+		 "act on them", (unsigned long long)page, repeats);
 	undeliverable(v, &p->f, action, why);
 	pthread_mutex_lock(&v->lock);
 	pthread_cond_broadcast(&v->cond);
@@ -455,10 +467,11 @@ static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struc
 	char why[100], detail[sizeof(f->detail)];
 	int r;
 
-	if (repeats_exhausted(v, s, p, page))
+	bool busy = !p->bystander && f->action_required && guest_busy(v, s);
+
+	if (repeats_exhausted(v, s, p, page, busy))
 		return true;
-	if (!p->bystander && f->action_required && guest_busy(v, s) && last_ar_page(v, s) != page &&
-	    hold_ar(v, p))
+	if (busy && last_ar_page(v, s) != page && hold_ar(v, p))
 		return false;
 	if (!p->bystander && f->action_required) {
 		pthread_mutex_lock(&v->lock);
@@ -478,12 +491,8 @@ static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struc
 			v->stats.notice_broadcast++;
 		} else {
 			v->stats.notice_delivered++;
-			if (f->action_required && s->last_ar_page == page) {
-				s->ar_repeats++;
-			} else if (f->action_required) {
+			if (f->action_required)
 				s->last_ar_page = page;
-				s->ar_repeats = 0;
-			}
 		}
 		pthread_cond_broadcast(&v->cond);
 		pthread_mutex_unlock(&v->lock);
@@ -524,13 +533,8 @@ static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struc
 		/*
 		 * The same access again before the guest took the notice for it
 		 * (a string instruction the emulator continues): not a second
-		 * error. One that cannot complete (no filler) counts as a repeat.
+		 * error.
 		 */
-		if (f->ev.source != VMRAS_SRC_RAM_MMIO) {
-			pthread_mutex_lock(&v->lock);
-			s->ar_repeats++;
-			pthread_mutex_unlock(&v->lock);
-		}
 		f->action = VMRAS_ACTION_IGNORE;
 		snprintf(f->detail, sizeof(f->detail),
 			 "repeat of the access whose machine check the guest is taking");

@@ -156,6 +156,7 @@ int vmras_add_vcpu(struct vmras *v, unsigned int index, int vcpu_fd)
 	v->vcpus[index].registered = true;
 	v->vcpus[index].fd = vcpu_fd;
 	v->vcpus[index].last_ar_page = ~0ULL;
+	v->vcpus[index].seen_ar_page = ~0ULL;
 	if (index + 1 > v->nvcpus)
 		v->nvcpus = index + 1;
 	pthread_mutex_unlock(&v->lock);
