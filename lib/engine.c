@@ -297,6 +297,7 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 		.kind = ev->kind,
 		.vcpu = (ev->valid & VMRAS_EV_VCPU) ? ev->vcpu : -1,
 		.first_ns = ev->time_ns,
+		.fault_flags = (ev->valid & VMRAS_EV_FAULT_FLAGS) ? ev->fault_flags : 0,
 	};
 	err = vmras_registry_add(v->registry, &p, &merged);
 	if (!err)

@@ -56,6 +56,7 @@ int vmras_failure_json(const struct vmras_failure *f, char *buf, size_t size)
 {
 	const struct vmras_event *e = &f->ev;
 	char gpa[32] = "null", hva[32] = "null", vcpu[16] = "null", detail[160];
+	const char *private = "null";
 	size_t o = 0;
 	int n;
 
@@ -77,17 +78,19 @@ int vmras_failure_json(const struct vmras_failure *f, char *buf, size_t size)
 			detail[o++] = (char)c;
 	}
 	detail[o] = '\0';
+	if (e->valid & VMRAS_EV_FAULT_FLAGS)
+		private = e->fault_flags & VMRAS_FAULT_PRIVATE ? "true" : "false";
 	n = snprintf(buf, size,
 		     "{\"recipient\": \"%s\", \"action\": \"%s\", "
 		     "\"flags\": {\"action-required\": %s, \"recursive\": %s}, "
 		     "\"gpa\": %s, \"hva\": %s, \"size\": %" PRIu64 ", \"vcpu\": %s, "
 		     "\"source\": \"%s\", \"kind\": \"%s\", \"contained\": %s, "
-		     "\"time-ns\": %" PRIu64 ", \"detail\": \"%s\"}",
+		     "\"private\": %s, \"time-ns\": %" PRIu64 ", \"detail\": \"%s\"}",
 		     vmras_recipient_name(f->recipient), vmras_action_name(f->action),
 		     f->action_required ? "true" : "false", f->recursive ? "true" : "false",
 		     gpa, hva, f->size, vcpu, vmras_source_name(e->source),
 		     e->kind == VMRAS_AR ? "ar" : "ao", f->contained ? "true" : "false",
-		     e->time_ns, detail);
+		     private, e->time_ns, detail);
 	if (n < 0 || (size_t)n >= size)
 		return -ENOSPC;
 	return n;

@@ -110,10 +110,16 @@ int vr_inject_execute(struct vmras *v, const struct vr_work *w)
 	if (w->ev.kind == VMRAS_AO)
 		/* memory_failure() tells the early-kill thread: this one. */
 		return vr_raise_sigbus(BUS_MCEERR_AO, hva, log2_u64(r->page_size));
-	/* KVM tells the vCPU thread that touched it: that thread sends it itself. */
+	/*
+	 * KVM tells the vCPU thread that touched it: that thread sends it
+	 * itself (or, for guest_memfd, takes the failed KVM_RUN's exit).
+	 */
 	pthread_mutex_lock(&v->lock);
 	v->vcpus[w->ev.vcpu].raise_ar = true;
 	v->vcpus[w->ev.vcpu].raise_ar_hva = hva & ~(SMALL_PAGE - 1);
+	v->vcpus[w->ev.vcpu].raise_ar_gpa = page;
+	/* guest_memfd poison reaches no thread as SIGBUS: KVM_RUN fails instead. */
+	v->vcpus[w->ev.vcpu].raise_ar_exit = r->backing == VMRAS_BACKING_GUEST_MEMFD;
 	pthread_mutex_unlock(&v->lock);
 	if (v->cfg.ops.kick_vcpu)
 		v->cfg.ops.kick_vcpu(v->cfg.ops.opaque, (unsigned int)w->ev.vcpu);

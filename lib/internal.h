@@ -75,6 +75,8 @@ struct vr_vcpu {			/* under v->lock */
 	unsigned int ar_repeats;	/* further AR notices for seen_ar_page */
 	bool raise_ar;		/* injector: this thread sends itself an AR */
 	uint64_t raise_ar_hva;
+	uint64_t raise_ar_gpa;
+	bool raise_ar_exit;	/* as KVM_RUN -EHWPOISON (guest_memfd), not SIGBUS */
 };
 
 /* Engine work: an event, or a command carried out in arrival order. */

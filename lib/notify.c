@@ -23,6 +23,7 @@
 
 #include "arch/arch.h"
 #include "internal.h"
+#include "kabi/kvm.h"
 #include "uffd/lazy.h"
 #include "sources/sources.h"
 #include "util/clock.h"
@@ -318,16 +319,41 @@ static bool guest_busy(struct vmras *v, struct vr_vcpu *s)
 	return !v->arch->busy(v->arch_data, s->fd, &busy) && busy;
 }
 
+/*
+ * An injected AR on guest_memfd: what KVM_RUN returns when the guest
+ * touches a poisoned guest_memfd folio (kvm_gmem_get_pfn: -EHWPOISON),
+ * a shared access (flags 0), 4 KiB.
+ */
+static int raise_memory_fault(struct vmras *v, unsigned int vcpu, uint64_t gpa)
+{
+	struct kvm_run *run = calloc(1, sizeof(*run)); /* a vCPU thread's stack may be small */
+	struct kabi_kvm_memory_fault *mf;
+	int r;
+
+	if (!run)
+		return -ENOMEM;
+	run->exit_reason = KVM_EXIT_MEMORY_FAULT;
+	mf = kabi_kvm_run_memory_fault(run);
+	mf->gpa = gpa;
+	mf->size = SMALL_PAGE;
+	mf->flags = 0;
+	r = vmras_vcpu_exit(v, vcpu, run, -EHWPOISON);
+	free(run);
+	return r < 0 ? r : 0;
+}
+
 /* An injected AR: what KVM sends the vCPU thread that touched poison. */
 static int raise_injected_ar(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s)
 {
-	bool raise;
-	uint64_t hva;
+	bool raise, as_exit;
+	uint64_t hva, gpa;
 	int r;
 
 	pthread_mutex_lock(&v->lock);
 	raise = s->raise_ar;
 	hva = s->raise_ar_hva;
+	gpa = s->raise_ar_gpa;
+	as_exit = s->raise_ar_exit;
 	s->raise_ar = false;
 	pthread_mutex_unlock(&v->lock);
 	if (!raise)
@@ -340,6 +366,8 @@ static int raise_injected_ar(struct vmras *v, unsigned int vcpu, struct vr_vcpu 
 		vr_engine_wake(v); /* it kicks us again shortly */
 		return 0;
 	}
+	if (as_exit)
+		return raise_memory_fault(v, vcpu, gpa);
 	r = vr_raise_sigbus(BUS_MCEERR_AR, hva, 12);
 	if (r)
 		return r;

@@ -259,7 +259,7 @@ int lazy_image_begin(struct vmras *ras, int fd, uint64_t data_off, uint64_t crc_
 	li->src = (struct vmras_lazy_source){ .fetch = fetch, .prefetch = prefetch };
 	r = vmras_lazy_begin(ras, &li->src, li);
 	if (r) {
-		vmm_fail(e, r, r == -EOPNOTSUPP ? "lazy restore (it needs anon, shmem or hugetlb RAM and a userfaultfd that takes KVM's faults)"
+		vmm_fail(e, r, r == -EOPNOTSUPP ? "lazy restore (it needs anon, shmem or hugetlb RAM, not a file or guest_memfd, and a userfaultfd that takes KVM's faults)"
 						: "lazy restore");
 		goto fail;
 	}

@@ -421,14 +421,10 @@ static int header_check(struct vmm *vm, const unsigned char *h, uint64_t len,
 
 static int dirty_log(struct vmm *vm, bool on, struct vmm_error *e)
 {
-	struct kvm_userspace_memory_region region = {
-		.slot = 0, .memory_size = vm->ram.size, .userspace_addr = (uintptr_t)vm->ram.hva,
-		.flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0,
-	};
-	long r = kabi_ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region);
+	int r = ram_set_memslot(&vm->ram, vm->vm_fd, on ? KVM_MEM_LOG_DIRTY_PAGES : 0, e);
 
-	if (r < 0)
-		return vmm_fail(e, (int)r, "%s KVM's dirty log", on ? "start" : "stop");
+	if (r)
+		return r;
 	vm->mig.logging = on;
 	return 0;
 }
@@ -1525,6 +1521,8 @@ int migration_start(struct vmm *vm, const char *uri, bool resume, struct vmm_err
 		return vmm_failf(e, -ENAMETOOLONG, "migration URI too long");
 	if (resume)
 		return migration_resume(vm, uri, e);
+	if (vm->ram.backend == RAM_GUEST_MEMFD)
+		return vmm_failf(e, -EOPNOTSUPP, "guest_memfd RAM cannot be migrated: KVM logs no dirty pages for a guest_memfd memslot (Linux 6.18 refuses KVM_MEM_LOG_DIRTY_PAGES with KVM_MEM_GUEST_MEMFD)");
 	if (postcopy_in_active(vm))
 		return vmm_failf(e, -EBUSY, "the guest's memory is still arriving (post-copy)");
 	pthread_mutex_lock(&m->lock);

@@ -8,6 +8,8 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "kabi/ioctl.h"
+#include "kabi/kvm.h"
 #include "kabi/memfd.h"
 #include "ram.h"
 
@@ -19,6 +21,7 @@ static const char *const backend_names[] = {
 	[RAM_HUGETLB_2M] = "hugetlb-2m",
 	[RAM_HUGETLB_1G] = "hugetlb-1g",
 	[RAM_FILE] = "file",
+	[RAM_GUEST_MEMFD] = "guest-memfd",
 };
 _Static_assert(sizeof(backend_names) / sizeof(backend_names[0]) == RAM_BACKEND_COUNT,
 	       "one name per backend");
@@ -44,6 +47,28 @@ int ram_backend_parse(const char *spec, enum ram_backend *b, const char **path)
 			return 0;
 		}
 	return -EINVAL;
+}
+
+/*
+ * guest_memfd that this process can map and that starts shared (Linux
+ * 6.18): ordinary guest RAM the VMM reads and writes through the mapping.
+ */
+static int open_guest_memfd(int vm_fd, uint64_t size, struct vmm_error *e)
+{
+	const uint64_t want = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED;
+	struct kvm_create_guest_memfd g = { .size = size, .flags = want };
+	long caps = kabi_ioctl_val(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS);
+	long r;
+
+	if (kabi_ioctl_val(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD) <= 0)
+		return vmm_failf(e, -EOPNOTSUPP, "--backend guest-memfd: this KVM has no guest_memfd (KVM_CAP_GUEST_MEMFD, Linux 6.8)");
+	if (caps < 0 || ((uint64_t)caps & want) != want)
+		return vmm_failf(e, -EOPNOTSUPP, "--backend guest-memfd: this KVM's guest_memfd cannot be mapped shared by the VMM (KVM_CAP_GUEST_MEMFD_FLAGS lacks MMAP|INIT_SHARED: Linux 6.18)");
+	r = kabi_ioctl(vm_fd, KVM_CREATE_GUEST_MEMFD, &g);
+	if (r < 0)
+		return vmm_fail(e, (int)r, "KVM_CREATE_GUEST_MEMFD (%" PRIu64 " bytes, MMAP|INIT_SHARED)",
+				size);
+	return (int)r;
 }
 
 static int open_backing(enum ram_backend b, const char *path, struct vmm_error *e)
@@ -74,7 +99,7 @@ static int open_backing(enum ram_backend b, const char *path, struct vmm_error *
 }
 
 int ram_create(struct guest_ram *ram, enum ram_backend b, const char *path,
-	       uint64_t size, struct vmm_error *e)
+	       uint64_t size, int vm_fd, struct vmm_error *e)
 {
 	struct statfs sfs;
 	int r, flags;
@@ -88,7 +113,13 @@ int ram_create(struct guest_ram *ram, enum ram_backend b, const char *path,
 		return vmm_failf(e, -EINVAL, "--mem %" PRIu64 " is not a multiple of the %s page size (%" PRIu64 " bytes)",
 				 size, ram_backend_name(b), ram->page_size);
 
-	if (b != RAM_ANON) {
+	if (b == RAM_GUEST_MEMFD) {
+		/* Sized at creation: no ftruncate (guest_memfd refuses it). */
+		ram->fd = open_guest_memfd(vm_fd, size, e);
+		if (ram->fd < 0)
+			return ram->fd;
+		ram->shared = true;
+	} else if (b != RAM_ANON) {
 		ram->fd = open_backing(b, path, e);
 		if (ram->fd < 0)
 			return ram->fd;
@@ -137,4 +168,42 @@ void ram_destroy(struct guest_ram *ram)
 		close(ram->fd);
 	ram->hva = NULL;
 	ram->fd = -1;
+}
+
+int ram_set_memslot(const struct guest_ram *ram, int vm_fd, uint32_t flags,
+		    struct vmm_error *e)
+{
+	struct kvm_userspace_memory_region2 region = {
+		.slot = 0,
+		.flags = flags,
+		.guest_phys_addr = 0,
+		.memory_size = ram->size,
+		.userspace_addr = (uintptr_t)ram->hva,
+	};
+	long r;
+
+	if (ram->backend == RAM_GUEST_MEMFD) {
+		/* KVM reads guest memory through userspace_addr where it emulates. */
+		region.flags |= KVM_MEM_GUEST_MEMFD;
+		region.guest_memfd = (uint32_t)ram->fd;
+		region.guest_memfd_offset = 0;
+		r = kabi_ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION2, &region);
+		if (r < 0)
+			return vmm_fail(e, (int)r, "KVM_SET_USER_MEMORY_REGION2 (slot 0, guest_memfd, %" PRIu64 " bytes%s)",
+					ram->size, flags ? ", dirty logging" : "");
+		return 0;
+	}
+	struct kvm_userspace_memory_region region1 = {
+		.slot = region.slot,
+		.flags = region.flags,
+		.guest_phys_addr = region.guest_phys_addr,
+		.memory_size = region.memory_size,
+		.userspace_addr = region.userspace_addr,
+	};
+
+	r = kabi_ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &region1);
+	if (r < 0)
+		return vmm_fail(e, (int)r, "KVM_SET_USER_MEMORY_REGION (slot 0, %" PRIu64 " bytes%s)",
+				ram->size, flags ? ", dirty logging" : "");
+	return 0;
 }

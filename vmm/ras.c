@@ -184,6 +184,7 @@ int vmm_ras_init(struct vmm *vm, struct vmm_error *e)
 		[RAM_HUGETLB_2M] = VMRAS_BACKING_HUGETLB,
 		[RAM_HUGETLB_1G] = VMRAS_BACKING_HUGETLB,
 		[RAM_FILE] = VMRAS_BACKING_FILE,
+		[RAM_GUEST_MEMFD] = VMRAS_BACKING_GUEST_MEMFD,
 	};
 	struct vmras_region region = {
 		.gpa = 0,

@@ -118,7 +118,6 @@ static int block_signals(struct vmm *vm, struct vmm_error *e)
 
 int vmm_create(const struct vmm_config *cfg, struct vmm **out, struct vmm_error *e)
 {
-	struct kvm_userspace_memory_region region;
 	struct vmm *vm;
 	long r;
 
@@ -176,21 +175,12 @@ int vmm_create(const struct vmm_config *cfg, struct vmm **out, struct vmm_error 
 		goto err;
 	}
 
-	r = ram_create(&vm->ram, cfg->backend, cfg->backend_path, cfg->mem_size, e);
+	r = ram_create(&vm->ram, cfg->backend, cfg->backend_path, cfg->mem_size, vm->vm_fd, e);
 	if (r)
 		goto err;
-	region = (struct kvm_userspace_memory_region){
-		.slot = 0,
-		.guest_phys_addr = 0,
-		.memory_size = vm->ram.size,
-		.userspace_addr = (uintptr_t)vm->ram.hva,
-	};
-	r = kabi_ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region);
-	if (r < 0) {
-		vmm_fail(e, (int)r, "KVM_SET_USER_MEMORY_REGION (slot 0, %" PRIu64 " bytes)",
-			 vm->ram.size);
+	r = ram_set_memslot(&vm->ram, vm->vm_fd, 0, e);
+	if (r)
 		goto err;
-	}
 	/* An incoming stream brings every page: writing the machine's memory first is waste. */
 	r = cfg->incoming ? 0 : load_machine_memory(vm, e);
 	if (r)

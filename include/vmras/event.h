@@ -31,6 +31,7 @@ enum vmras_source {
 #define VMRAS_EV_HVA (1u << 0)
 #define VMRAS_EV_GPA (1u << 1)
 #define VMRAS_EV_VCPU (1u << 2)
+#define VMRAS_EV_FAULT_FLAGS (1u << 3)
 
 struct vmras_event {
 	uint32_t valid;		/* VMRAS_EV_*: which fields below are set */
@@ -43,7 +44,12 @@ struct vmras_event {
 	uint64_t hva, gpa;
 	uint64_t time_ns;	/* CLOCK_REALTIME */
 	uint64_t seq;		/* arrival order, one counter for every source */
+	/* KVM_EXIT_MEMORY_FAULT's flags: KVM_MEMORY_EXIT_FLAG_PRIVATE (bit 3) */
+	uint64_t fault_flags;
 };
+
+/* The access was to private (guest_memfd, encrypted) memory. */
+#define VMRAS_FAULT_PRIVATE (1ULL << 3)
 
 enum vmras_recipient {
 	VMRAS_RECIPIENT_HYPERVISOR,

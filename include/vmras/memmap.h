@@ -22,6 +22,11 @@ enum vmras_backing {
 	VMRAS_BACKING_SHMEM,	/* memfd / tmpfs, shared */
 	VMRAS_BACKING_HUGETLB,	/* hugetlbfs or MFD_HUGETLB, shared */
 	VMRAS_BACKING_FILE,	/* another file system, shared */
+	/*
+	 * KVM_CREATE_GUEST_MEMFD (MMAP | INIT_SHARED), bound to the slot with
+	 * KVM_MEM_GUEST_MEMFD, mapped MAP_SHARED at hva: fd is the guest_memfd.
+	 */
+	VMRAS_BACKING_GUEST_MEMFD,
 };
 
 struct vmras_region {

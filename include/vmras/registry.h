@@ -31,6 +31,7 @@ struct vmras_poison {
 	int vcpu;		/* vCPU of the first AR, else -1 */
 	uint32_t reports;	/* how many reports merged into it */
 	uint64_t first_ns, last_ns;
+	uint64_t fault_flags;	/* KVM_EXIT_MEMORY_FAULT flags of its reports, OR-ed */
 };
 
 struct vmras_registry;

@@ -6,6 +6,8 @@
  * is in place instead of faulting in a fresh one. On any failure the
  * range is put back as it was: a file's mapping is never left replaced by
  * anonymous memory, nor a range left registered with nobody serving it.
+ * guest_memfd is the exception to emptying: its bad folio stays while the
+ * guest runs (contain_gmem).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -277,6 +279,43 @@ static bool poisoned_huge(struct vmras *v, const struct vmras_region *r, uint64_
 	return vr_hw_is_bad(v, gpa & ~(granule - 1), granule) || read_back_fd(v, r, gpa) == -EIO;
 }
 
+/*
+ * guest_memfd: the kernel keeps a poisoned folio in the file and fails
+ * every access to it (kvm_gmem_error_folio); punching it out while the
+ * guest runs would hand the guest a fresh zero page, silently. So the
+ * folio stays and only this mapping changes, as for a regular file
+ * (userfaultfd cannot take a guest_memfd mapping either): the VMM's own
+ * access gets SIGBUS, and so does the guest's where KVM reaches guest
+ * memory through this mapping (a KVM that emulates guest code). Where KVM
+ * maps guest_memfd pages into the guest directly, only the kernel's own
+ * poison stops the guest: a page the kernel did not poison (an injected
+ * stand-in, one known bad from a migration) is -EOPNOTSUPP there.
+ */
+static int contain_gmem(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+			uint64_t size, bool keep_file)
+{
+	bool kernel_poisoned = !readable(hva_of(r, gpa));
+	int err = contain_file(v, r, gpa, size, keep_file);
+
+	if (!err && !v->ram_mmio && !kernel_poisoned)
+		return -EOPNOTSUPP;
+	return err;
+}
+
+/* The bad folio goes at a guest reset: the rebooted guest gets a fresh one. */
+static int restore_gmem(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+			uint64_t size)
+{
+	return restore_common(v, r, gpa, size, true);
+}
+
+/* A kernel-poisoned guest_memfd page has no marker: it cannot be read at all. */
+static bool poisoned_gmem(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
+			  uint64_t granule)
+{
+	return poisoned_small(v, r, gpa, granule) || !readable(hva_of(r, gpa));
+}
+
 static const struct vr_backing_ops ops[] = {
 	[VMRAS_BACKING_ANON] = { .name = "anon", .contain = contain_anon,
 				 .restore = restore_anon, .read_back = read_back_anon,
@@ -290,6 +329,10 @@ static const struct vr_backing_ops ops[] = {
 	[VMRAS_BACKING_FILE] = { .name = "file", .contain = contain_file,
 				 .restore = restore_file, .read_back = read_back_fd,
 				 .poisoned = poisoned_small },
+	/* guest_memfd has no read(): a page cannot be read back past the mapping. */
+	[VMRAS_BACKING_GUEST_MEMFD] = { .name = "guest-memfd", .contain = contain_gmem,
+					.restore = restore_gmem, .read_back = read_back_anon,
+					.poisoned = poisoned_gmem },
 };
 
 const struct vr_backing_ops *vr_backing(const struct vmras_region *r)

@@ -108,6 +108,7 @@ static void merge(struct vmras_poison *e, const struct vmras_poison *p)
 {
 	e->reports += p->reports ? p->reports : 1;
 	e->state |= p->state;
+	e->fault_flags |= p->fault_flags;
 	if (p->kind == VMRAS_AR && e->kind != VMRAS_AR) {
 		e->kind = VMRAS_AR;
 		e->vcpu = p->vcpu;

@@ -226,6 +226,7 @@ static const char *backing_name(enum vmras_backing b)
 	case VMRAS_BACKING_ANON: return "anon";
 	case VMRAS_BACKING_SHMEM: return "shmem";
 	case VMRAS_BACKING_HUGETLB: return "hugetlb";
+	case VMRAS_BACKING_GUEST_MEMFD: return "guest-memfd";
 	default: return "file";
 	}
 }

@@ -145,8 +145,9 @@ int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int
 		if (run_ret == -EFAULT && (!r || !page_is_bad(v, r, mf->gpa)))
 			return VMRAS_EXIT_NOT_MINE; /* e.g. a private/shared conversion */
 		ev.source = VMRAS_SRC_MEMORY_FAULT;
-		ev.valid |= VMRAS_EV_GPA;
+		ev.valid |= VMRAS_EV_GPA | VMRAS_EV_FAULT_FLAGS;
 		ev.gpa = mf->gpa;
+		ev.fault_flags = mf->flags;
 		err = submit_access(v, vcpu, &ev);
 		return err ?: VMRAS_EXIT_HANDLED;
 	}
@@ -167,6 +168,9 @@ int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int
 		ev.source = VMRAS_SRC_RAM_MMIO;
 		ev.valid |= VMRAS_EV_GPA;
 		ev.gpa = run->mmio.phys_addr;
+		/* Through the shared mapping: what KVM reports for a shared access (flags 0). */
+		if (r->backing == VMRAS_BACKING_GUEST_MEMFD)
+			ev.valid |= VMRAS_EV_FAULT_FLAGS;
 		err = submit_access(v, vcpu, &ev);
 		if (err)
 			return err;

@@ -787,8 +787,9 @@ int vmras_lazy_begin_partial(struct vmras *v, const struct vmras_lazy_source *sr
 		/* ROM and flash are the VMM's to load. */
 		if (r->flags & VMRAS_REGION_READONLY)
 			continue;
-		if (r->backing == VMRAS_BACKING_FILE) {
-			err = -EOPNOTSUPP; /* userfaultfd serves no ordinary file's pages */
+		if (r->backing == VMRAS_BACKING_FILE || r->backing == VMRAS_BACKING_GUEST_MEMFD) {
+			/* userfaultfd serves no ordinary file's pages, nor guest_memfd's (6.18) */
+			err = -EOPNOTSUPP;
 			break;
 		}
 		*lr = (struct lazy_range){ .gpa = r->gpa, .size = r->size, .hva = (uintptr_t)r->hva,
