@@ -102,6 +102,7 @@ enum vmras_strategy {
 	VMRAS_STRATEGY_LAZY_MEMORY,	/* serve memory on demand */
 	VMRAS_STRATEGY_X86_MCE,		/* machine checks into x86 guests */
 	VMRAS_STRATEGY_ARM64_SEA,	/* SEA + CPER into arm64 guests */
+	VMRAS_STRATEGY_GUEST_MEMFD,	/* guest RAM from guest_memfd, errors handled */
 	VMRAS_STRATEGY_COUNT
 };
 

@@ -18,6 +18,7 @@ static const char *const strategy_names[] = {
 	[VMRAS_STRATEGY_LAZY_MEMORY] = "lazy_memory",
 	[VMRAS_STRATEGY_X86_MCE] = "x86_mce_injection",
 	[VMRAS_STRATEGY_ARM64_SEA] = "arm64_sea_injection",
+	[VMRAS_STRATEGY_GUEST_MEMFD] = "guest_memfd_ram",
 };
 _Static_assert(ARRAY_SIZE(strategy_names) == VMRAS_STRATEGY_COUNT,
 	       "one name per strategy");
@@ -31,6 +32,7 @@ static const char *const strategy_titles[] = {
 	[VMRAS_STRATEGY_LAZY_MEMORY] = "lazy memory through userfaultfd",
 	[VMRAS_STRATEGY_X86_MCE] = "inject machine checks into x86 guests",
 	[VMRAS_STRATEGY_ARM64_SEA] = "inject SEA + CPER into arm64 guests",
+	[VMRAS_STRATEGY_GUEST_MEMFD] = "guest RAM from guest_memfd (--backend guest-memfd)",
 };
 _Static_assert(ARRAY_SIZE(strategy_titles) == VMRAS_STRATEGY_COUNT,
 	       "one title per strategy");

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kabi/kvm.h"
 #include "kabi/mce.h"
 #include "kabi/userfaultfd.h"
 #include "vmras/probe.h"
@@ -170,6 +171,37 @@ static void decide_arm64_sea(struct vmras_probe *p)
 		    "external data abort injection through KVM_SET_VCPU_EVENTS");
 }
 
+/*
+ * guest_memfd RAM the VMM maps (MMAP | INIT_SHARED, Linux 6.18), and what
+ * happens to its bad pages (docs/memory-errors.md, "guest_memfd").
+ */
+static void decide_guest_memfd(struct vmras_probe *p)
+{
+	const uint64_t want = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED;
+	const struct vmras_probe_kvm *k = &p->kvm;
+	enum vmras_strategy s = VMRAS_STRATEGY_GUEST_MEMFD;
+
+	if (!k->probed || k->open_err)
+		set(p, s, VMRAS_UNAVAILABLE, "no usable /dev/kvm");
+	else if (k->guest_memfd <= 0)
+		set(p, s, VMRAS_UNAVAILABLE, "KVM has no guest_memfd (KVM_CAP_GUEST_MEMFD, Linux 6.8)");
+	else if ((k->guest_memfd_flags & want) != want)
+		set(p, s, VMRAS_UNAVAILABLE,
+		    "guest_memfd cannot be mapped shared by the VMM (MMAP|INIT_SHARED: Linux 6.18)");
+	else if (p->verdicts[VMRAS_STRATEGY_UFFD_POISON].state != VMRAS_AVAILABLE)
+		set(p, s, VMRAS_UNAVAILABLE,
+		    "a bad page's mapping cannot be fenced: UFFDIO_POISON is unavailable");
+	else if (k->ram_access_as_mmio == 1)
+		set(p, s, VMRAS_AVAILABLE,
+		    "KVM reads guest memory through the VMM's mapping here: a fenced page fails the guest's access too; no migration or lazy memory (no dirty log, no userfaultfd)");
+	else if (p->kernel.memory_failure)
+		set(p, s, VMRAS_AVAILABLE,
+		    "the kernel poisons guest_memfd folios (KVM_RUN -EHWPOISON); pages vmras fences itself (injected, migrated) are fenced from the VMM only");
+	else
+		set(p, s, VMRAS_UNAVAILABLE,
+		    "KVM maps guest_memfd into the guest directly and the kernel cannot poison (no CONFIG_MEMORY_FAILURE): a bad page could not be fenced from the guest");
+}
+
 void vmras_probe_decide(struct vmras_probe *p)
 {
 	decide_host_reports(p);
@@ -179,4 +211,5 @@ void vmras_probe_decide(struct vmras_probe *p)
 	decide_lazy(p);
 	decide_x86_mce(p);
 	decide_arm64_sea(p);
+	decide_guest_memfd(p);
 }
