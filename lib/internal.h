@@ -60,6 +60,7 @@ struct vr_notice {
 	bool deferred;		/* counted once as deferred */
 	uint64_t held_since_ns;	/* an AR waiting for the guest's handler to end, or 0 */
 	bool counted;		/* an AR counted in its vCPU's ar_repeats */
+	uint16_t hold_tries;	/* deliveries tried while held */
 	_Alignas(8) unsigned char arch[VR_NOTICE_ARCH_BYTES];
 };
 

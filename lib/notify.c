@@ -36,6 +36,7 @@
  * recursive: an emulated guest's handler takes milliseconds.
  */
 #define AR_HOLD_NS (1000 * 1000 * 1000ULL)
+#define AR_HOLD_TRIES 64	/* and this many tries (the engine retries every 1-16 ms) */
 /*
  * Machine checks for one page on one vCPU (taken and touched again, or an
  * access that cannot complete repeated while its handler runs) before the
@@ -151,6 +152,14 @@ void vr_notify(struct vmras *v, struct vmras_failure *f, int target, uint32_t ar
 		undeliverable(v, f, VMRAS_ACTION_IGNORE, why);
 		return;
 	}
+	if (f->action_required && ar_pending(&v->vcpus[target], f->ev.gpa & ~(SMALL_PAGE - 1))) {
+		pthread_mutex_unlock(&v->lock);
+		f->action = VMRAS_ACTION_IGNORE;
+		snprintf(f->detail, sizeof(f->detail),
+			 "repeat of an access whose machine check waits for the guest");
+		vr_report(v, f);
+		return;
+	}
 	if (v->vcpus[target].npending == VR_VCPU_MAX_PENDING) {
 		pthread_mutex_unlock(&v->lock);
 		snprintf(why, sizeof(why), "vCPU %d has %d notices waiting already%s", target,
@@ -159,14 +168,6 @@ void vr_notify(struct vmras *v, struct vmras_failure *f, int target, uint32_t ar
 		/* An AO can wait for the guest's own access; an AR cannot. */
 		undeliverable(v, f, f->action_required ? v->cfg.policy.undeliverable
 						       : VMRAS_ACTION_IGNORE, why);
-		return;
-	}
-	if (f->action_required && ar_pending(&v->vcpus[target], f->ev.gpa & ~(SMALL_PAGE - 1))) {
-		pthread_mutex_unlock(&v->lock);
-		f->action = VMRAS_ACTION_IGNORE;
-		snprintf(f->detail, sizeof(f->detail),
-			 "repeat of an access whose machine check waits for the guest");
-		vr_report(v, f);
 		return;
 	}
 	if (f->action_required)
@@ -441,7 +442,10 @@ static bool hold_ar(struct vmras *v, struct vr_notice *p)
 		p->deferred = true;
 		VR_STAT_ADD(v, notice_deferred, 1);
 	}
-	return now - p->held_since_ns < AR_HOLD_NS;
+	/* Time the vCPU ran: a paused VM (retries stop) does not use the hold up. */
+	if (p->hold_tries < UINT16_MAX)
+		p->hold_tries++;
+	return now - p->held_since_ns < AR_HOLD_NS || p->hold_tries < AR_HOLD_TRIES;
 }
 
 /*
@@ -629,6 +633,12 @@ int vmras_vcpu_pre_run(struct vmras *v, unsigned int vcpu)
 				todo[n++] = s->pending[i];
 	s->npending = 0;
 	pthread_mutex_unlock(&v->lock);
+	/* Out of every handler: no AR's machine check is being taken any more. */
+	if (!guest_busy(v, s)) {
+		pthread_mutex_lock(&v->lock);
+		s->last_ar_page = ~0ULL;
+		pthread_mutex_unlock(&v->lock);
+	}
 
 	/* What must wait (the guest is busy) keeps its order, in front of the queue. */
 	for (i = 0; i < n; i++)

@@ -1522,7 +1522,7 @@ int migration_start(struct vmm *vm, const char *uri, bool resume, struct vmm_err
 	if (resume)
 		return migration_resume(vm, uri, e);
 	if (vm->ram.backend == RAM_GUEST_MEMFD)
-		return vmm_failf(e, -EOPNOTSUPP, "guest_memfd RAM cannot be migrated: KVM logs no dirty pages for a guest_memfd memslot (Linux 6.18 refuses KVM_MEM_LOG_DIRTY_PAGES with KVM_MEM_GUEST_MEMFD)");
+		return vmm_failf(e, -EOPNOTSUPP, "guest_memfd RAM cannot be migrated live: KVM logs no dirty pages for a guest_memfd memslot (Linux 6.18 refuses KVM_MEM_LOG_DIRTY_PAGES with KVM_MEM_GUEST_MEMFD); snapshots of it are not built yet");
 	if (postcopy_in_active(vm))
 		return vmm_failf(e, -EBUSY, "the guest's memory is still arriving (post-copy)");
 	pthread_mutex_lock(&m->lock);

@@ -68,6 +68,13 @@ static int open_guest_memfd(int vm_fd, uint64_t size, struct vmm_error *e)
 	if (r < 0)
 		return vmm_fail(e, (int)r, "KVM_CREATE_GUEST_MEMFD (%" PRIu64 " bytes, MMAP|INIT_SHARED)",
 				size);
+	/* KVM makes it without close-on-exec, unlike every other backing. */
+	if (fcntl((int)r, F_SETFD, FD_CLOEXEC)) {
+		int err = -errno;
+
+		close((int)r);
+		return vmm_fail(e, err, "set close-on-exec on the guest_memfd");
+	}
 	return (int)r;
 }
 

@@ -291,15 +291,30 @@ static bool poisoned_huge(struct vmras *v, const struct vmras_region *r, uint64_
  * poison stops the guest: a page the kernel did not poison (an injected
  * stand-in, one known bad from a migration) is -EOPNOTSUPP there.
  */
+/*
+ * Did the kernel poison the folio itself? Asked through a mapping of its
+ * own: vmras's fence of the VMM's mapping must not count.
+ */
+static bool folio_poisoned(const struct vmras_region *r, uint64_t gpa)
+{
+	void *p = mmap(NULL, SMALL_PAGE, PROT_READ, MAP_SHARED, r->fd,
+		       file_off(r, gpa & ~(SMALL_PAGE - 1)));
+	bool bad;
+
+	if (p == MAP_FAILED)
+		return false;
+	bad = !readable((uintptr_t)p);
+	munmap(p, SMALL_PAGE);
+	return bad;
+}
+
 static int contain_gmem(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
 			uint64_t size, bool keep_file)
 {
-	bool kernel_poisoned = !readable(hva_of(r, gpa));
-	int err = contain_file(v, r, gpa, size, keep_file);
-
-	if (!err && !v->ram_mmio && !kernel_poisoned)
+	/* Decided before anything changes: a refusal leaves the mapping as it was. */
+	if (!v->ram_mmio && !folio_poisoned(r, gpa))
 		return -EOPNOTSUPP;
-	return err;
+	return contain_file(v, r, gpa, size, keep_file);
 }
 
 /* The bad folio goes at a guest reset: the rebooted guest gets a fresh one. */
@@ -309,11 +324,11 @@ static int restore_gmem(struct vmras *v, const struct vmras_region *r, uint64_t 
 	return restore_common(v, r, gpa, size, true);
 }
 
-/* A kernel-poisoned guest_memfd page has no marker: it cannot be read at all. */
+/* A kernel-poisoned guest_memfd folio has no marker: it cannot be read at all. */
 static bool poisoned_gmem(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
 			  uint64_t granule)
 {
-	return poisoned_small(v, r, gpa, granule) || !readable(hva_of(r, gpa));
+	return poisoned_small(v, r, gpa, granule) || folio_poisoned(r, gpa);
 }
 
 static const struct vr_backing_ops ops[] = {
