@@ -317,13 +317,6 @@ static int contain_gmem(struct vmras *v, const struct vmras_region *r, uint64_t 
 	return contain_file(v, r, gpa, size, keep_file);
 }
 
-/* The bad folio goes at a guest reset: the rebooted guest gets a fresh one. */
-static int restore_gmem(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
-			uint64_t size)
-{
-	return restore_common(v, r, gpa, size, true);
-}
-
 /* A kernel-poisoned guest_memfd folio has no marker: it cannot be read at all. */
 static bool poisoned_gmem(struct vmras *v, const struct vmras_region *r, uint64_t gpa,
 			  uint64_t granule)
@@ -344,9 +337,12 @@ static const struct vr_backing_ops ops[] = {
 	[VMRAS_BACKING_FILE] = { .name = "file", .contain = contain_file,
 				 .restore = restore_file, .read_back = read_back_fd,
 				 .poisoned = poisoned_small },
-	/* guest_memfd has no read(): a page cannot be read back past the mapping. */
+	/*
+	 * guest_memfd has no read(): a page cannot be read back past the
+	 * mapping. A reset punches the bad folio, as for shmem.
+	 */
 	[VMRAS_BACKING_GUEST_MEMFD] = { .name = "guest-memfd", .contain = contain_gmem,
-					.restore = restore_gmem, .read_back = read_back_anon,
+					.restore = restore_shared, .read_back = read_back_anon,
 					.poisoned = poisoned_gmem },
 };
 
