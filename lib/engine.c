@@ -150,8 +150,10 @@ static enum plan plan_for(struct vmras *v, const struct vmras_region *r,
 		 * KVM names the 4 KiB it touched (lsb 12), a user access the
 		 * address it faulted at, though the hardware lost the whole huge
 		 * page. Poison only what reads back bad; the fill finds any other.
+		 * An arm64 abort KVM passed on is the hardware's word: no read.
 		 */
-		*named_bad = vr_backing(r)->read_back(v, r, f->ev.gpa) != 0;
+		*named_bad = f->ev.source == VMRAS_SRC_ARM_SEA ||
+			     vr_backing(r)->read_back(v, r, f->ev.gpa) != 0;
 		return PLAN_SPLIT;
 	}
 	st = vr_split_state(s, f->ev.gpa);
@@ -234,8 +236,12 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 	if (!r) {
 		VR_STAT_ADD(v, not_guest_ram, 1);
 		f.action = ev->kind == VMRAS_AR ? v->cfg.policy.ar_not_guest : VMRAS_ACTION_IGNORE;
-		snprintf(f.detail, sizeof(f.detail),
-			 "memory error at HVA 0x%" PRIx64 " outside guest RAM", f.ev.hva);
+		if (!(f.ev.valid & (VMRAS_EV_GPA | VMRAS_EV_HVA)))
+			snprintf(f.detail, sizeof(f.detail),
+				 "memory error at an address its reporter did not know");
+		else
+			snprintf(f.detail, sizeof(f.detail),
+				 "memory error at HVA 0x%" PRIx64 " outside guest RAM", f.ev.hva);
 		vr_report_apply(v, &f);
 		return;
 	}
@@ -498,6 +504,8 @@ static int reset_execute(struct vmras *v)
 		vr_record_reset(v->record);
 	vr_hw_forget(v);
 	vr_notify_drop_all(v, "the guest was reset before it could be told");
+	if (v->arch && v->arch->reset)
+		v->arch->reset(v->arch_data);
 	__atomic_add_fetch(&v->generation, 1, __ATOMIC_SEQ_CST);
 	return err;
 }

@@ -16,6 +16,7 @@ static const char *const source_names[] = {
 	[VMRAS_SRC_MIGRATION] = "migration",
 	[VMRAS_SRC_MC_COPY] = "mc-safe-copy",
 	[VMRAS_SRC_SALVAGE] = "salvage-read",
+	[VMRAS_SRC_ARM_SEA] = "kvm-arm-sea",
 };
 _Static_assert(ARRAY_SIZE(source_names) == VMRAS_SRC_COUNT, "one name per source");
 

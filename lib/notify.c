@@ -138,6 +138,13 @@ void vr_notify(struct vmras *v, struct vmras_failure *f, int target, uint32_t ar
 
 	n = v->arch->prepare(v->arch_data, f, (unsigned int)target, arch_state, nvcpus, online,
 			     notices, vcpu_of, VR_MAX_VCPUS);
+	if (n == -EOPNOTSUPP) {
+		/* The guest was given no way to hear of it (arm64 without an asynchronous source). */
+		snprintf(why, sizeof(why), "the %s guest has no way to be told of it (%s)",
+			 v->arch->name, v->arch->why(VR_ARCH_NO_WAY));
+		undeliverable(v, f, VMRAS_ACTION_IGNORE, why);
+		return;
+	}
 	if (n <= 0) {
 		snprintf(why, sizeof(why), "cannot encode a notice for this error: %s",
 			 strerror(n < 0 ? -n : EINVAL));
@@ -317,7 +324,7 @@ static bool guest_busy(struct vmras *v, struct vr_vcpu *s)
 {
 	bool busy = false;
 
-	return !v->arch->busy(v->arch_data, s->fd, &busy) && busy;
+	return !v->arch->busy(v->arch_data, (unsigned int)(s - v->vcpus), s->fd, &busy) && busy;
 }
 
 /*
@@ -516,7 +523,7 @@ static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struc
 				 "out of KVM_RUN?): the guest may time out its rendezvous",
 				 (unsigned long long)(BYSTANDER_WAIT_NS / 1000000));
 	}
-	r = v->arch->deliver(v->arch_data, s->fd, p);
+	r = v->arch->deliver(v->arch_data, vcpu, s->fd, p);
 	if (r == VR_DELIVERED) {
 		pthread_mutex_lock(&v->lock);
 		if (p->bystander) {

@@ -25,6 +25,7 @@ enum vmras_source {
 	VMRAS_SRC_MIGRATION,	/* reserved: a poisoned page arrived by migration */
 	VMRAS_SRC_MC_COPY,	/* machine-check-safe copy hit poison */
 	VMRAS_SRC_SALVAGE,	/* reading a split huge page's data back failed (EIO) */
+	VMRAS_SRC_ARM_SEA,	/* arm64 KVM_EXIT_ARM_SEA: an abort KVM could not place */
 	VMRAS_SRC_COUNT
 };
 
@@ -32,6 +33,8 @@ enum vmras_source {
 #define VMRAS_EV_GPA (1u << 1)
 #define VMRAS_EV_VCPU (1u << 2)
 #define VMRAS_EV_FAULT_FLAGS (1u << 3)
+#define VMRAS_EV_ESR (1u << 4)
+#define VMRAS_EV_GVA (1u << 5)
 
 struct vmras_event {
 	uint32_t valid;		/* VMRAS_EV_*: which fields below are set */
@@ -46,6 +49,8 @@ struct vmras_event {
 	uint64_t seq;		/* arrival order, one counter for every source */
 	/* KVM_EXIT_MEMORY_FAULT's flags: KVM_MEMORY_EXIT_FLAG_PRIVATE (bit 3) */
 	uint64_t fault_flags;
+	/* arm64 KVM_EXIT_ARM_SEA: the abort's syndrome (ESR_EL2) and virtual address */
+	uint64_t esr, gva;
 };
 
 /* The access was to private (guest_memfd, encrypted) memory. */

@@ -174,7 +174,8 @@ const struct vmras_memmap *vmras_get_memmap(struct vmras *v);
 void vmras_get_stats(struct vmras *v, struct vmras_stats *s);
 /*
  * 0: recording into the database; -errno: not (none configured: -ENOENT,
- * why ""), with why saying what went wrong in one line.
+ * why ""; a library built without the record, -Drecord=disabled:
+ * -EOPNOTSUPP), with why saying what went wrong in one line.
  */
 int vmras_record_status(struct vmras *v, char *why, size_t len);
 /*

@@ -22,6 +22,7 @@ enum {
 	VR_DELIVERED = 0,
 	VR_BUSY = 1,		/* the guest is still handling the last one */
 	VR_NOT_READY = 2,	/* the vCPU takes none at all yet (its OS never enabled them) */
+	VR_ARCH_NO_WAY = 99,	/* why(): prepare() said -EOPNOTSUPP; the arch says why */
 };
 
 struct vr_arch_ops {
@@ -35,17 +36,24 @@ struct vr_arch_ops {
 	int (*prepare)(void *data, const struct vmras_failure *f, unsigned int target,
 		       uint32_t arch_state, unsigned int nvcpus, const bool *online,
 		       struct vr_notice *out, unsigned int *vcpu_of, unsigned int max);
-	/* vCPU thread, outside KVM_RUN: deliver; VR_DELIVERED, VR_BUSY, a reason, or -errno. */
-	int (*deliver)(void *data, int vcpu_fd, const struct vr_notice *n);
+	/*
+	 * vCPU thread (vcpu is its index), outside KVM_RUN: deliver;
+	 * VR_DELIVERED, VR_BUSY, a reason, or -errno.
+	 */
+	int (*deliver)(void *data, unsigned int vcpu, int vcpu_fd, const struct vr_notice *n);
 	const char *(*why)(int reason);
 	/* vCPU thread: is the guest handling a notice right now? */
-	int (*busy)(void *data, int vcpu_fd, bool *busy);
+	int (*busy)(void *data, unsigned int vcpu, int vcpu_fd, bool *busy);
 	/* vCPU thread, when it reports an access: guest state prepare() needs. */
 	int (*sample)(void *data, int vcpu_fd, uint32_t *arch_state);
+	/* Engine thread, at a guest reset (vCPUs paused): as at power-on. May be NULL. */
+	void (*reset)(void *data);
 	void (*free)(void *data);
 };
 
 /* x86 (lib/arch/x86/ops.c) */
 extern const struct vr_arch_ops vr_arch_x86;
+/* arm64 (lib/arch/arm64/ops.c) */
+extern const struct vr_arch_ops vr_arch_arm64;
 
 #endif

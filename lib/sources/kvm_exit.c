@@ -6,7 +6,9 @@
  *       KVM_EXIT_MEMORY_FAULT {gpa};
  *   (c) where KVM emulates guest instructions (detected, see
  *       probe/ram_mmio.c): an MMIO exit inside writable guest RAM on a
- *       poisoned page. A read gets all-ones filler, never data.
+ *       poisoned page. A read gets all-ones filler, never data;
+ *   (d) arm64, KVM_CAP_ARM_SEA_TO_USER: KVM_EXIT_ARM_SEA, a synchronous
+ *       external abort the host's APEI did not claim {esr, gva, gpa}.
  * And lazy memory KVM could not wait for (the userfaultfd takes no kernel
  * faults): (b) or (c) on a page that has not arrived is fetched here and
  * the vCPU enters again.
@@ -20,12 +22,15 @@
 
 #include "arch/arch.h"
 #include "internal.h"
+#include "kabi/arm64.h"
 #include "kabi/kvm.h"
 #include "memory/backing.h"
 #include "sources/sources.h"
 #include "uffd/lazy.h"
 #include "uffd/split.h"
 #include "util/clock.h"
+
+#define ARM_ESR_FNV (1ULL << 10)	/* FAR not valid */
 
 /* A memory-fault exit on a lazy page waits this long for it (then the VMM hears why). */
 #define LAZY_EXIT_WAIT_MS 60000
@@ -148,6 +153,24 @@ int vmras_vcpu_exit(struct vmras *v, unsigned int vcpu, struct kvm_run *run, int
 		ev.valid |= VMRAS_EV_GPA | VMRAS_EV_FAULT_FLAGS;
 		ev.gpa = mf->gpa;
 		ev.fault_flags = mf->flags;
+		err = submit_access(v, vcpu, &ev);
+		return err ?: VMRAS_EXIT_HANDLED;
+	}
+	/* (d) arm64: an abort KVM could not attribute; the address when it has one. */
+	if (run_ret == 0 && run->exit_reason == KVM_EXIT_ARM_SEA) {
+		const struct kabi_kvm_arm_sea *sea = kabi_kvm_run_arm_sea(run);
+
+		ev.source = VMRAS_SRC_ARM_SEA;
+		ev.valid |= VMRAS_EV_ESR;
+		ev.esr = sea->esr;
+		if (!(sea->esr & ARM_ESR_FNV)) {
+			ev.valid |= VMRAS_EV_GVA;
+			ev.gva = sea->gva;
+		}
+		if (sea->flags & KVM_EXIT_ARM_SEA_FLAG_GPA_VALID) {
+			ev.valid |= VMRAS_EV_GPA;
+			ev.gpa = sea->gpa;
+		}
 		err = submit_access(v, vcpu, &ev);
 		return err ?: VMRAS_EXIT_HANDLED;
 	}

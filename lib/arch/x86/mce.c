@@ -91,6 +91,12 @@ int vmras_x86_plan(const struct vmras_x86_config *c, const struct vmras_x86_erro
 	return (int)n;
 }
 
+/*
+ * Delivery: x86 KVM ioctls, which only an x86 build has (and only an x86
+ * host runs). Elsewhere the encoder and the planner above still build, for
+ * decoding and planning, and delivery reports -EOPNOTSUPP.
+ */
+#if defined(__x86_64__) || defined(__i386__)
 static int get_msrs(int fd, const uint32_t *idx, uint64_t *val, unsigned int n)
 {
 	union {
@@ -195,6 +201,30 @@ int vmras_x86_guest_lmce(int vcpu_fd, uint64_t mcg_cap, bool *lmce)
 	*lmce = v & MCG_EXT_CTL_LMCE_EN;
 	return 0;
 }
+#else
+int vmras_x86_mce_deliver(int vcpu_fd, uint64_t mcg_cap, const struct vmras_x86_mce *m)
+{
+	(void)vcpu_fd;
+	(void)mcg_cap;
+	(void)m;
+	return -EOPNOTSUPP;
+}
+
+int vmras_x86_mce_in_progress(int vcpu_fd, bool *mcip)
+{
+	(void)vcpu_fd;
+	*mcip = false;
+	return -EOPNOTSUPP;
+}
+
+int vmras_x86_guest_lmce(int vcpu_fd, uint64_t mcg_cap, bool *lmce)
+{
+	(void)vcpu_fd;
+	(void)mcg_cap;
+	*lmce = false;
+	return -EOPNOTSUPP;
+}
+#endif
 
 const char *vmras_mce_delivery_name(int d)
 {

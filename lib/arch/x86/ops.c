@@ -66,18 +66,20 @@ static int x86_prepare(void *data, const struct vmras_failure *f, unsigned int t
 	return n;
 }
 
-static int x86_deliver(void *data, int vcpu_fd, const struct vr_notice *n)
+static int x86_deliver(void *data, unsigned int vcpu, int vcpu_fd, const struct vr_notice *n)
 {
 	const struct vmras_x86_config *c = data;
 	struct vmras_x86_mce m;
 
+	(void)vcpu;
 	memcpy(&m, n->arch, sizeof(m));
 	return vmras_x86_mce_deliver(vcpu_fd, c->mcg_cap, &m);
 }
 
-static int x86_busy(void *data, int vcpu_fd, bool *busy)
+static int x86_busy(void *data, unsigned int vcpu, int vcpu_fd, bool *busy)
 {
 	(void)data;
+	(void)vcpu;
 	return vmras_x86_mce_in_progress(vcpu_fd, busy);
 }
 
