@@ -233,12 +233,26 @@ static void process(struct vmras *v, const struct vmras_event *ev, uint32_t arch
 		return;
 	}
 
+	/*
+	 * An arm64 abort KVM could not give an address for: nothing to
+	 * contain, but the vCPU cannot go on without it (Linux then kills the
+	 * task, not the VM): the abort alone.
+	 */
+	if (ev->source == VMRAS_SRC_ARM_SEA && !(f.ev.valid & VMRAS_EV_GPA) &&
+	    (f.ev.valid & VMRAS_EV_VCPU) && v->cfg.policy.ar == VMRAS_ACTION_INJECT) {
+		snprintf(f.detail, sizeof(f.detail), "KVM gave no guest address: the abort alone");
+		vr_notify(v, &f, ev->vcpu, arch_state);
+		return;
+	}
 	if (!r) {
 		VR_STAT_ADD(v, not_guest_ram, 1);
 		f.action = ev->kind == VMRAS_AR ? v->cfg.policy.ar_not_guest : VMRAS_ACTION_IGNORE;
 		if (!(f.ev.valid & (VMRAS_EV_GPA | VMRAS_EV_HVA)))
 			snprintf(f.detail, sizeof(f.detail),
 				 "memory error at an address its reporter did not know");
+		else if (!(f.ev.valid & VMRAS_EV_HVA))
+			snprintf(f.detail, sizeof(f.detail),
+				 "memory error at GPA 0x%" PRIx64 " outside guest RAM", f.ev.gpa);
 		else
 			snprintf(f.detail, sizeof(f.detail),
 				 "memory error at HVA 0x%" PRIx64 " outside guest RAM", f.ev.hva);

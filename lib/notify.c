@@ -498,6 +498,13 @@ static bool repeats_exhausted(struct vmras *v, struct vr_vcpu *s, struct vr_noti
 	return true;
 }
 
+/* Consumed by a guest access on its vCPU, which cannot go on until it is told. */
+static bool consumed(const struct vmras_failure *f)
+{
+	return f->action_required && (f->ev.valid & VMRAS_EV_VCPU) &&
+	       f->ev.source != VMRAS_SRC_MC_COPY;
+}
+
 /* Deliver one notice; false if it must wait (guest busy with an earlier notice). */
 static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struct vr_notice *p)
 {
@@ -506,7 +513,7 @@ static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struc
 	char why[100], detail[sizeof(f->detail)];
 	int r;
 
-	bool busy = !p->bystander && f->action_required && guest_busy(v, s);
+	bool busy = !p->bystander && consumed(f) && guest_busy(v, s);
 
 	if (repeats_exhausted(v, s, p, page, busy))
 		return true;
@@ -557,8 +564,12 @@ static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struc
 		VR_STAT_ADD(v, notice_broadcast_joined, 1);
 		return true;
 	}
-	if (r == VR_BUSY && !f->action_required) {
-		/* An AO waits until the guest is done with the last one (QEMU drops it). */
+	if (r == VR_BUSY && !consumed(f)) {
+		/*
+		 * An AO (or an AR a VMM thread hit: no access of the guest's
+		 * waits on it) waits until the guest is done with the last one
+		 * (QEMU drops it).
+		 */
 		if (!p->deferred) {
 			p->deferred = true;
 			VR_STAT_ADD(v, notice_deferred, 1);

@@ -66,7 +66,15 @@ static void test_esr(void)
 	a = (struct vmras_arm64_abort){ .dfsc = VMRAS_DFSC_SEA, .set = VMRAS_SET_UEO };
 	vmras_arm64_esr_dabt(true, &a, &esr);
 	is_u64(esr, 0x96001c10, "ESR: SEA, SET=UEO, from EL1 = 0x96001c10");
-	a.dfsc = 0x11;
+	/* Instruction abort: EC 0x20 (lower) / 0x21 (same) << 26. */
+	a = (struct vmras_arm64_abort){ .dfsc = VMRAS_DFSC_SEA, .iabt = true };
+	vmras_arm64_esr_dabt(false, &a, &esr);
+	is_u64(esr, 0x82000410, "ESR: instruction abort (SEA) from EL0 = 0x82000410");
+	vmras_arm64_esr_dabt(true, &a, &esr);
+	is_u64(esr, 0x86000410, "ESR: instruction abort (SEA) from EL1 = 0x86000410");
+	a.wnr = true;
+	is_int(vmras_arm64_esr_dabt(true, &a, &esr), -EINVAL, "an instruction abort has no WnR");
+	a = (struct vmras_arm64_abort){ .dfsc = 0x11 };
 	is_int(vmras_arm64_esr_dabt(true, &a, &esr), -EINVAL, "a DFSC other than 0x10/0x18: -EINVAL");
 	a = (struct vmras_arm64_abort){ .dfsc = VMRAS_DFSC_SEA, .set = 1 };
 	is_int(vmras_arm64_esr_dabt(true, &a, &esr), -EINVAL, "the reserved SET 0b01: -EINVAL");
@@ -196,7 +204,7 @@ static void test_cper(void)
 					   .severity = VMRAS_CPER_SEV_CORRECTED } };
 
 	is_int(vmras_cper_mem_block(two, 2, got, sizeof(got)), 20 + 2 * 152, "two sections: 324 bytes");
-	is_u64(got[0] | got[1] << 8, 0x27, "block status: UE valid, CE valid, multiple UE, count 2");
+	is_u64(got[0] | got[1] << 8, 0x23, "block status: UE valid, CE valid (one of each), count 2");
 	ok(got[12] == (304 & 0xff) && got[13] == 304 >> 8 && got[16] == 0,
 	   "data length 304, block severity recoverable (the worse one)");
 	ok(got[20 + 152 + 16] == VMRAS_CPER_SEV_CORRECTED && got[20 + 152 + 72 + 17] == 0x50,
@@ -364,9 +372,13 @@ static const struct vmras_arm64_vcpu_io fake_io = {
 	.get_reg = fake_get, .set_reg = fake_set, .set_events = fake_events,
 };
 
+static int fail_raise;
+
 static int raise_async(void *opaque, uint32_t gsiv)
 {
 	(void)opaque;
+	if (fail_raise)
+		return -EIO;
 	if (gsiv == GSIV)
 		atomic_fetch_add(&raised, 1);
 	return 0;
@@ -551,18 +563,69 @@ static void test_fake_sea(void)
 	guest_ack(0);
 	guest_ack(1);
 
-	/* A failed PC write puts PSTATE back and takes the record back. */
+	/* A failed PC write puts every register back and takes the record back. */
 	set_cpu(0, 0x0, 0x400200);
+	cpus[0].esr = 0x1111;
+	cpus[0].far = 0x2222;
+	cpus[0].spsr = 0x3333;
+	cpus[0].elr = 0x4444;
 	cpus[0].fail_id = (int)(ID_PC & 0xffff);
 	atomic_store(&failures_seen, 0);
 	memory_fault_exit(0, page + 0x7000);
 	vmras_vcpu_pre_run(ras, 0);
 	cpus[0].fail_id = -1;
-	ok(cpus[0].pstate == 0 && cpus[0].pc == 0x400200 && (ghes_mem[3] & 1) && !(b[0] & 1),
-	   "a failed PC write: PSTATE restored, record withdrawn, source free");
+	ok(cpus[0].pstate == 0 && cpus[0].pc == 0x400200 && cpus[0].esr == 0x1111 &&
+	   cpus[0].far == 0x2222 && cpus[0].spsr == 0x3333 && cpus[0].elr == 0x4444 &&
+	   (ghes_mem[3] & 1) && !(b[0] & 1),
+	   "a failed PC write: ESR, FAR, SPSR, ELR and PSTATE restored, record withdrawn, source free");
 	ok(atomic_load(&failures_seen) >= 1 && last.action == VMRAS_ACTION_RESET &&
 	   strstr(last.detail, "Input/output error"),
 	   "and the failure is reported with the policy's action (%s)", last.detail);
+}
+
+/* The guest never acknowledges; an abort without an address; an instruction fetch. */
+static void test_fake_sea_more(void)
+{
+	uint64_t page = GPA_BASE + 0x20000;
+	const unsigned char *b = block_of(0);
+	int tries = 0;
+
+	/* Source 0 holds a record the guest never acknowledges. */
+	set_cpu(0, 0x0, 0x400300);
+	memory_fault_exit(0, page);
+	vmras_vcpu_pre_run(ras, 0);
+	ok(cpus[0].nwrites == 6 && le64(b + 92 + 16) == page && !(ghes_mem[3] & 1),
+	   "an AR delivered; its record waits for an acknowledgement that never comes");
+	set_cpu(0, 0x0, 0x400400);
+	memory_fault_exit(0, page + 0x1000);
+	while (cpus[0].nwrites == 0 && tries++ < 300) {
+		vmras_vcpu_pre_run(ras, 0);
+		usleep(10000);
+	}
+	ok(cpus[0].nwrites == 6 && cpus[0].write_val[0] == 0x92000410 &&
+	   cpus[0].write_val[3] == 0x400400 && le64(b + 92 + 16) == page,
+	   "the next AR is held, then entered without a record (after %d tries): the abort is "
+	   "the notification, the unacknowledged record is not overwritten", tries);
+	ok(last.action == VMRAS_ACTION_INJECT && !last.recursive,
+	   "reported as told, not as recursive (no reset)");
+	guest_ack(0);
+
+	/* KVM_EXIT_ARM_SEA without a GPA, on an instruction fetch (EC 0x20, FnV). */
+	set_cpu(0, 0x0, 0x400500);
+	atomic_store(&failures_seen, 0);
+	struct kvm_run *run = calloc(1, 4096);
+	struct kabi_kvm_arm_sea *sea = kabi_kvm_run_arm_sea(run);
+
+	run->exit_reason = KVM_EXIT_ARM_SEA;
+	sea->esr = 0x82000410; /* EC 0x20, IL, FnV, DFSC 0x10 */
+	is_int(vmras_vcpu_exit(ras, 0, run, 0), VMRAS_EXIT_HANDLED,
+	       "KVM_EXIT_ARM_SEA without a GPA: handled");
+	free(run);
+	vmras_vcpu_pre_run(ras, 0);
+	ok(cpus[0].nwrites == 6 && cpus[0].write_val[0] == 0x82000410 && (ghes_mem[3] & 1),
+	   "an instruction abort (ESR 0x82000410) entered alone, no record posted");
+	ok(last.action == VMRAS_ACTION_INJECT && strstr(last.detail, "no guest address"),
+	   "reported: %s", last.detail);
 }
 
 static void test_fake_async(void)
@@ -589,6 +652,33 @@ static void test_fake_async(void)
 	vmras_vcpu_pre_run(ras, 0);
 	ok(atomic_load(&raised) == 2 && le64(b + 92 + 16) == page + 0x2000,
 	   "delivered after the guest's acknowledgement");
+
+	/* An AR a VMM thread hit (no guest access waits) goes to the async source, and waits. */
+	struct vmras_event ev = {
+		.kind = VMRAS_AR, .source = VMRAS_SRC_MC_COPY, .valid = VMRAS_EV_GPA,
+		.gpa = page + 0x4000, .addr_lsb = 12,
+	};
+
+	vr_submit_event(ras, &ev, 0, true);
+	for (int i = 0; i < 80; i++) {
+		vmras_vcpu_pre_run(ras, 0);
+		usleep(i < 70 ? 1000 : 20000);
+	}
+	ok(atomic_load(&raised) == 2 && last.action != VMRAS_ACTION_RESET,
+	   "the VMM's own consumption waits for the acknowledgement past the AR hold, no reset");
+	guest_ack(NVCPUS);
+	vmras_vcpu_pre_run(ras, 0);
+	ok(atomic_load(&raised) == 3 && le64(b + 92 + 16) == page + 0x4000,
+	   "and is delivered after it");
+	guest_ack(NVCPUS);
+
+	/* The VMM cannot raise the interrupt: the record is taken back, the source stays free. */
+	fail_raise = 1;
+	submit_ao(page + 0x6000);
+	vmras_vcpu_pre_run(ras, 0);
+	fail_raise = 0;
+	ok((ghes_mem[3 + NVCPUS] & 1) && b[0] == 0 && strstr(last.detail, "interrupt"),
+	   "a failed raise_async: record withdrawn, source free, reported (%s)", last.detail);
 }
 
 static void test_fake_reset(void)
@@ -663,6 +753,11 @@ static void test_library(void)
 	a.set = 1;
 	is_int(vmras_arm64_setup(ras, &a), -EINVAL, "a reserved SET: -EINVAL");
 	a.set = 0;
+	a.dfsc = VMRAS_DFSC_ECC;
+	a.features = VMRAS_ARM64_FEAT_RAS;
+	is_int(vmras_arm64_setup(ras, &a), -EINVAL, "DFSC 0x18 on a FEAT_RAS guest (reserved): -EINVAL");
+	a.dfsc = 0;
+	a.features = 0;
 	if (!is_int(vmras_arm64_setup(ras, &a), 0, "arm64 setup: register SEAs, 2 SEA sources + GSIV") ||
 	    !is_int(vmras_start(ras), 0, "vmras_start"))
 		return;
@@ -673,6 +768,7 @@ static void test_library(void)
 		vmras_add_vcpu(ras, (unsigned int)i, cpus[i].fd);
 
 	test_fake_sea();
+	test_fake_sea_more();
 	test_fake_async();
 	test_fake_reset();
 	test_serror();

@@ -52,10 +52,14 @@ struct vmras_arm64_abort {
 	bool wnr;		/* the access was a write */
 	bool ea;		/* ESR.EA: the implementation's external abort class */
 	bool far_valid;		/* FAR holds the faulting VA (else FnV is set) */
+	bool iabt;		/* an instruction fetch (EC 0x20/0x21, no WnR) */
 	uint64_t far;
 };
 
-/* A data abort's ESR; same_el: taken from EL1 (EC 0x25), else from EL0. -EINVAL: bad field. */
+/*
+ * A data abort's ESR (an instruction abort's with a->iabt); same_el:
+ * taken from EL1 (EC 0x25/0x21), else from EL0. -EINVAL: a bad field.
+ */
 int vmras_arm64_esr_dabt(bool same_el, const struct vmras_arm64_abort *a, uint64_t *esr);
 /* An SError's ISS (DFSC 0x11, AET, EA), for KVM_SET_VCPU_EVENTS serror_esr. */
 int vmras_arm64_serror_iss(unsigned int aet, bool ea, uint64_t *iss);
@@ -181,8 +185,10 @@ struct vmras_arm64_config {
 	/* NULL hva: no GHES (the guest has no ACPI): SEAs only, AOs are not told */
 	struct vmras_arm64_ghes ghes;
 	/*
-	 * VMM hook: raise the asynchronous source's interrupt (GSIV), on a
-	 * vCPU thread, no library lock held. 0 or -errno.
+	 * VMM hook: signal the asynchronous source's interrupt (GSIV), on a
+	 * vCPU thread, no library lock held; 0 or -errno (the record is then
+	 * taken back). A pulse: describe the GSIV as edge-triggered to the
+	 * guest (vmras has no "lower" step).
 	 */
 	int (*raise_async)(void *opaque, uint32_t gsiv);
 	void *opaque;
@@ -191,8 +197,10 @@ struct vmras_arm64_config {
 
 /*
  * Tell arm64 guests (before vmras_start). Initialises the GHES memory
- * (each error status address, read-ack 1: free). -EINVAL: a bad config,
- * GHES memory too small or unaligned, nsea below the vCPUs' count.
+ * (each error status address, read-ack 1: free). -EINVAL: a bad config
+ * (DFSC 0x18 on a FEAT_RAS guest), GHES memory too small or unaligned. A
+ * vCPU with no SEA source of its own (index >= nsea) has its aborts
+ * reported undeliverable, with that reason.
  */
 int vmras_arm64_setup(struct vmras *v, const struct vmras_arm64_config *c);
 

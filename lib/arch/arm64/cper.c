@@ -79,7 +79,7 @@ int vmras_cper_mem_block(const struct vmras_cper_mem *e, unsigned int n, void *b
 	unsigned char *p = buf;
 	size_t len = STATUS_LEN + (size_t)n * (ENTRY_LEN + MEM_SECTION_LEN);
 	uint32_t severity = VMRAS_CPER_SEV_CORRECTED, status;
-	bool ue = false, ce = false;
+	unsigned int ue = 0, ce = 0;
 
 	if (!n || n > 0x3ff)
 		return -EINVAL;
@@ -96,9 +96,9 @@ int vmras_cper_mem_block(const struct vmras_cper_mem *e, unsigned int n, void *b
 
 		severity = i ? worse(severity, e[i].severity) : e[i].severity;
 		if (e[i].severity == VMRAS_CPER_SEV_CORRECTED)
-			ce = true;
+			ce++;
 		else
-			ue = true;
+			ue++;
 		/* Generic Error Data Entry */
 		memcpy(d, mem_section_guid, 16);
 		put_le(d + 16, e[i].severity, 4);
@@ -116,8 +116,7 @@ int vmras_cper_mem_block(const struct vmras_cper_mem *e, unsigned int n, void *b
 	}
 	/* Generic Error Status Block */
 	status = (ue ? BLOCK_UE_VALID : 0) | (ce ? BLOCK_CE_VALID : 0) | n << BLOCK_COUNT_SHIFT;
-	if (n > 1)
-		status |= ue ? BLOCK_MULTI_UE : BLOCK_MULTI_CE;
+	status |= (ue > 1 ? BLOCK_MULTI_UE : 0) | (ce > 1 ? BLOCK_MULTI_CE : 0);
 	put_le(p, status, 4);
 	/* raw data offset and length 0: no raw data */
 	put_le(p + 12, (uint64_t)n * (ENTRY_LEN + MEM_SECTION_LEN), 4);

@@ -28,7 +28,12 @@ int vmras_arm64_esr_dabt(bool same_el, const struct vmras_arm64_abort *a, uint64
 	if (a->set > VMRAS_SET_UEO || a->set == 1 || (a->set && a->dfsc != VMRAS_DFSC_SEA))
 		return -EINVAL;
 	/* ISV 0: no instruction syndrome (SAS, SRT, ...), so IL is 1. */
+	/* Instruction aborts: EC 0x20/0x21, the same ISS but for WnR (RES0). */
+	if (a->iabt && a->wnr)
+		return -EINVAL;
 	v = (uint64_t)(same_el ? VMRAS_ESR_EC_DABT_CUR : VMRAS_ESR_EC_DABT_LOW) << ESR_EC_SHIFT;
+	if (a->iabt)
+		v -= (uint64_t)4 << ESR_EC_SHIFT;
 	v |= ESR_IL | (uint64_t)a->set << ESR_SET_SHIFT | a->dfsc;
 	if (!a->far_valid)
 		v |= ESR_FNV;

@@ -31,6 +31,9 @@ enum {
 	ARM64_RAISE_FAILED,	/* the record is in, the VMM's interrupt failed */
 };
 
+#define ESR_EC(esr) (((esr) >> 26) & 0x3f)
+#define ESR_EC_IABT_LOW 0x20
+#define ESR_EC_IABT_CUR 0x21
 #define ESR_FNV (1ULL << 10)
 #define ESR_EA (1ULL << 9)
 #define ESR_WNR (1ULL << 6)
@@ -42,6 +45,7 @@ enum arm64_notice_kind {
 
 struct arm64_notice {
 	uint8_t kind;
+	bool no_record;		/* no address: the abort alone */
 	struct vmras_arm64_abort abort;
 	struct vmras_cper_mem mem;
 };
@@ -120,8 +124,10 @@ static int arm64_prepare(void *data, const struct vmras_failure *f, unsigned int
 	(void)arch_state;
 	(void)nvcpus;
 	(void)online;
-	if (!max || !(ev->valid & VMRAS_EV_GPA))
+	/* An abort KVM gave no address for is still the vCPU's: told, without a record. */
+	if (!max || (!(ev->valid & VMRAS_EV_GPA) && !(sea && ev->source == VMRAS_SRC_ARM_SEA)))
 		return -EINVAL;
+	n.no_record = !(ev->valid & VMRAS_EV_GPA);
 	if (!sea && !(a->ghes && a->c.ghes.async))
 		return -EOPNOTSUPP; /* no asynchronous source: the guest cannot be told */
 	if (sea) {
@@ -129,7 +135,10 @@ static int arm64_prepare(void *data, const struct vmras_failure *f, unsigned int
 		n.abort.set = a->c.set;
 		/* KVM_EXIT_ARM_SEA says what the access was; a SIGBUS does not (FAR unknown). */
 		if (ev->valid & VMRAS_EV_ESR) {
-			n.abort.wnr = ev->esr & ESR_WNR;
+			uint64_t ec = ESR_EC(ev->esr);
+
+			n.abort.iabt = ec == ESR_EC_IABT_LOW || ec == ESR_EC_IABT_CUR;
+			n.abort.wnr = !n.abort.iabt && (ev->esr & ESR_WNR);
 			n.abort.ea = ev->esr & ESR_EA;
 			n.abort.far_valid = !(ev->esr & ESR_FNV) && (ev->valid & VMRAS_EV_GVA);
 			n.abort.far = n.abort.far_valid ? ev->gva : 0;
@@ -142,42 +151,50 @@ static int arm64_prepare(void *data, const struct vmras_failure *f, unsigned int
 	return 1;
 }
 
-static int read_cpu(const struct arm64 *a, int fd, struct vmras_arm64_cpu *c)
+/* The registers an entry writes, in the order it writes them. */
+static const uint64_t entry_regs[] = {
+	KABI_ARM64_REG_ESR_EL1, KABI_ARM64_REG_FAR_EL1, KABI_ARM64_REG_SPSR_EL1,
+	KABI_ARM64_REG_ELR_EL1, KABI_ARM64_REG_PSTATE,	KABI_ARM64_REG_PC,
+};
+#define NENTRY_REGS (sizeof(entry_regs) / sizeof(entry_regs[0]))
+
+/* What the entry needs, and the old values of what it writes (to put them back). */
+static int read_cpu(const struct arm64 *a, int fd, struct vmras_arm64_cpu *c,
+		    uint64_t old[NENTRY_REGS])
 {
 	const struct vmras_arm64_vcpu_io *io = &a->io;
-	int r;
+	int r = 0;
 
 	c->features = a->c.features;
-	r = io->get_reg(io->ctx, fd, KABI_ARM64_REG_PSTATE, &c->pstate);
-	r = r ?: io->get_reg(io->ctx, fd, KABI_ARM64_REG_PC, &c->pc);
+	for (size_t i = 0; i < NENTRY_REGS && !r; i++)
+		r = io->get_reg(io->ctx, fd, entry_regs[i], &old[i]);
 	r = r ?: io->get_reg(io->ctx, fd, KABI_ARM64_REG_VBAR_EL1, &c->vbar_el1);
 	r = r ?: io->get_reg(io->ctx, fd, KABI_ARM64_REG_SCTLR_EL1, &c->sctlr_el1);
+	c->pstate = old[4];
+	c->pc = old[5];
 	return r;
 }
 
 /*
- * The abort's registers: the exception state first (ESR, FAR, SPSR, ELR:
- * read by the guest only once it takes an exception), then PSTATE and,
- * last, PC. A failed write puts back what was written before it.
+ * The abort's registers: the exception state first (ESR, FAR, SPSR, ELR),
+ * then PSTATE and, last, PC. A failed write puts back every register
+ * written before it: the guest may have been in its own exception entry,
+ * where those are live.
  */
-static int write_entry(const struct arm64 *a, int fd, const struct vmras_arm64_cpu *c,
+static int write_entry(const struct arm64 *a, int fd, const uint64_t old[NENTRY_REGS],
 		       const struct vmras_arm64_entry *e)
 {
 	const struct vmras_arm64_vcpu_io *io = &a->io;
-	int r;
+	const uint64_t val[NENTRY_REGS] = { e->esr_el1, e->far_el1, e->spsr_el1,
+					    e->elr_el1, e->pstate,   e->pc };
+	size_t i;
+	int r = 0;
 
-	r = io->set_reg(io->ctx, fd, KABI_ARM64_REG_ESR_EL1, e->esr_el1);
-	r = r ?: io->set_reg(io->ctx, fd, KABI_ARM64_REG_FAR_EL1, e->far_el1);
-	r = r ?: io->set_reg(io->ctx, fd, KABI_ARM64_REG_SPSR_EL1, e->spsr_el1);
-	r = r ?: io->set_reg(io->ctx, fd, KABI_ARM64_REG_ELR_EL1, e->elr_el1);
+	for (i = 0; i < NENTRY_REGS && !r; i++)
+		r = io->set_reg(io->ctx, fd, entry_regs[i], val[i]);
 	if (r)
-		return r;
-	r = io->set_reg(io->ctx, fd, KABI_ARM64_REG_PSTATE, e->pstate);
-	if (r)
-		return r;
-	r = io->set_reg(io->ctx, fd, KABI_ARM64_REG_PC, e->pc);
-	if (r)
-		(void)io->set_reg(io->ctx, fd, KABI_ARM64_REG_PSTATE, c->pstate);
+		for (size_t k = 0; k + 1 < i; k++)
+			(void)io->set_reg(io->ctx, fd, entry_regs[k], old[k]);
 	return r;
 }
 
@@ -196,14 +213,24 @@ static int enter_sea(const struct arm64 *a, const struct arm64_notice *n,
 	return r;
 }
 
-static int deliver_sea(struct arm64 *a, unsigned int vcpu, int fd, const struct arm64_notice *n)
+/*
+ * held: the engine held this AR for the guest's acknowledgement, and the
+ * hold is over. The abort is the notification; the record is its
+ * description: a guest that does not acknowledge records (no GHES driver,
+ * a kernel-mode SEA Linux does not hand to APEI) still gets the abort,
+ * without a new record, and the unacknowledged one is never overwritten.
+ */
+static int deliver_sea(struct arm64 *a, unsigned int vcpu, int fd, const struct arm64_notice *n,
+		       bool held)
 {
 	unsigned char rec[VMRAS_CPER_MEM_BLOCK_LEN];
+	uint64_t old[NENTRY_REGS];
 	struct vmras_arm64_entry e;
 	struct vmras_arm64_cpu c;
+	bool posted = false;
 	int r, len;
 
-	r = read_cpu(a, fd, &c);
+	r = read_cpu(a, fd, &c, old);
 	if (r)
 		return r;
 	/* No vectors yet (early boot): the abort would run off into address 0x200. */
@@ -212,24 +239,25 @@ static int deliver_sea(struct arm64 *a, unsigned int vcpu, int fd, const struct 
 	r = enter_sea(a, n, &c, &e);
 	if (r)
 		return r;
-	if (a->ghes) {
+	if (a->ghes && !n->no_record) {
 		if (vcpu >= a->c.ghes.nsea)
 			return ARM64_NO_SOURCE;
 		len = vmras_cper_mem_block(&n->mem, 1, rec, sizeof(rec));
 		if (len < 0)
 			return len;
 		r = vr_ghes_post(a->ghes, vcpu, rec, (size_t)len);
-		if (r)
+		if (r < 0 || (r > 0 && !held))
 			return r > 0 ? VR_BUSY : r;
+		posted = r == 0;
 	}
 	if (a->c.ar_mode == VMRAS_ARM64_AR_EXT_DABT) {
 		struct kabi_arm64_vcpu_events ev = { .exception.ext_dabt_pending = 1 };
 
 		r = a->io.set_events(a->io.ctx, fd, &ev);
 	} else {
-		r = write_entry(a, fd, &c, &e);
+		r = write_entry(a, fd, old, &e);
 	}
-	if (r && a->ghes)
+	if (r && posted)
 		vr_ghes_unpost(a->ghes, vcpu);
 	return r;
 }
@@ -246,8 +274,11 @@ static int deliver_async(struct arm64 *a, const struct arm64_notice *n)
 		return r > 0 ? VR_BUSY : r;
 	if (a->c.ghes.async_notify != VMRAS_GHES_NOTIFY_GSIV || !a->c.raise_async)
 		return VR_DELIVERED; /* the guest polls */
-	/* The record stays: the guest finds it at its next poll or interrupt. */
-	return a->c.raise_async(a->c.opaque, a->c.ghes.gsiv) ? ARM64_RAISE_FAILED : VR_DELIVERED;
+	if (!a->c.raise_async(a->c.opaque, a->c.ghes.gsiv))
+		return VR_DELIVERED;
+	/* Not signalled: take the record back, or the source would wait for an ack forever. */
+	vr_ghes_unpost(a->ghes, a->c.ghes.nsea);
+	return ARM64_RAISE_FAILED;
 }
 
 static int arm64_deliver(void *data, unsigned int vcpu, int vcpu_fd, const struct vr_notice *n)
@@ -255,7 +286,7 @@ static int arm64_deliver(void *data, unsigned int vcpu, int vcpu_fd, const struc
 	struct arm64_notice an;
 
 	memcpy(&an, n->arch, sizeof(an));
-	return an.kind == NOTICE_SEA ? deliver_sea(data, vcpu, vcpu_fd, &an)
+	return an.kind == NOTICE_SEA ? deliver_sea(data, vcpu, vcpu_fd, &an, n->held_since_ns != 0)
 				     : deliver_async(data, &an);
 }
 
@@ -302,7 +333,7 @@ const char *vmras_arm64_delivery_name(int d)
 	case ARM64_NO_SOURCE:
 		return "no GHES SEA source for this vCPU";
 	case ARM64_RAISE_FAILED:
-		return "the record is in, but the VMM could not raise its interrupt";
+		return "the VMM could not raise the asynchronous source's interrupt";
 	case VR_ARCH_NO_WAY:
 		return "no asynchronous GHES source; QEMU does not tell arm64 guests either";
 	default:
@@ -328,6 +359,9 @@ int vmras_arm64_setup(struct vmras *v, const struct vmras_arm64_config *c)
 	if (c->ar_mode > VMRAS_ARM64_AR_EXT_DABT ||
 	    (c->dfsc && c->dfsc != VMRAS_DFSC_SEA && c->dfsc != VMRAS_DFSC_ECC) ||
 	    (c->set && (c->dfsc == VMRAS_DFSC_ECC || c->set == 1 || c->set > VMRAS_SET_UEO)))
+		return -EINVAL;
+	/* 0x18 is reserved where FEAT_RAS is implemented. */
+	if (c->dfsc == VMRAS_DFSC_ECC && (c->features & VMRAS_ARM64_FEAT_RAS))
 		return -EINVAL;
 	if (c->io && (!c->io->get_reg || !c->io->set_reg || !c->io->set_events))
 		return -EINVAL;
