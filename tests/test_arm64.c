@@ -172,7 +172,7 @@ static void qemu_block(unsigned char *b, uint64_t pa)
 	b[93] = 0x40;		/*   and memory error type (bit 14) */
 	for (int i = 0; i < 8; i++)
 		b[92 + 16 + i] = (unsigned char)(pa >> (8 * i));
-	b[92 + 72] = 3;		/* multi-bit ECC */
+	b[92 + 72] = 0;		/* memory error type: unknown */
 }
 
 static void test_cper(void)

@@ -34,7 +34,7 @@
 #define MEM_VALID_PA (1ULL << 1)
 #define MEM_VALID_PA_MASK (1ULL << 2)
 #define MEM_VALID_TYPE (1ULL << 14)
-#define MEM_TYPE_MULTI_BIT_ECC 3	/* what QEMU says; nothing better is known */
+#define MEM_TYPE_UNKNOWN 0	/* what QEMU says: the host told us no more */
 
 /* A5BC1114-6F64-4EDE-B863-3E83ED7C83B1 in its wire order (first three fields LE). */
 static const unsigned char mem_section_guid[16] = {
@@ -112,7 +112,7 @@ int vmras_cper_mem_block(const struct vmras_cper_mem *e, unsigned int n, void *b
 		put_le(m, MEM_VALID_PA | MEM_VALID_PA_MASK | MEM_VALID_TYPE, 8);
 		put_le(m + 16, e[i].gpa, 8);
 		put_le(m + 24, ~((1ULL << e[i].lsb) - 1), 8);
-		m[72] = MEM_TYPE_MULTI_BIT_ECC;
+		m[72] = MEM_TYPE_UNKNOWN;
 	}
 	/* Generic Error Status Block */
 	status = (ue ? BLOCK_UE_VALID : 0) | (ce ? BLOCK_CE_VALID : 0) | n << BLOCK_COUNT_SHIFT;
