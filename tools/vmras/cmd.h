@@ -28,5 +28,6 @@ int errors_main(int argc, char **argv);
 int metrics_main(int argc, char **argv);
 int exporter_main(int argc, char **argv);
 int serve_snapshot_main(int argc, char **argv);
+int decode_main(int argc, char **argv);
 
 #endif

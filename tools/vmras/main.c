@@ -26,6 +26,7 @@ static const struct {
 	{ "exporter", exporter_main, "serve those metrics over HTTP for Prometheus to scrape" },
 	{ "serve-snapshot", serve_snapshot_main, "serve a Firecracker snapshot's memory on demand (userfaultfd), poison-aware" },
 	{ "x86-plan", x86_plan_main, "the x86 machine checks libvmras sends for one error, as JSON" },
+	{ "decode", decode_main, "take apart an MCE status or log line, an ARM ESR, or a CPER blob" },
 };
 
 void tool_error(const char *cmd, const char *fmt, ...)
