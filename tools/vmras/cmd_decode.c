@@ -221,8 +221,13 @@ int decode_main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (strcmp(what, "mce") && strcmp(what, "esr") && strcmp(what, "cper")) {
+		tool_error("decode", "%s: not something to decode: want mce, esr or cper", what);
+		return 2;
+	}
 	optind = 1;
-	while ((c = getopt_long(argc - 1, argv + 1, "h", opts, NULL)) != -1) {
+	opterr = 0; /* one line of ours, not getopt's */
+	while ((c = getopt_long(argc - 1, argv + 1, ":h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'a': case 'm': case 'g':
 			v = c == 'a' ? &opt.addr : c == 'm' ? &opt.misc : &opt.mcg_status;
@@ -248,8 +253,12 @@ int decode_main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case ':':
+			tool_error("decode", "%s: %s needs a value", what, argv[optind]);
+			return 2;
 		default:
-			usage(stderr);
+			tool_error("decode", "%s: unknown option %s (try '%s decode --help')", what,
+				   argv[optind], prog);
 			return 2;
 		}
 	}

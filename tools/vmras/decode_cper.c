@@ -220,7 +220,11 @@ static int memory_section(struct decode_cper *d, struct decode_cper_section *s, 
 	} else {
 		m->old_layout = true;
 	}
-	/* The mask's lowest set bit, as Linux's apei_mce_report_mem_error() takes it. */
+	/*
+	 * The firmware's granule: the mask's lowest set bit (~mask + 1 for a
+	 * contiguous mask, as ghes_edac reports it). Linux's memory_failure
+	 * acts on the page of the address whatever the mask says.
+	 */
 	if ((m->validation & (1u << 2)) && m->physical_addr_mask)
 		m->granularity = m->physical_addr_mask & -m->physical_addr_mask;
 	return 0;

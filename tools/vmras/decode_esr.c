@@ -173,11 +173,14 @@ static void data_abort(struct decode_esr *d)
 		add(d, "SRT", 20, 16, "register transferred (Xt/Wt)");
 		add(d, "SF", 15, 15, yesno(e, 15, "64-bit register", "32-bit register"));
 		add(d, "AR", 14, 14, yesno(e, 14, "acquire/release semantics", "no acquire/release"));
-	} else if (is_sea(fsc)) {
-		add(d, "WU", 17, 16, wu[bits(e, 17, 16)]);
+	} else {
+		/* FnP is defined whenever ISV is 0; WU and PFV for external aborts only. */
+		if (is_sea(fsc))
+			add(d, "WU", 17, 16, wu[bits(e, 17, 16)]);
 		add(d, "FnP", 15, 15, yesno(e, 15, "FAR holds an address within the granule",
 					    "FAR holds the faulting address (if FnV is 0)"));
-		add(d, "PFV", 14, 14, yesno(e, 14, "PFAR_ELx valid", "PFAR_ELx not valid"));
+		if (is_sea(fsc))
+			add(d, "PFV", 14, 14, yesno(e, 14, "PFAR_ELx valid", "PFAR_ELx not valid"));
 	}
 	add(d, "VNCR", 13, 13, yesno(e, 13, "VNCR_EL2 access (FEAT_NV2)", NULL));
 	add(d, "SET", 12, 11, set_name((unsigned int)bits(e, 12, 11), fsc));
@@ -236,8 +239,9 @@ int decode_esr(uint64_t esr, struct decode_esr *d)
 	d->iss2 = (uint32_t)bits(esr, 55, 32);
 	d->ec_name = ec_name(d->ec);
 	add(d, "EC", 31, 26, d->ec_name);
-	add(d, "IL", 25, 25, yesno(esr, 25, "32-bit instruction", "16-bit instruction, or not an "
-				   "instruction trap"));
+	/* IL is RES1 for what no trapped instruction caused (aborts with ISV 0, SError). */
+	add(d, "IL", 25, 25, yesno(esr, 25, "32-bit instruction, or not an instruction trap (RES1)",
+				   "16-bit instruction"));
 	add(d, "ISS", 24, 0, NULL);
 	add(d, "ISS2", 55, 32, NULL);
 	switch (d->ec) {
