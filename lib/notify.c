@@ -110,11 +110,18 @@ static unsigned int drop_pending_ao(struct vmras *v, uint64_t page, uint64_t siz
 	return n;
 }
 
+/* The failure names a guest page (not so: an arm64 abort KVM gave no address for). */
+static bool has_page(const struct vmras_failure *f)
+{
+	return f->ev.valid & VMRAS_EV_GPA;
+}
+
 /* With v->lock held: an AR for page is queued on s (held for the guest's handler). */
 static bool ar_pending(const struct vr_vcpu *s, uint64_t page)
 {
 	for (unsigned int j = 0; j < s->npending; j++)
 		if (!s->pending[j].bystander && s->pending[j].f.action_required &&
+		    has_page(&s->pending[j].f) &&
 		    (s->pending[j].f.ev.gpa & ~(SMALL_PAGE - 1)) == page)
 			return true;
 	return false;
@@ -159,7 +166,9 @@ void vr_notify(struct vmras *v, struct vmras_failure *f, int target, uint32_t ar
 		undeliverable(v, f, VMRAS_ACTION_IGNORE, why);
 		return;
 	}
-	if (f->action_required && ar_pending(&v->vcpus[target], f->ev.gpa & ~(SMALL_PAGE - 1))) {
+	/* An abort with no address (arm64) names no page: nothing to merge or supersede. */
+	if (f->action_required && has_page(f) &&
+	    ar_pending(&v->vcpus[target], f->ev.gpa & ~(SMALL_PAGE - 1))) {
 		pthread_mutex_unlock(&v->lock);
 		f->action = VMRAS_ACTION_IGNORE;
 		snprintf(f->detail, sizeof(f->detail),
@@ -177,7 +186,7 @@ void vr_notify(struct vmras *v, struct vmras_failure *f, int target, uint32_t ar
 						       : VMRAS_ACTION_IGNORE, why);
 		return;
 	}
-	if (f->action_required)
+	if (f->action_required && has_page(f))
 		nsuperseded = drop_pending_ao(v, f->ev.gpa & ~(f->size - 1), f->size, superseded,
 					      VR_MAX_SUPERSEDED);
 	for (int i = 0; i < n; i++) {
@@ -545,7 +554,8 @@ static bool deliver(struct vmras *v, unsigned int vcpu, struct vr_vcpu *s, struc
 		if (!p->bystander) {
 			f->recipient = VMRAS_RECIPIENT_GUEST;
 			f->action = VMRAS_ACTION_INJECT;
-			vmras_registry_set_state(v->registry, f->ev.gpa, VMRAS_PS_NOTIFIED);
+			if (has_page(f))
+				vmras_registry_set_state(v->registry, f->ev.gpa, VMRAS_PS_NOTIFIED);
 			vr_report(v, f);
 		}
 		return true;

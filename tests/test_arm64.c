@@ -610,6 +610,13 @@ static void test_fake_sea_more(void)
 	   "reported as told, not as recursive (no reset)");
 	guest_ack(0);
 
+	/* An AO waits on vCPU 0 (the asynchronous source holds an unacknowledged record). */
+	atomic_store(&raised, 0);
+	submit_ao(page + 0x8000);
+	vmras_vcpu_pre_run(ras, 0);
+	submit_ao(page + 0x9000);
+	vmras_vcpu_pre_run(ras, 0);
+
 	/* KVM_EXIT_ARM_SEA without a GPA, on an instruction fetch (EC 0x20, FnV). */
 	set_cpu(0, 0x0, 0x400500);
 	atomic_store(&failures_seen, 0);
@@ -624,8 +631,15 @@ static void test_fake_sea_more(void)
 	vmras_vcpu_pre_run(ras, 0);
 	ok(cpus[0].nwrites == 6 && cpus[0].write_val[0] == 0x82000410 && (ghes_mem[3] & 1),
 	   "an instruction abort (ESR 0x82000410) entered alone, no record posted");
-	ok(last.action == VMRAS_ACTION_INJECT && strstr(last.detail, "no guest address"),
-	   "reported: %s", last.detail);
+	ok(last.action == VMRAS_ACTION_INJECT && strstr(last.detail, "no guest address") &&
+	   atomic_load(&failures_seen) == 1,
+	   "reported once: %s", last.detail);
+	guest_ack(NVCPUS);
+	vmras_vcpu_pre_run(ras, 0);
+	ok(atomic_load(&raised) == 2 && le64(block_of(NVCPUS) + 92 + 16) == page + 0x9000,
+	   "the waiting AO was not taken as superseded by the address-less abort: delivered "
+	   "after the ack");
+	guest_ack(NVCPUS);
 }
 
 static void test_fake_async(void)
