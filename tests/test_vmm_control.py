@@ -258,7 +258,187 @@ def test_ram_as_mmio():
         vm.kill()
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+def as_user(uid, fn):
+    """fn() in a child process running as uid: its return value (pickled)."""
+    import pickle
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            res = fn()
+        except Exception as e:  # noqa: BLE001
+            res = repr(e)
+        os.write(w, pickle.dumps(res))
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return pickle.loads(data) if data else None
+
+
+def first_line(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    buf = b""
+    while b"\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    return buf.split(b"\n")[0].decode(errors="replace")
+
+
+def send_until_cut(sock, head, fill, total):
+    """Send head then fill up to total bytes; how many went before the VMM
+    closed the connection (None: it never did)."""
+    sent = 0
+    try:
+        sock.sendall(head)
+        sent = len(head)
+        while sent < total:
+            sent += sock.send(fill)
+    except (BrokenPipeError, ConnectionResetError):
+        return sent
+    return None
+
+
+def read_all(sock):
+    buf = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return buf
+
+
+def test_hostile_clients():
+    """Who may connect, and what a client that floods or never reads costs."""
+    vm = VM(*SMALL, "--passes", "100000")
+    try:
+        q = vm.qmp()
+        q.wait_event(guest_report("pass-done", vcpu=0))
+        rss0 = rss_kib(vm.proc.pid)
+
+        # Another user, with the socket's mode widened: SO_PEERCRED refuses it.
+        if os.geteuid() == 0:
+            os.chmod(vm.dir, 0o711)
+            os.chmod(vm.sock, 0o666)
+            line = as_user(65534, lambda: first_line(vm.sock))
+            tap.ok(line and '"class": "GenericError"' in line and
+                   "uid 65534 may not use this control socket" in line,
+                   "uid 65534 is refused with a QMP error", line)
+            tap.ok("client pid" in vm.stderr() and "uid 65534 refused" in vm.stderr(),
+                   "the VMM says whom it refused", vm.stderr()[-300:])
+            os.chmod(vm.sock, 0o600)
+        else:
+            tap.skip("another uid", "needs root to become uid 65534")
+
+        # 100 MiB without a newline: one string that never ends.
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(30)
+        s.connect(vm.sock)
+        s.sendall(b'{"execute": "qmp_capabilities"}\n')
+        cut = send_until_cut(s, b'{"execute": "query-status", "id": "', b"a" * 65536,
+                             100 << 20)
+        out = read_all(s).decode(errors="replace")
+        s.close()
+        tap.ok(cut is not None and cut < (8 << 20),
+               "a client sending 100 MiB without a newline is cut off (after %s bytes)" % cut)
+        tap.ok('"class":"GenericError"' in out and "longer than 65536 bytes" in out,
+               "it is told why, in a QMP error", out[-300:])
+        # The same with garbage after a parse error.
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(30)
+        s.connect(vm.sock)
+        cut = send_until_cut(s, b"}", b"x" * 65536, 100 << 20)
+        out = read_all(s).decode(errors="replace")
+        s.close()
+        tap.ok(cut is not None and "no newline within 65536 bytes" in out,
+               "100 MiB of garbage without a newline: cut off after %s bytes, told why" % cut,
+               out[-300:])
+
+        # A client that sends commands and never reads the answers.
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(60)
+        s.connect(vm.sock)
+        cmd = b'{"execute": "query-guest"}\n'
+        cut = send_until_cut(s, b'{"execute": "qmp_capabilities"}\n', cmd * 256, 200 << 20)
+        s.close()
+        tap.ok(cut is not None, "a client that never reads is cut off (after sending %s bytes "
+               "of commands)" % cut)
+        tap.ok("did not read its output" in vm.stderr(),
+               "the VMM says why", vm.stderr()[-300:])
+        # And one that asked for events it never reads, beside it.
+        idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        idle.connect(vm.sock)
+        idle.sendall(b'{"execute": "qmp_capabilities"}\n')
+
+        rss1 = rss_kib(vm.proc.pid)
+        tap.ok(rss1 - rss0 < 16 * 1024,
+               "the VMM's memory stays bounded: RSS %d -> %d KiB" % (rss0, rss1))
+        tap.eq(q.cmd("query-status")["return"]["status"], "running",
+               "the guest still runs and a polite client is served")
+        drain(q)
+        tap.ok(progress_events(q, 1.5) > 0, "and the guest still progresses")
+        tap.eq(q.cmd("query-guest")["return"]["pages-corrupted"], 0, "nothing corrupted")
+        idle.close()
+        q.cmd("quit")
+        code, _, err = vm.wait(timeout=60)
+        tap.ok(code == 0, "quit: exit 0", "exit %s\n%s" % (code, err))
+    finally:
+        vm.kill()
+
+
+def test_allowed_uid():
+    if os.geteuid() != 0:
+        tap.skip("--control-allow-uid", "needs root to become uid 65534")
+        return
+    vm = VM(*SMALL, "--passes", "100000", "--control-allow-uid", "65534")
+    try:
+        os.chmod(vm.dir, 0o711)
+        os.chmod(vm.sock, 0o666)
+
+        def talk():
+            c = QMP(vm.sock)
+            return c.cmd("query-status")
+        r = as_user(65534, talk)
+        tap.eq(r, {"return": {"status": "running", "running": True}},
+               "--control-allow-uid 65534: that user is served")
+        vm.qmp().cmd("quit")
+        code, _, err = vm.wait(timeout=60)
+        tap.ok(code == 0, "quit: exit 0", "exit %s\n%s" % (code, err))
+    finally:
+        vm.kill()
+
+
 tap.run(test_session)
+tap.run(test_hostile_clients)
+tap.run(test_allowed_uid)
 tap.run(test_ram_as_mmio)
 tap.run(test_signals)
 tap.run(test_no_shutdown)

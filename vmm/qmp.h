@@ -3,7 +3,24 @@
  * A QMP server on a unix socket: greeting, capabilities negotiation,
  * {"execute", "arguments", "id"} commands answered by {"return"} or
  * {"error": {"class", "desc"}}, and asynchronous events with timestamps.
- * One thread; any thread may emit events.
+ *
+ * Two halves. A session (qmp.c) is one client's protocol: bytes in,
+ * commands dispatched, bytes out, with no socket, so that the fuzz target
+ * runs whole sessions through exactly this code. The server (qmp_server.c)
+ * owns the socket, checks who connects and moves bytes.
+ *
+ * Threads: the server's one thread owns every session and runs every
+ * command; any thread may emit events (a mutex guards their queue, taken
+ * by nothing else). The server prints one line on stderr for each client
+ * it refuses or cuts off, with the reason.
+ *
+ * Limits (what a hostile or broken client can cost): QMP_MAX_CLIENTS
+ * sessions; QMP_MAX_MESSAGE bytes of one message, or of garbage skipped
+ * after a parse error, without a newline; QMP_MAX_DEPTH levels of JSON
+ * nesting; QMP_MAX_BACKLOG bytes of output a client has not read. Past the
+ * first three the client gets a QMP error and is disconnected; a client
+ * past the backlog is not reading, so it is disconnected and the reason
+ * printed. Every refusal that can be sent is a QMP error with a class.
  */
 #ifndef VMRAS_VMM_QMP_H
 #define VMRAS_VMM_QMP_H
@@ -12,12 +29,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "error.h"
 
 #define QMP_MAX_CLIENTS 16
 #define QMP_MAX_MESSAGE (64 * 1024)	/* one command's JSON text */
+#define QMP_MAX_DEPTH 16		/* nesting; no command needs more than 4 */
 #define QMP_MAX_BACKLOG (1024 * 1024)	/* unsent output before a client is dropped */
+#define QMP_MAX_ALLOWED_UIDS 8		/* other users the operator lets in */
 
 struct qmp_error {
 	const char *cls;	/* "GenericError", "CommandNotFound", ... */
@@ -33,15 +53,53 @@ struct qmp_command {
 	int (*fn)(void *ctx, json_object *args, json_object **ret, struct qmp_error *err);
 };
 
+/* ---- a session: one client's protocol, no I/O -------------------------- */
+
+struct qmp_session {
+	const struct qmp_command *cmds;
+	size_t ncmds;
+	void *ctx;
+	json_tokener *tok;
+	bool negotiated;
+	bool skipping;		/* after a parse error: input up to the next newline */
+	size_t msg_bytes;	/* of the message (or the skipped garbage) so far */
+	char *out;		/* what the client has not been sent yet */
+	size_t out_len, out_cap;
+	/* Set once: the session is over (out still holds what may be sent). */
+	bool closed;
+	char why[160];
+};
+
+int qmp_session_init(struct qmp_session *s, const struct qmp_command *cmds, size_t ncmds,
+		     void *ctx);
+void qmp_session_fini(struct qmp_session *s);
+/* Queue the greeting. */
+void qmp_session_greet(struct qmp_session *s);
+/* Parse received bytes, run each whole command, queue the answers. */
+void qmp_session_input(struct qmp_session *s, const char *buf, size_t len);
+/* Queue an event's text (with its "\r\n") if the client negotiated. */
+void qmp_session_event(struct qmp_session *s, const char *text, size_t len);
+/* Drop the first n bytes of out (they were sent). */
+void qmp_session_sent(struct qmp_session *s, size_t n);
+
+/* ---- the server ------------------------------------------------------- */
+
 struct qmp_server;
 
+/*
+ * Listen on path (created 0600). Besides the VMM's own user, the users in
+ * allow_uids (nallow of them, at most QMP_MAX_ALLOWED_UIDS) may connect;
+ * anyone else is refused with a QMP error.
+ */
 int qmp_server_start(struct qmp_server **out, const char *path,
 		     const struct qmp_command *cmds, size_t ncmds, void *ctx,
-		     struct vmm_error *e);
+		     const uid_t *allow_uids, size_t nallow, struct vmm_error *e);
 /* Send an event to every negotiated client; takes ownership of data. */
 void qmp_server_emit(struct qmp_server *s, const char *event, json_object *data);
 /* Flush what can be sent, close every client, remove the socket. */
 void qmp_server_stop(struct qmp_server *s);
+
+/* ---- command arguments ------------------------------------------------ */
 
 /* Argument helpers: 0, or -1 with a QMP-style error in err. */
 int qmp_arg_u64(json_object *args, const char *name, bool required, uint64_t *out,

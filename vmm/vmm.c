@@ -209,7 +209,8 @@ int vmm_create(const struct vmm_config *cfg, struct vmm **out, struct vmm_error 
 		goto err;
 	if (cfg->control_path) {
 		r = qmp_server_start(&vm->qmp, cfg->control_path, vmm_qmp_commands,
-				     vmm_qmp_ncommands, vm, e);
+				     vmm_qmp_ncommands, vm, cfg->control_allow,
+				     cfg->ncontrol_allow, e);
 		if (r)
 			goto err;
 	}

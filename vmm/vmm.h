@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "qmp.h"
 #include "ram.h"
 #include "vmras/vmras.h"
 #include "x86.h"
@@ -37,6 +38,9 @@ struct vmm_config {
 	const char *guest_path;		/* NULL: the built-in test guest */
 	unsigned int passes;
 	const char *control_path;	/* QMP socket, or NULL */
+	/* Other users who may use it (the VMM's own always may). */
+	unsigned int ncontrol_allow;
+	uid_t control_allow[QMP_MAX_ALLOWED_UIDS];
 	bool no_shutdown;		/* stay up after the guest finishes */
 	bool start_paused;		/* vCPUs wait for QMP cont */
 	uint64_t seed;

@@ -22,7 +22,9 @@ static void run_usage(FILE *f)
 		"                     (default anon; all but anon are MAP_SHARED)\n"
 		"  --guest builtin|PATH  guest image, linked at 1 MiB (default builtin)\n"
 		"  --passes N         guest verification passes before it stops (default 2)\n"
-		"  --control PATH     QMP control socket (mode 0600)\n"
+		"  --control PATH     QMP control socket (mode 0600; only this user may use it)\n"
+		"  --control-allow-uid UID  another user who may use it (up to 8; the socket's\n"
+		"                     mode or directory must let them reach it)\n"
 		"  --no-shutdown      stay up after the guest finishes (until quit)\n"
 		"  --paused           start with the vCPUs stopped (QMP cont starts them)\n"
 		"  --incoming URI     first load a migration stream or snapshot: tcp:HOST:PORT,\n"
@@ -131,6 +133,7 @@ int run_main(int argc, char **argv)
 		{ "guest", required_argument, NULL, 'g' },
 		{ "passes", required_argument, NULL, 'p' },
 		{ "control", required_argument, NULL, 'C' },
+		{ "control-allow-uid", required_argument, NULL, 'U' },
 		{ "no-shutdown", no_argument, NULL, 'N' },
 		{ "paused", no_argument, NULL, 'P' },
 		{ "incoming", required_argument, NULL, 'I' },
@@ -194,6 +197,18 @@ int run_main(int argc, char **argv)
 			}
 			break;
 		case 'C': cfg.control_path = optarg; break;
+		case 'U': {
+			unsigned int uid;
+
+			if (parse_uint(optarg, 0xfffffffeu, &uid) ||
+			    cfg.ncontrol_allow == QMP_MAX_ALLOWED_UIDS) {
+				tool_error("run", "--control-allow-uid: not a uid, or more than %d: '%s'",
+					   QMP_MAX_ALLOWED_UIDS, optarg);
+				return 2;
+			}
+			cfg.control_allow[cfg.ncontrol_allow++] = (uid_t)uid;
+			break;
+		}
 		case 'N': cfg.no_shutdown = true; break;
 		case 'P': cfg.start_paused = true; break;
 		case 'I': cfg.incoming = optarg; break;

@@ -1,0 +1,409 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* The QMP server: the socket, who may connect, moving bytes (see qmp.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "qmp.h"
+
+#define LISTEN_BACKLOG 8
+
+struct qmp_client {
+	int fd;			/* -1: a free slot */
+	struct ucred peer;
+	struct qmp_session sess;
+};
+
+struct qmp_event {
+	struct qmp_event *next;
+	char *text;		/* serialized, with a trailing "\r\n" */
+	size_t len;
+};
+
+struct qmp_server {
+	int listen_fd, wake_fd;
+	char path[108];
+	const struct qmp_command *cmds;
+	size_t ncmds;
+	void *ctx;
+	uid_t allow[QMP_MAX_ALLOWED_UIDS];
+	size_t nallow;
+	pthread_t thread;
+	bool thread_started;
+	struct qmp_client clients[QMP_MAX_CLIENTS];
+	pthread_mutex_t lock;	/* events and stopping; a leaf */
+	struct qmp_event *events, **events_tail;
+	bool stopping;
+};
+
+/* ---- clients ------------------------------------------------------- */
+
+static void client_flush(struct qmp_client *c)
+{
+	while (c->fd >= 0 && c->sess.out_len) {
+		ssize_t n = send(c->fd, c->sess.out, c->sess.out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && !c->sess.closed) {
+				c->sess.closed = true;
+				snprintf(c->sess.why, sizeof(c->sess.why), "send: %s",
+					 strerror(errno));
+			}
+			return;
+		}
+		qmp_session_sent(&c->sess, (size_t)n);
+	}
+}
+
+static void client_close(struct qmp_client *c)
+{
+	if (c->fd < 0)
+		return;
+	close(c->fd);
+	qmp_session_fini(&c->sess);
+	c->fd = -1;
+}
+
+/*
+ * A session that ended: what can still be sent (its last error) is sent
+ * without waiting, and the reason printed when the server, not the
+ * client, ended it.
+ */
+static void client_reap(struct qmp_client *c)
+{
+	if (c->fd < 0 || !c->sess.closed)
+		return;
+	client_flush(c);
+	if (c->sess.why[0])
+		fprintf(stderr, "vmras run: control socket: client pid %d uid %u cut off: %s\n",
+			(int)c->peer.pid, (unsigned int)c->peer.uid, c->sess.why);
+	client_close(c);
+}
+
+static bool uid_allowed(const struct qmp_server *s, uid_t uid)
+{
+	if (uid == geteuid())
+		return true;
+	for (size_t i = 0; i < s->nallow; i++)
+		if (s->allow[i] == uid)
+			return true;
+	return false;
+}
+
+/* A refusal before any session: one QMP error, then the door closes. */
+static void refuse(int fd, const struct ucred *peer, const char *desc)
+{
+	char msg[256];
+	int n = snprintf(msg, sizeof(msg),
+			 "{\"error\": {\"class\": \"GenericError\", \"desc\": \"%s\"}}\r\n", desc);
+
+	(void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+	fprintf(stderr, "vmras run: control socket: client pid %d uid %u refused: %s\n",
+		(int)peer->pid, (unsigned int)peer->uid, desc);
+}
+
+static void client_accept(struct qmp_server *s)
+{
+	int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	struct ucred peer = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+	socklen_t len = sizeof(peer);
+	struct qmp_client *c = NULL;
+	char why[128];
+
+	if (fd < 0)
+		return;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) < 0) {
+		snprintf(why, sizeof(why), "its credentials are unknown (SO_PEERCRED: %s)",
+			 strerror(errno));
+		refuse(fd, &peer, why);
+		return;
+	}
+	if (!uid_allowed(s, peer.uid)) {
+		snprintf(why, sizeof(why), "uid %u may not use this control socket",
+			 (unsigned int)peer.uid);
+		refuse(fd, &peer, why);
+		return;
+	}
+	for (int i = 0; i < QMP_MAX_CLIENTS; i++)
+		if (s->clients[i].fd < 0) {
+			c = &s->clients[i];
+			break;
+		}
+	if (!c) {
+		refuse(fd, &peer, "too many QMP clients");
+		return;
+	}
+	if (qmp_session_init(&c->sess, s->cmds, s->ncmds, s->ctx)) {
+		refuse(fd, &peer, "no memory for another client");
+		return;
+	}
+	c->fd = fd;
+	c->peer = peer;
+	qmp_session_greet(&c->sess);
+	client_flush(c);
+	client_reap(c);
+}
+
+/* ---- events -------------------------------------------------------- */
+
+static void deliver_events(struct qmp_server *s)
+{
+	struct qmp_event *ev;
+
+	pthread_mutex_lock(&s->lock);
+	ev = s->events;
+	s->events = NULL;
+	s->events_tail = &s->events;
+	pthread_mutex_unlock(&s->lock);
+	while (ev) {
+		struct qmp_event *next = ev->next;
+
+		for (int i = 0; i < QMP_MAX_CLIENTS; i++)
+			if (s->clients[i].fd >= 0)
+				qmp_session_event(&s->clients[i].sess, ev->text, ev->len);
+		free(ev->text);
+		free(ev);
+		ev = next;
+	}
+}
+
+static void wake(struct qmp_server *s)
+{
+	uint64_t one = 1;
+
+	(void)!write(s->wake_fd, &one, sizeof(one));
+}
+
+void qmp_server_emit(struct qmp_server *s, const char *event, json_object *data)
+{
+	struct qmp_event *ev;
+	struct timeval tv;
+	json_object *o, *ts;
+	const char *text;
+	int n;
+
+	if (!s) {
+		json_object_put(data);
+		return;
+	}
+	gettimeofday(&tv, NULL);
+	ts = json_object_new_object();
+	json_object_object_add(ts, "seconds", json_object_new_int64(tv.tv_sec));
+	json_object_object_add(ts, "microseconds", json_object_new_int64(tv.tv_usec));
+	o = json_object_new_object();
+	json_object_object_add(o, "event", json_object_new_string(event));
+	json_object_object_add(o, "data", data ? data : json_object_new_object());
+	json_object_object_add(o, "timestamp", ts);
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	ev = calloc(1, sizeof(*ev));
+	n = ev && text ? asprintf(&ev->text, "%s\r\n", text) : -1;
+	json_object_put(o);
+	if (n < 0) {
+		/* Only events are lost to no memory; commands still answer. */
+		free(ev);
+		return;
+	}
+	ev->len = (size_t)n;
+	pthread_mutex_lock(&s->lock);
+	*s->events_tail = ev;
+	s->events_tail = &ev->next;
+	pthread_mutex_unlock(&s->lock);
+	wake(s);
+}
+
+/* ---- the thread ---------------------------------------------------- */
+
+static void *server_thread(void *arg)
+{
+	struct qmp_server *s = arg;
+	struct pollfd pfd[2 + QMP_MAX_CLIENTS];
+	char buf[4096];
+
+	for (;;) {
+		int n = 0, map[QMP_MAX_CLIENTS];
+		bool stopping;
+
+		pthread_mutex_lock(&s->lock);
+		stopping = s->stopping;
+		pthread_mutex_unlock(&s->lock);
+		deliver_events(s);
+		for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
+			client_flush(&s->clients[i]);
+			client_reap(&s->clients[i]);
+		}
+		if (stopping)
+			break;
+
+		pfd[n++] = (struct pollfd){ .fd = s->wake_fd, .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = s->listen_fd, .events = POLLIN };
+		for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
+			struct qmp_client *c = &s->clients[i];
+
+			if (c->fd < 0)
+				continue;
+			map[n - 2] = i;
+			pfd[n++] = (struct pollfd){
+				.fd = c->fd,
+				.events = POLLIN | (c->sess.out_len ? POLLOUT : 0),
+			};
+		}
+		if (poll(pfd, (nfds_t)n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "vmras run: control socket: poll: %s; QMP stops\n",
+				strerror(errno));
+			break;
+		}
+		if (pfd[0].revents & POLLIN) {
+			uint64_t v;
+
+			(void)!read(s->wake_fd, &v, sizeof(v));
+		}
+		if (pfd[1].revents & POLLIN)
+			client_accept(s);
+		for (int k = 2; k < n; k++) {
+			struct qmp_client *c = &s->clients[map[k - 2]];
+			ssize_t r;
+
+			if (!(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			r = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+			if (r > 0)
+				qmp_session_input(&c->sess, buf, (size_t)r);
+			else if (r == 0 || (errno != EAGAIN && errno != EINTR))
+				client_close(c);	/* the client went: nothing to say */
+		}
+	}
+	return NULL;
+}
+
+/* ---- start and stop ------------------------------------------------ */
+
+int qmp_server_start(struct qmp_server **out, const char *path,
+		     const struct qmp_command *cmds, size_t ncmds, void *ctx,
+		     const uid_t *allow_uids, size_t nallow, struct vmm_error *e)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct qmp_server *s;
+	struct stat st;
+	mode_t old_umask;
+	int r;
+
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return vmm_failf(e, -ENAMETOOLONG, "control socket path too long: %s", path);
+	if (nallow > QMP_MAX_ALLOWED_UIDS)
+		return vmm_failf(e, -E2BIG, "control socket: more than %d other users allowed",
+				 QMP_MAX_ALLOWED_UIDS);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return vmm_fail(e, -ENOMEM, "allocate QMP server");
+	s->listen_fd = s->wake_fd = -1;
+	for (int i = 0; i < QMP_MAX_CLIENTS; i++)
+		s->clients[i].fd = -1;
+	s->cmds = cmds;
+	s->ncmds = ncmds;
+	s->ctx = ctx;
+	if (nallow)
+		memcpy(s->allow, allow_uids, nallow * sizeof(*allow_uids));
+	s->nallow = nallow;
+	s->events_tail = &s->events;
+	pthread_mutex_init(&s->lock, NULL);
+	snprintf(s->path, sizeof(s->path), "%s", path);
+	memcpy(addr.sun_path, path, strlen(path));
+
+	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->wake_fd < 0) {
+		r = vmm_fail(e, -errno, "eventfd for QMP server");
+		goto err;
+	}
+	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s->listen_fd < 0) {
+		r = vmm_fail(e, -errno, "socket for control %s", path);
+		goto err;
+	}
+	/* A stale socket from an earlier run is replaced; anything else is not. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			r = vmm_failf(e, -EEXIST, "control path %s exists and is not a socket", path);
+			goto err;
+		}
+		unlink(path);
+	}
+	/*
+	 * Created 0600: only the owner may connect (the others the operator
+	 * allows need the mode widened, or a directory they can reach it
+	 * through; the uid check is what lets them in). No threads yet.
+	 */
+	old_umask = umask(0177);
+	r = bind(s->listen_fd, (struct sockaddr *)&addr, sizeof(addr));
+	umask(old_umask);
+	if (r < 0) {
+		r = vmm_fail(e, -errno, "bind control socket %s", path);
+		goto err;
+	}
+	if (listen(s->listen_fd, LISTEN_BACKLOG) < 0) {
+		r = vmm_fail(e, -errno, "listen on control socket %s", path);
+		unlink(path);
+		goto err;
+	}
+	r = -pthread_create(&s->thread, NULL, server_thread, s);
+	if (r) {
+		vmm_fail(e, r, "start QMP thread");
+		unlink(path);
+		goto err;
+	}
+	s->thread_started = true;
+	*out = s;
+	return 0;
+err:
+	if (s->listen_fd >= 0)
+		close(s->listen_fd);
+	if (s->wake_fd >= 0)
+		close(s->wake_fd);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	return r;
+}
+
+void qmp_server_stop(struct qmp_server *s)
+{
+	struct qmp_event *ev;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_mutex_unlock(&s->lock);
+	wake(s);
+	if (s->thread_started)
+		pthread_join(s->thread, NULL);
+	deliver_events(s);
+	for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
+		client_flush(&s->clients[i]);
+		client_close(&s->clients[i]);
+	}
+	/* Emitted after the last delivery (by a thread still stopping). */
+	while ((ev = s->events)) {
+		s->events = ev->next;
+		free(ev->text);
+		free(ev);
+	}
+	close(s->listen_fd);
+	close(s->wake_fd);
+	unlink(s->path);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
