@@ -157,6 +157,19 @@ static void test_mounts(void)
 	is_int(probe_parse_hugetlbfs_mounts("h /x\\04 hugetlbfs rw 0 0\n",
 					    2 << 20, m, 4, &n, &bad),
 	       -EINVAL, "mounts: truncated escape rejected");
+	/* Found by fuzz_probe: a zero page size was taken. */
+	is_int(probe_parse_hugetlbfs_mounts("h /x hugetlbfs rw,pagesize=0M 0 0\n",
+					    2 << 20, m, 4, &n, &bad),
+	       -EINVAL, "mounts: pagesize=0M rejected");
+	is_int(probe_parse_hugetlbfs_mounts("h /x hugetlbfs rw,pagesize=3M 0 0\n",
+					    2 << 20, m, 4, &n, &bad),
+	       -EINVAL, "mounts: a page size that is not a power of two rejected");
+	is_int(probe_parse_hugetlbfs_mounts("h /x\\000y hugetlbfs rw 0 0\n",
+					    2 << 20, m, 4, &n, &bad),
+	       -EINVAL, "mounts: an escaped NUL rejected");
+	is_int(probe_parse_hugetlbfs_mounts("h /x\\089 hugetlbfs rw 0 0\n",
+					    2 << 20, m, 4, &n, &bad),
+	       -EINVAL, "mounts: a non-octal escape rejected");
 }
 
 int main(void)

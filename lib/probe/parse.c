@@ -188,6 +188,11 @@ int probe_parse_size(const char *text, uint64_t *size)
 	return 0;
 }
 
+static bool is_octal(char c)
+{
+	return c >= '0' && c <= '7';
+}
+
 /* Undo the octal escapes (\040 for space) of /proc/mounts fields. */
 static int unescape_mount_path(const char *s, size_t len, char *out, size_t outsz)
 {
@@ -197,12 +202,13 @@ static int unescape_mount_path(const char *s, size_t len, char *out, size_t outs
 		char c = s[i];
 
 		if (c == '\\') {
-			if (i + 3 >= len || !isdigit((unsigned char)s[i + 1]) ||
-			    !isdigit((unsigned char)s[i + 2]) ||
-			    !isdigit((unsigned char)s[i + 3]))
+			if (i + 3 >= len || !is_octal(s[i + 1]) || s[i + 1] > '3' ||
+			    !is_octal(s[i + 2]) || !is_octal(s[i + 3]))
 				return -EINVAL;
 			c = (char)(((s[i + 1] - '0') << 6) | ((s[i + 2] - '0') << 3) |
 				   (s[i + 3] - '0'));
+			if (!c)		/* a path holds no NUL */
+				return -EINVAL;
 			i += 3;
 		}
 		if (o + 1 >= outsz)
@@ -282,8 +288,9 @@ int probe_parse_hugetlbfs_mounts(const char *text, uint64_t default_size,
 			r = find_option(field[3], flen[3], "pagesize", val, sizeof(val));
 			if (r == -ENOENT)
 				m->page_size = default_size;
-			else if (r || probe_parse_size(val, &m->page_size))
-				goto bad;
+			else if (r || probe_parse_size(val, &m->page_size) ||
+				 !m->page_size || (m->page_size & (m->page_size - 1)))
+				goto bad;	/* a huge page's size is a power of two */
 			count++;
 		}
 		line = *eol ? eol + 1 : eol;
