@@ -56,11 +56,9 @@ static void client_flush(struct qmp_client *c)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno != EAGAIN && !c->sess.closed) {
+			/* A client that went (EPIPE, ECONNRESET) has nothing to be told. */
+			if (errno != EAGAIN)
 				c->sess.closed = true;
-				snprintf(c->sess.why, sizeof(c->sess.why), "send: %s",
-					 strerror(errno));
-			}
 			return;
 		}
 		qmp_session_sent(&c->sess, (size_t)n);

@@ -383,6 +383,8 @@ json_object *vmm_memory_errors_json(struct vmm *vm)
 	C("uffd-unrouted", st.uffd_unrouted);
 	C("record-dropped", st.record_dropped);
 	C("record-errors", st.record_errors);
+	C("fill-errors", st.fill_errors);
+	C("reports-lost", st.reports_lost);
 #undef C
 	json_object_object_add(o, "counters", c);
 	return o;
