@@ -193,12 +193,25 @@ static void test_resync(void)
 	ok(!sess.closed, "parse errors do not end the session");
 }
 
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n);
+
+	if (!p) {
+		fprintf(stderr, "test_qmp: out of memory\n");
+		exit(1);
+	}
+	return p;
+}
+
 static char *nested(int depth)
 {
-	char *s = malloc((size_t)depth * 2 + 64);
-	size_t n = 0;
+	static const char head[] = "{\"execute\": \"echo\", \"arguments\": {\"s\": \"x\"}, \"id\": ";
+	char *s = xmalloc((size_t)depth * 2 + sizeof(head) + 4);
+	size_t n;
 
-	n += (size_t)sprintf(s, "{\"execute\": \"echo\", \"arguments\": {\"s\": \"x\"}, \"id\": ");
+	memcpy(s, head, sizeof(head) - 1);
+	n = sizeof(head) - 1;
 	for (int i = 0; i < depth - 1; i++)
 		s[n++] = '[';
 	for (int i = 0; i < depth - 1; i++)
@@ -222,7 +235,7 @@ static void test_depth(void)
 	is_str(one_class(desc, sizeof(desc)), "GenericError", "%d levels are refused: %s",
 	       QMP_MAX_DEPTH + 1, desc);
 	ok(strstr(desc, "nesting depth") != NULL, "the error says it was the nesting");
-	m = malloc(1 << 20);
+	m = xmalloc(1 << 20);
 	memset(m, '[', (1 << 20) - 2);
 	strcpy(m + (1 << 20) - 2, "\n");
 	feed(m);
@@ -238,7 +251,7 @@ static void test_long(void)
 
 	/* 100 MiB of one string, in 64 KiB reads, as the server would read them. */
 	start(true);
-	m = malloc(64 << 10);
+	m = xmalloc(64 << 10);
 	memset(m, 'a', 64 << 10);
 	feed("{\"execute\": \"echo\", \"arguments\": {\"s\": \"");
 	while (fed < big && !sess.closed) {
