@@ -17,7 +17,8 @@ import sys
 import tap
 import vmtest
 
-vmtest.VMRAS = sys.argv[1]
+if __name__ == "__main__":
+    vmtest.VMRAS = sys.argv[1]
 LIB_TESTS = sys.argv[2:]  # the library's C tests (TAP programs)
 HUGE = 2 << 20
 GPA = 0x1a45000  # inside the guest's data, in a huge page of a 32 MiB guest
@@ -118,4 +119,5 @@ def main():
     return tap.done()
 
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
