@@ -24,13 +24,13 @@
 #include "vmras/lazy.h"
 #include "vmras/migrate.h"
 #include "vmras/registry.h"
+#include "ram_proto.h"
 #include "x86_state.h"
 
 #define PAGE 4096ULL
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23	/* Linux 5.14 */
 #endif
-#define BATCH 256		/* pages per RAM section */
 #define MAX_ITERATIONS 30	/* then stop and send the rest whatever its size */
 #define DOWNTIME_DEFAULT_MS 300
 /* A destination that refused the stream reads on this long for the source to see why. */
@@ -46,12 +46,7 @@ static const char *const section_names[SEC_COUNT] = {
 	[SEC_RECOVER] = "recover",
 };
 
-/* Page kinds in RAM sections and the image's map. */
-enum { PG_DATA = 0, PG_ZERO = 1, PG_POISONED = 2 };
-
 #define HEADER_BYTES 64
-/* ram-image: u64 npages, u64 data_offset, u32 crc of the map, u32 0, kinds, crcs */
-#define IMAGE_HEAD(npages) (24 + 5 * (npages))
 
 static const char *const status_names[] = {
 	[MIG_NONE] = "none", [MIG_SETUP] = "setup", [MIG_ACTIVE] = "active",
@@ -65,7 +60,7 @@ static uint64_t section_max(uint32_t type)
 {
 	switch (type) {
 	case SEC_HEADER: return HEADER_BYTES;
-	case SEC_RAM: return 8 + BATCH * (8 + PAGE);
+	case SEC_RAM: return 8 + RAM_BATCH * (8 + PAGE);
 	case SEC_RAM_IMAGE: return 1ULL << 40;	/* read in pieces, checked against the header */
 	case SEC_RAS: return 64ULL << 20;
 	case SEC_VCPU: return 1 << 20;
@@ -607,7 +602,7 @@ static int read_run(struct vmm *vm, uint64_t p, unsigned int run, unsigned char 
 		    unsigned char *words, unsigned int *npoison, unsigned int *nzero,
 		    struct vmm_error *e)
 {
-	unsigned char kinds[BATCH];
+	unsigned char kinds[RAM_BATCH];
 	unsigned int ndata = 0;
 	int r = read_range(vm, p, run, data, kinds, e);
 
@@ -633,7 +628,7 @@ static int send_pages(struct vmm *vm, struct mig_stream *s, uint64_t *bm, bool t
 		      struct vmm_error *e)
 {
 	struct vmm_migration *m = &vm->mig;
-	unsigned char *list = malloc(8 + BATCH * 8), *data = malloc(BATCH * PAGE);
+	unsigned char *list = malloc(8 + RAM_BATCH * 8), *data = malloc(RAM_BATCH * PAGE);
 	uint64_t p = 0;
 	int r = 0;
 
@@ -644,14 +639,14 @@ static int send_pages(struct vmm *vm, struct mig_stream *s, uint64_t *bm, bool t
 	while (!r && p < m->npages) {
 		unsigned int n = 0, npoison = 0, nzero = 0, datapages = 0;
 
-		while (p < m->npages && n < BATCH) {
+		while (p < m->npages && n < RAM_BATCH) {
 			unsigned int run;
 
 			if (!bm[p / 64]) {
 				p = (p / 64 + 1) * 64;
 				continue;
 			}
-			run = dirty_run(bm, p, m->npages, BATCH - n);
+			run = dirty_run(bm, p, m->npages, RAM_BATCH - n);
 			if (!run) {
 				p++;
 				continue;
@@ -707,7 +702,7 @@ out:
 static int send_image(struct vmm *vm, struct mig_stream *s, struct vmm_error *e)
 {
 	struct vmm_migration *m = &vm->mig;
-	uint64_t head = IMAGE_HEAD(m->npages), start, data_off, pad, len;
+	uint64_t head = RAM_IMAGE_HEAD(m->npages), start, data_off, pad, len;
 	unsigned char *map = calloc(1, head), *page = malloc(PAGE), zero[256] = { 0 };
 	unsigned char *kinds = map + 24, *crcs = kinds + m->npages;
 	int r;
@@ -1737,35 +1732,12 @@ static int check_complete(struct incoming *in, struct vmm_error *e)
 
 static int load_ram(struct incoming *in, const struct mig_section *sec, struct vmm_error *e)
 {
-	struct vmm *vm = in->vm;
 	unsigned char *p = NULL;
-	uint64_t n, datapages = 0, off;
+	uint64_t n = 0, off;
 	int r = mig_read_payload(in->s, sec, (void **)&p, e);
 
-	if (r)
-		return r;
-	n = sec->len >= 8 ? get(p, 4) : 0;
-	if (sec->len < 8 || !n || n > BATCH || get(p + 4, 4) || sec->len < 8 + n * 8) {
-		r = vmm_failf(e, -EPROTO, "ram section at offset %" PRIu64 ": bad page count",
-			      sec->offset);
-		goto out;
-	}
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t w = get(p + 8 + i * 8, 8), kind = w & (PAGE - 1), gpa = w & ~(PAGE - 1);
-
-		if (kind > PG_POISONED || gpa >= vm->ram.size) {
-			r = vmm_failf(e, -EPROTO, "ram section at offset %" PRIu64 ": page %" PRIu64
-				      " is 0x%" PRIx64 ", not a page of this guest's RAM",
-				      sec->offset, i, w);
-			goto out;
-		}
-		datapages += kind == PG_DATA;
-	}
-	if (sec->len != 8 + n * 8 + datapages * PAGE) {
-		r = vmm_failf(e, -EPROTO, "ram section at offset %" PRIu64 ": %" PRIu64
-			      " bytes for %" PRIu64 " data pages", sec->offset, sec->len, datapages);
-		goto out;
-	}
+	if (!r)
+		r = ram_batch_check(p, sec->len, in->vm->ram.size, sec->offset, &n, e);
 	off = 8 + n * 8;
 	for (uint64_t i = 0, run; i < n && !r; i += run) {
 		uint64_t w = get(p + 8 + i * 8, 8), kind = w & (PAGE - 1), gpa = w & ~(PAGE - 1);
@@ -1780,7 +1752,6 @@ static int load_ram(struct incoming *in, const struct mig_section *sec, struct v
 			r = store_page(in, gpa, NULL, (unsigned int)kind, e);
 		off += kind == PG_DATA ? run * PAGE : 0;
 	}
-out:
 	free(p);
 	return r;
 }
@@ -1792,7 +1763,7 @@ out:
 static int read_image_head(struct incoming *in, const struct mig_section *sec,
 			   unsigned char **headp, uint64_t *data_offp, struct vmm_error *e)
 {
-	uint64_t npages = in->vm->ram.size / PAGE, head = IMAGE_HEAD(npages), data_off, pad;
+	uint64_t npages = in->vm->ram.size / PAGE, head = RAM_IMAGE_HEAD(npages), data_off;
 	unsigned char *map = malloc(24 + npages);
 	int r;
 
@@ -1803,30 +1774,9 @@ static int read_image_head(struct incoming *in, const struct mig_section *sec,
 		r = mig_read_data(in->s, sec, map, 24 + npages, e);
 	if (r)
 		goto fail;
-	data_off = get(map + 8, 8);
-	pad = data_off - (sec->offset + 24) - head;
-	if (get(map, 8) != npages || data_off < sec->offset + 24 + head || (data_off & (PAGE - 1)) ||
-	    pad >= PAGE || sec->len != head + pad + npages * PAGE || get(map + 20, 4)) {
-		r = vmm_failf(e, -EPROTO, "ram-image section at offset %" PRIu64 ": its layout "
-			      "does not fit a %" PRIu64 "-page guest", sec->offset, npages);
+	r = ram_image_check(map, npages, sec->offset, sec->len, &data_off, e);
+	if (r)
 		goto fail;
-	}
-	if (get(map + 16, 4) != vr_crc32c(0, map + 24, npages)) {
-		r = vmm_failf(e, -EPROTO, "ram-image section at offset %" PRIu64 ": its page map "
-			      "fails its checksum", sec->offset);
-		goto fail;
-	}
-	/* One pass that vectorizes; the page is looked for only if there is one. */
-	unsigned char worst = 0;
-
-	for (uint64_t p = 0; p < npages; p++)
-		worst |= map[24 + p] > PG_POISONED;
-	for (uint64_t p = 0; worst && p < npages; p++)
-		if (map[24 + p] > PG_POISONED) {
-			r = vmm_failf(e, -EPROTO, "ram-image: page %" PRIu64 " has kind %u", p,
-				      map[24 + p]);
-			goto fail;
-		}
 	*headp = map;
 	*data_offp = data_off;
 	return 0;
@@ -1878,7 +1828,7 @@ static int load_image(struct incoming *in, const struct mig_section *sec, struct
 		goto out;
 	}
 	r = mig_read_data(in->s, sec, crcs, npages * 4, e);
-	pad = data_off - (sec->offset + 24) - IMAGE_HEAD(npages);
+	pad = data_off - (sec->offset + 24) - RAM_IMAGE_HEAD(npages);
 	for (uint64_t k = 0; !r && k < pad; k += sizeof(skip))
 		r = mig_read_data(in->s, sec, skip, pad - k < sizeof(skip) ? pad - k : sizeof(skip), e);
 	for (uint64_t p = 0; !r && p < npages; p++) {
