@@ -4,7 +4,8 @@
  * gets back, and where a hostile client is stopped.
  *   1. negotiation, commands, ids, pipelining, errors with their classes
  *   2. parse errors resynchronise at the next newline, across reads
- *   3. nesting: 16 levels are parsed, 17 are refused, the line is skipped
+ *   3. nesting: 16 levels are parsed, 17 are refused, the line is skipped;
+ *      a message may hold 1024 containers and members, not more
  *   4. a message longer than 64 KiB, and garbage without a newline for
  *      64 KiB, end the session after one error; whitespace between
  *      messages (keep-alives) never does
@@ -18,6 +19,17 @@
 
 #include "qmp.h"
 #include "tap.h"
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n);
+
+	if (!p) {
+		fprintf(stderr, "test_qmp: out of memory\n");
+		exit(1);
+	}
+	return p;
+}
 
 static int echo_calls;
 
@@ -157,6 +169,23 @@ static void test_commands(void)
 		   id ? json_object_to_json_string(id) : "(none)");
 		json_object_put(r[i]);
 	}
+	/* An error's text cut short is cut between characters, never inside one. */
+	{
+		struct qmp_error e;
+		char name[600];
+		size_t len;
+		bool whole = true;
+
+		for (size_t i = 0; i + 2 < sizeof(name); i += 2)
+			memcpy(name + i, "\xc3\xa9", 2);
+		name[sizeof(name) - 2] = '\0';
+		qmp_errorf(&e, "GenericError", "x%s", name);
+		len = strlen(e.desc);
+		for (size_t i = 1; i < len; i += 2)
+			whole &= (unsigned char)e.desc[i] == 0xc3 && (unsigned char)e.desc[i + 1] == 0xa9;
+		ok(len < sizeof(e.desc) && len % 2 == 1 && whole,
+		   "a 600-byte error text cut to %zu bytes, between characters", len);
+	}
 	/* A message split over many reads, one byte each. */
 	{
 		const char *m = "{\"execute\": \"echo\", \"arguments\": {\"n\": 7}}\n";
@@ -191,17 +220,52 @@ static void test_resync(void)
 	while (n)
 		json_object_put(r[--n]);
 	ok(!sess.closed, "parse errors do not end the session");
+
+	/* QMP's resynchronisation: a control character or 0xFF ends skipping too. */
+	echo_calls = 0;
+	feed("{\"execute\": x \x01{\"execute\": \"echo\"}");
+	feed("{\"execute\": x \xff{\"execute\": \"echo\"}");
+	n = replies(r, 8);
+	ok(n == 4 && echo_calls == 2, "skipping ends at a control character and at 0xFF, "
+	   "without a newline (%d replies, %d ran)", n, echo_calls);
+	while (n)
+		json_object_put(r[--n]);
+	/* Strings of invalid UTF-8 are refused: what is echoed back stays valid JSON. */
+	feed("{\"execute\": \"ec\xc3ho\"}\n");
+	is_str(one_class(NULL, 0), "GenericError", "a command name that is not UTF-8: a parse error");
+	feed("{\"execute\": \"\xc3\xa9" "cho\"}\n");
+	is_str(one_class(NULL, 0), "CommandNotFound", "a UTF-8 command name: not found");
 }
 
-static void *xmalloc(size_t n)
+static void test_values(void)
 {
-	void *p = malloc(n);
+	char desc[256], *m;
+	size_t n = 0;
 
-	if (!p) {
-		fprintf(stderr, "test_qmp: out of memory\n");
-		exit(1);
+	/* json-c builds the objects as the bytes come: their count is what bounds memory. */
+	start(true);
+	m = xmalloc(64 << 10);
+	n = (size_t)sprintf(m, "{\"execute\": \"echo\", \"id\": [");
+	while (n + 3 < (60u << 10)) {
+		memcpy(m + n, "{},", 3);
+		n += 3;
 	}
-	return p;
+	qmp_session_input(&sess, m, n);
+	is_str(one_class(desc, sizeof(desc)), "GenericError", "60 KiB of '{},' in one message: %s",
+	       desc);
+	ok(sess.closed && strstr(sess.why, "values"), "and the client is cut off: %s", sess.why);
+	/* Commas and brackets inside strings are not values. */
+	start(true);
+	n = (size_t)sprintf(m, "{\"execute\": \"echo\", \"arguments\": {\"s\": \"");
+	while (n + 3 < (60u << 10)) {
+		memcpy(m + n, "{,[", 3);
+		n += 3;
+	}
+	n += (size_t)sprintf(m + n, "\\\"\"}}\n");
+	qmp_session_input(&sess, m, n);
+	is_str(one_class(desc, sizeof(desc)), "", "60 KiB of '{,[' inside a string (and an "
+	       "escaped quote) is one value: %s", desc);
+	free(m);
 }
 
 static char *nested(int depth)
@@ -235,6 +299,11 @@ static void test_depth(void)
 	is_str(one_class(desc, sizeof(desc)), "GenericError", "%d levels are refused: %s",
 	       QMP_MAX_DEPTH + 1, desc);
 	ok(strstr(desc, "nesting depth") != NULL, "the error says it was the nesting");
+	/* json-c counts the scalar inside the innermost container as a level too. */
+	feed("{\"execute\": \"echo\", \"id\": [[[[[[[[[[[[[[1]]]]]]]]]]]]]]}\n");
+	is_str(one_class(NULL, 0), "", "15 levels with a number innermost are parsed");
+	feed("{\"execute\": \"echo\", \"id\": [[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]}\n");
+	is_str(one_class(NULL, 0), "GenericError", "16 with a number innermost are not");
 	m = xmalloc(1 << 20);
 	memset(m, '[', (1 << 20) - 2);
 	strcpy(m + (1 << 20) - 2, "\n");
@@ -320,6 +389,7 @@ int main(void)
 	test_commands();
 	test_resync();
 	test_depth();
+	test_values();
 	test_long();
 	test_backlog();
 	qmp_session_fini(&sess);

@@ -503,7 +503,9 @@ static int cmd_inject_memory_error(void *ctx, json_object *args, json_object **r
 		}
 		signal = json_object_get_boolean(sig);
 	}
-	if (vcpu != UINT64_MAX && vcpu >= vm->cfg.nr_vcpus) {
+	if (!json_object_object_get_ex(args, "vcpu", NULL)) {
+		vcpu = UINT64_MAX;	/* not given: any vCPU */
+	} else if (vcpu >= vm->cfg.nr_vcpus) {
 		qmp_errorf(err, "GenericError", "Parameter 'vcpu': no vCPU %llu",
 			   (unsigned long long)vcpu);
 		return -1;

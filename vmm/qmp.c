@@ -11,11 +11,22 @@
 void qmp_errorf(struct qmp_error *err, const char *cls, const char *fmt, ...)
 {
 	va_list ap;
+	int n;
 
 	err->cls = cls;
 	va_start(ap, fmt);
-	vsnprintf(err->desc, sizeof(err->desc), fmt, ap);
+	n = vsnprintf(err->desc, sizeof(err->desc), fmt, ap);
 	va_end(ap);
+	/* Cut short: not in the middle of a UTF-8 character (JSON must stay valid). */
+	if (n >= (int)sizeof(err->desc)) {
+		size_t end = sizeof(err->desc) - 1;
+
+		while (end && ((unsigned char)err->desc[end - 1] & 0xc0) == 0x80)
+			end--;
+		if (end && (unsigned char)err->desc[end - 1] >= 0xc0)
+			end--;
+		err->desc[end] = '\0';
+	}
 }
 
 /* ---- arguments ----------------------------------------------------- */
@@ -286,6 +297,74 @@ static bool is_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
+/* Where skipping after a parse error ends: QMP's resynchronisation. */
+static bool ends_skipping(char c)
+{
+	return (unsigned char)c < 0x20 ? c != '\t' && c != '\r' : (unsigned char)c == 0xff;
+}
+
+/* A message ended (whole or not): the next byte starts another. */
+static void message_reset(struct qmp_session *s)
+{
+	json_tokener_reset(s->tok);
+	s->msg_bytes = 0;
+	s->msg_values = 0;
+	s->in_string = s->escaped = false;
+	s->utf8_need = 0;
+}
+
+/*
+ * The message's bytes as a scanner sees them, alongside json-c: it counts
+ * what json-c will allocate for (objects, arrays and their members, one
+ * per ',' outside strings), and checks that strings are UTF-8 (json-c's
+ * own check works only on whole buffers, and bytes go in one at a time).
+ */
+enum scan { SCAN_OK, SCAN_TOO_MANY, SCAN_NOT_UTF8 };
+
+static enum scan scan_byte(struct qmp_session *s, unsigned char c)
+{
+	if (s->utf8_need) {
+		if (c < s->utf8_lo || c > s->utf8_hi)
+			return SCAN_NOT_UTF8;
+		s->utf8_need--;
+		s->utf8_lo = 0x80;
+		s->utf8_hi = 0xbf;
+		return SCAN_OK;
+	}
+	if (s->in_string) {
+		if (c >= 0x80) {
+			/* Lead bytes and the range of the byte after (RFC 3629). */
+			s->utf8_lo = 0x80;
+			s->utf8_hi = 0xbf;
+			if (c >= 0xc2 && c <= 0xdf) {
+				s->utf8_need = 1;
+			} else if (c >= 0xe0 && c <= 0xef) {
+				s->utf8_need = 2;
+				s->utf8_lo = c == 0xe0 ? 0xa0 : 0x80;
+				s->utf8_hi = c == 0xed ? 0x9f : 0xbf;
+			} else if (c >= 0xf0 && c <= 0xf4) {
+				s->utf8_need = 3;
+				s->utf8_lo = c == 0xf0 ? 0x90 : 0x80;
+				s->utf8_hi = c == 0xf4 ? 0x8f : 0xbf;
+			} else {
+				return SCAN_NOT_UTF8;
+			}
+		} else if (s->escaped) {
+			s->escaped = false;
+		} else if (c == '\\') {
+			s->escaped = true;
+		} else if (c == '"') {
+			s->in_string = false;
+		}
+		return SCAN_OK;
+	}
+	if (c == '"')
+		s->in_string = true;
+	else if (c == '{' || c == '[' || c == ',')
+		return ++s->msg_values <= QMP_MAX_VALUES ? SCAN_OK : SCAN_TOO_MANY;
+	return SCAN_OK;
+}
+
 /*
  * One byte into the tokener. Bytes go in one at a time so that each whole
  * message is dispatched as it completes: a strict tokener refuses anything
@@ -300,7 +379,7 @@ static void input_byte(struct qmp_session *s, char c)
 	json_object *msg;
 
 	if (s->skipping) {
-		if (c == '\n') {
+		if (ends_skipping(c)) {
 			s->skipping = false;
 			s->msg_bytes = 0;
 		} else if (++s->msg_bytes > QMP_MAX_MESSAGE) {
@@ -313,8 +392,20 @@ static void input_byte(struct qmp_session *s, char c)
 	}
 	if (!s->msg_bytes && is_space(c))
 		return;
-	msg = json_tokener_parse_ex(s->tok, &c, 1);
-	jerr = json_tokener_get_error(s->tok);
+	switch (scan_byte(s, (unsigned char)c)) {
+	case SCAN_TOO_MANY:
+		send_errorf(s, "JSON message with more than %d values", QMP_MAX_VALUES);
+		session_close(s, "it sent a message with more than %d values", QMP_MAX_VALUES);
+		return;
+	case SCAN_NOT_UTF8:
+		msg = NULL;
+		jerr = json_tokener_error_parse_utf8_string;
+		break;
+	default:
+		msg = json_tokener_parse_ex(s->tok, &c, 1);
+		jerr = json_tokener_get_error(s->tok);
+		break;
+	}
 	if (jerr == json_tokener_continue) {
 		if (++s->msg_bytes > QMP_MAX_MESSAGE) {
 			send_errorf(s, "JSON message longer than %d bytes", QMP_MAX_MESSAGE);
@@ -322,16 +413,15 @@ static void input_byte(struct qmp_session *s, char c)
 		}
 		return;
 	}
-	json_tokener_reset(s->tok);
-	s->msg_bytes = 0;
+	message_reset(s);
 	if (jerr != json_tokener_success) {
 		if (jerr == json_tokener_error_depth)
 			send_errorf(s, "JSON nesting depth limit exceeded (%d levels)",
 				    QMP_MAX_DEPTH);
 		else
 			send_errorf(s, "JSON parse error, %s", json_tokener_error_desc(jerr));
-		/* Resynchronise after the next newline. */
-		s->skipping = c != '\n';
+		/* Resynchronise after the next newline (or control character, or 0xFF). */
+		s->skipping = !ends_skipping(c);
 		return;
 	}
 	/* Fed one byte at a time, a value always ends on a byte of its own. */
@@ -354,6 +444,7 @@ int qmp_session_init(struct qmp_session *s, const struct qmp_command *cmds, size
 	s->tok = json_tokener_new_ex(QMP_MAX_DEPTH);
 	if (!s->tok)
 		return -ENOMEM;
+	/* Strict JSON (UTF-8 is scan_byte's: what is echoed back stays valid). */
 	json_tokener_set_flags(s->tok, JSON_TOKENER_STRICT);
 	return 0;
 }

@@ -10,17 +10,29 @@
  * owns the socket, checks who connects and moves bytes.
  *
  * Threads: the server's one thread owns every session and runs every
- * command; any thread may emit events (a mutex guards their queue, taken
- * by nothing else). The server prints one line on stderr for each client
- * it refuses or cuts off, with the reason.
+ * command; any thread may emit events until qmp_server_free (a mutex
+ * guards their queue, taken by nothing else; after qmp_server_stop they
+ * are dropped). The server prints one line on stderr for each client it
+ * refuses or cuts off, with the reason (refusals at most one a second,
+ * with a count of those not printed).
  *
- * Limits (what a hostile or broken client can cost): QMP_MAX_CLIENTS
- * sessions; QMP_MAX_MESSAGE bytes of one message, or of garbage skipped
- * after a parse error, without a newline; QMP_MAX_DEPTH levels of JSON
- * nesting; QMP_MAX_BACKLOG bytes of output a client has not read. Past the
- * first three the client gets a QMP error and is disconnected; a client
- * past the backlog is not reading, so it is disconnected and the reason
- * printed. Every refusal that can be sent is a QMP error with a class.
+ * Limits (what a hostile or broken client can cost):
+ *   - QMP_MAX_CLIENTS sessions; a client of another uid is refused;
+ *   - one message: QMP_MAX_MESSAGE bytes and QMP_MAX_VALUES containers
+ *     and members (json-c builds the objects as the bytes come: the count
+ *     bounds its memory, about 1 KiB a value), else an error and the
+ *     client is disconnected;
+ *   - QMP_MAX_DEPTH levels of nesting (json-c counts a scalar inside the
+ *     innermost container as a level), else an error and the line is
+ *     skipped;
+ *   - after a parse error, input is skipped up to a newline, a control
+ *     character or 0xFF (QMP's resynchronisation), for at most
+ *     QMP_MAX_MESSAGE bytes, else an error and a disconnect;
+ *   - QMP_MAX_BACKLOG bytes of output a client has not read: it is not
+ *     reading, so it cannot be told; it is disconnected with the reason
+ *     printed. Events waiting for the server thread are bounded alike.
+ * Every refusal that can be sent is a QMP error with a class. json-c
+ * aborts when it cannot allocate: the limits above are what bound it.
  */
 #ifndef VMRAS_VMM_QMP_H
 #define VMRAS_VMM_QMP_H
@@ -33,10 +45,16 @@
 
 #include "error.h"
 
+/* (The fuzz target builds with smaller limits, to reach them.) */
 #define QMP_MAX_CLIENTS 16
+#ifndef QMP_MAX_MESSAGE
 #define QMP_MAX_MESSAGE (64 * 1024)	/* one command's JSON text */
+#endif
+#define QMP_MAX_VALUES 1024		/* objects, arrays and members in one message */
 #define QMP_MAX_DEPTH 16		/* nesting; no command needs more than 4 */
+#ifndef QMP_MAX_BACKLOG
 #define QMP_MAX_BACKLOG (1024 * 1024)	/* unsent output before a client is dropped */
+#endif
 #define QMP_MAX_ALLOWED_UIDS 8		/* other users the operator lets in */
 
 struct qmp_error {
@@ -62,7 +80,10 @@ struct qmp_session {
 	json_tokener *tok;
 	bool negotiated;
 	bool skipping;		/* after a parse error: input up to the next newline */
+	bool in_string, escaped;	/* where the message's bytes are, for counting */
+	unsigned char utf8_need, utf8_lo, utf8_hi;	/* inside a UTF-8 character */
 	size_t msg_bytes;	/* of the message (or the skipped garbage) so far */
+	unsigned int msg_values;	/* '{', '[' and ',' outside strings so far */
 	char *out;		/* what the client has not been sent yet */
 	size_t out_len, out_cap;
 	/* Set once: the session is over (out still holds what may be sent). */
@@ -96,8 +117,13 @@ int qmp_server_start(struct qmp_server **out, const char *path,
 		     const uid_t *allow_uids, size_t nallow, struct vmm_error *e);
 /* Send an event to every negotiated client; takes ownership of data. */
 void qmp_server_emit(struct qmp_server *s, const char *event, json_object *data);
-/* Flush what can be sent, close every client, remove the socket. */
+/*
+ * Flush what can be sent, close every client, remove the socket; events
+ * emitted from now on are dropped. Then, once no thread can emit any more,
+ * qmp_server_free.
+ */
 void qmp_server_stop(struct qmp_server *s);
+void qmp_server_free(struct qmp_server *s);
 
 /* ---- command arguments ------------------------------------------------ */
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "qmp.h"
@@ -43,8 +44,21 @@ struct qmp_server {
 	struct qmp_client clients[QMP_MAX_CLIENTS];
 	pthread_mutex_t lock;	/* events and stopping; a leaf */
 	struct qmp_event *events, **events_tail;
+	size_t events_bytes;	/* queued, at most QMP_MAX_BACKLOG */
+	bool events_overflowed;	/* some were dropped: every reader missed them */
 	bool stopping;
+	/* The server thread's: */
+	uint64_t accept_paused_until_ms;	/* accept failed for want of fds or memory */
+	uint64_t refused_last_ms, refused_quiet;	/* the refusal lines' rate limit */
 };
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* ---- clients ------------------------------------------------------- */
 
@@ -101,16 +115,35 @@ static bool uid_allowed(const struct qmp_server *s, uid_t uid)
 }
 
 /* A refusal before any session: one QMP error, then the door closes. */
-static void refuse(int fd, const struct ucred *peer, const char *desc)
+static void refuse(struct qmp_server *s, int fd, const struct ucred *peer, const char *desc)
 {
-	char msg[256];
-	int n = snprintf(msg, sizeof(msg),
-			 "{\"error\": {\"class\": \"GenericError\", \"desc\": \"%s\"}}\r\n", desc);
+	json_object *o = json_object_new_object(), *e = json_object_new_object();
+	const char *text;
+	uint64_t now = now_ms();
 
-	(void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	/* Said first: the client may act on its answer at once. One line a second at most. */
+	if (now - s->refused_last_ms >= 1000 || !s->refused_last_ms) {
+		fprintf(stderr, "vmras run: control socket: client pid %d uid %u refused: %s",
+			(int)peer->pid, (unsigned int)peer->uid, desc);
+		if (s->refused_quiet)
+			fprintf(stderr, " (and %llu more refusals not shown)",
+				(unsigned long long)s->refused_quiet);
+		fputc('\n', stderr);
+		s->refused_last_ms = now;
+		s->refused_quiet = 0;
+	} else {
+		s->refused_quiet++;
+	}
+	json_object_object_add(e, "class", json_object_new_string("GenericError"));
+	json_object_object_add(e, "desc", json_object_new_string(desc));
+	json_object_object_add(o, "error", e);
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	if (text) {
+		(void)!send(fd, text, strlen(text), MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)!send(fd, "\r\n", 2, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+	json_object_put(o);
 	close(fd);
-	fprintf(stderr, "vmras run: control socket: client pid %d uid %u refused: %s\n",
-		(int)peer->pid, (unsigned int)peer->uid, desc);
 }
 
 static void client_accept(struct qmp_server *s)
@@ -121,18 +154,28 @@ static void client_accept(struct qmp_server *s)
 	struct qmp_client *c = NULL;
 	char why[128];
 
-	if (fd < 0)
+	if (fd < 0) {
+		/*
+		 * The connection stays queued: without a pause poll would wake
+		 * at once, for ever. Out of fds or memory, try again in a second.
+		 */
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			fprintf(stderr, "vmras run: control socket: accept: %s; new clients wait "
+				"a second\n", strerror(errno));
+			s->accept_paused_until_ms = now_ms() + 1000;
+		}
 		return;
+	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) < 0) {
 		snprintf(why, sizeof(why), "its credentials are unknown (SO_PEERCRED: %s)",
 			 strerror(errno));
-		refuse(fd, &peer, why);
+		refuse(s, fd, &peer, why);
 		return;
 	}
 	if (!uid_allowed(s, peer.uid)) {
 		snprintf(why, sizeof(why), "uid %u may not use this control socket",
 			 (unsigned int)peer.uid);
-		refuse(fd, &peer, why);
+		refuse(s, fd, &peer, why);
 		return;
 	}
 	for (int i = 0; i < QMP_MAX_CLIENTS; i++)
@@ -141,11 +184,11 @@ static void client_accept(struct qmp_server *s)
 			break;
 		}
 	if (!c) {
-		refuse(fd, &peer, "too many QMP clients");
+		refuse(s, fd, &peer, "too many QMP clients");
 		return;
 	}
 	if (qmp_session_init(&c->sess, s->cmds, s->ncmds, s->ctx)) {
-		refuse(fd, &peer, "no memory for another client");
+		refuse(s, fd, &peer, "no memory for another client");
 		return;
 	}
 	c->fd = fd;
@@ -160,21 +203,38 @@ static void client_accept(struct qmp_server *s)
 static void deliver_events(struct qmp_server *s)
 {
 	struct qmp_event *ev;
+	bool overflowed;
 
 	pthread_mutex_lock(&s->lock);
 	ev = s->events;
+	overflowed = s->events_overflowed;
 	s->events = NULL;
 	s->events_tail = &s->events;
+	s->events_bytes = 0;
+	s->events_overflowed = false;
 	pthread_mutex_unlock(&s->lock);
 	while (ev) {
 		struct qmp_event *next = ev->next;
 
+		/* Each event sent as far as it goes: a burst does not cut off a reader. */
 		for (int i = 0; i < QMP_MAX_CLIENTS; i++)
-			if (s->clients[i].fd >= 0)
+			if (s->clients[i].fd >= 0) {
 				qmp_session_event(&s->clients[i].sess, ev->text, ev->len);
+				client_flush(&s->clients[i]);
+			}
 		free(ev->text);
 		free(ev);
 		ev = next;
+	}
+	/* Events were dropped before this thread could take them: no client has them all. */
+	for (int i = 0; overflowed && i < QMP_MAX_CLIENTS; i++) {
+		struct qmp_session *sess = &s->clients[i].sess;
+
+		if (s->clients[i].fd >= 0 && sess->negotiated && !sess->closed) {
+			sess->closed = true;
+			snprintf(sess->why, sizeof(sess->why), "events were lost: over %d bytes "
+				 "of them waited for the QMP thread", QMP_MAX_BACKLOG);
+		}
 	}
 }
 
@@ -216,8 +276,16 @@ void qmp_server_emit(struct qmp_server *s, const char *event, json_object *data)
 	}
 	ev->len = (size_t)n;
 	pthread_mutex_lock(&s->lock);
+	if (s->stopping || s->events_bytes + ev->len > QMP_MAX_BACKLOG) {
+		s->events_overflowed |= !s->stopping;
+		pthread_mutex_unlock(&s->lock);
+		free(ev->text);
+		free(ev);
+		return;
+	}
 	*s->events_tail = ev;
 	s->events_tail = &ev->next;
+	s->events_bytes += ev->len;
 	pthread_mutex_unlock(&s->lock);
 	wake(s);
 }
@@ -231,7 +299,8 @@ static void *server_thread(void *arg)
 	char buf[4096];
 
 	for (;;) {
-		int n = 0, map[QMP_MAX_CLIENTS];
+		int n = 0, map[QMP_MAX_CLIENTS], timeout;
+		uint64_t now;
 		bool stopping;
 
 		pthread_mutex_lock(&s->lock);
@@ -245,8 +314,10 @@ static void *server_thread(void *arg)
 		if (stopping)
 			break;
 
+		now = now_ms();
+		timeout = s->accept_paused_until_ms > now ? (int)(s->accept_paused_until_ms - now) : -1;
 		pfd[n++] = (struct pollfd){ .fd = s->wake_fd, .events = POLLIN };
-		pfd[n++] = (struct pollfd){ .fd = s->listen_fd, .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = timeout < 0 ? s->listen_fd : -1, .events = POLLIN };
 		for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
 			struct qmp_client *c = &s->clients[i];
 
@@ -258,12 +329,14 @@ static void *server_thread(void *arg)
 				.events = POLLIN | (c->sess.out_len ? POLLOUT : 0),
 			};
 		}
-		if (poll(pfd, (nfds_t)n, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			fprintf(stderr, "vmras run: control socket: poll: %s; QMP stops\n",
-				strerror(errno));
-			break;
+		if (poll(pfd, (nfds_t)n, timeout) < 0) {
+			/* ENOMEM: the clients wait; the next round may have memory. */
+			if (errno != EINTR) {
+				fprintf(stderr, "vmras run: control socket: poll: %s\n",
+					strerror(errno));
+				sleep(1);
+			}
+			continue;
 		}
 		if (pfd[0].revents & POLLIN) {
 			uint64_t v;
@@ -297,7 +370,6 @@ int qmp_server_start(struct qmp_server **out, const char *path,
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	struct qmp_server *s;
 	struct stat st;
-	mode_t old_umask;
 	int r;
 
 	if (strlen(path) >= sizeof(addr.sun_path))
@@ -332,24 +404,38 @@ int qmp_server_start(struct qmp_server **out, const char *path,
 		r = vmm_fail(e, -errno, "socket for control %s", path);
 		goto err;
 	}
-	/* A stale socket from an earlier run is replaced; anything else is not. */
+	/* A stale socket from an earlier run is replaced; a live one or anything else is not. */
 	if (lstat(path, &st) == 0) {
+		int probe_fd;
+
 		if (!S_ISSOCK(st.st_mode)) {
 			r = vmm_failf(e, -EEXIST, "control path %s exists and is not a socket", path);
 			goto err;
 		}
+		probe_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe_fd >= 0 &&
+		    connect(probe_fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+			close(probe_fd);
+			r = vmm_failf(e, -EADDRINUSE, "control socket %s is in use by another "
+				      "process", path);
+			goto err;
+		}
+		if (probe_fd >= 0)
+			close(probe_fd);
 		unlink(path);
 	}
-	/*
-	 * Created 0600: only the owner may connect (the others the operator
-	 * allows need the mode widened, or a directory they can reach it
-	 * through; the uid check is what lets them in). No threads yet.
-	 */
-	old_umask = umask(0177);
-	r = bind(s->listen_fd, (struct sockaddr *)&addr, sizeof(addr));
-	umask(old_umask);
-	if (r < 0) {
+	if (bind(s->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		r = vmm_fail(e, -errno, "bind control socket %s", path);
+		goto err;
+	}
+	/*
+	 * 0600 before listen (no one can connect before it): only the owner
+	 * may reach it; the others the operator allows need the mode widened
+	 * or a directory of their own. The uid check is what lets them in.
+	 */
+	if (chmod(path, 0600) < 0) {
+		r = vmm_fail(e, -errno, "chmod 0600 control socket %s", s->path);
+		unlink(path);
 		goto err;
 	}
 	if (listen(s->listen_fd, LISTEN_BACKLOG) < 0) {
@@ -378,30 +464,43 @@ err:
 
 void qmp_server_stop(struct qmp_server *s)
 {
-	struct qmp_event *ev;
-
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->lock);
+	if (s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
 	s->stopping = true;
 	pthread_mutex_unlock(&s->lock);
 	wake(s);
 	if (s->thread_started)
 		pthread_join(s->thread, NULL);
+	/* What was emitted before the stop still goes out, as far as it can. */
 	deliver_events(s);
 	for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
 		client_flush(&s->clients[i]);
 		client_close(&s->clients[i]);
 	}
-	/* Emitted after the last delivery (by a thread still stopping). */
+	close(s->listen_fd);
+	s->listen_fd = -1;
+	unlink(s->path);
+}
+
+void qmp_server_free(struct qmp_server *s)
+{
+	struct qmp_event *ev;
+
+	if (!s)
+		return;
+	qmp_server_stop(s);
+	/* Nothing is queued after the stop; this is for a stop that was never made. */
 	while ((ev = s->events)) {
 		s->events = ev->next;
 		free(ev->text);
 		free(ev);
 	}
-	close(s->listen_fd);
 	close(s->wake_fd);
-	unlink(s->path);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }

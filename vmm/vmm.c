@@ -233,8 +233,8 @@ void vmm_destroy(struct vmm *vm)
 		/* Post-copy's threads emit events and supply lazy memory: before QMP and libvmras go. */
 		pc = postcopy_in_stop(vm);
 	}
+	/* QMP's clients go now; events emitted from here on (libvmras's threads) are dropped. */
 	qmp_server_stop(vm->qmp);
-	vm->qmp = NULL;
 	if (vm->mig.vmm_dirty)
 		migration_destroy(vm);
 	vmras_free(vm->ras);
@@ -246,6 +246,9 @@ void vmm_destroy(struct vmm *vm)
 			vcpu_destroy(&vm->vcpus[i]);
 		free(vm->vcpus);
 	}
+	/* No thread is left to emit an event. */
+	qmp_server_free(vm->qmp);
+	vm->qmp = NULL;
 	ram_destroy(&vm->ram);
 	x86_machine_destroy(&vm->x86);
 	if (vm->vm_fd >= 0)

@@ -9,7 +9,8 @@
  *   - a copied word fits its buffer, NUL-terminated, and is only
  *     [A-Za-z0-9_-];
  *   - hugetlbfs mounts: at most `max` of them, each path a string without
- *     an embedded NUL, a malformed line's number within the text.
+ *     an embedded NUL and each page size a power of two, a malformed
+ *     line's number within the text.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -58,7 +59,8 @@ static void mounts(const char *text, unsigned int max)
 	for (unsigned int i = 0; i < n; i++) {
 		size_t len = strnlen(m[i].path, sizeof(m[i].path));
 
-		if (len == 0 || len == sizeof(m[i].path) || m[i].page_size == 0)
+		if (len == 0 || len == sizeof(m[i].path) || m[i].page_size == 0 ||
+		    (m[i].page_size & (m[i].page_size - 1)))
 			abort();
 	}
 }

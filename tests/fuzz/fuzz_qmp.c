@@ -8,9 +8,14 @@
  * (a range inside RAM, a buffer of the length given, a vCPU that exists)
  * and answers like it.
  *
+ * It is built with QMP_MAX_MESSAGE 512 and QMP_MAX_BACKLOG 16 KiB, so that
+ * inputs of libFuzzer's size reach both limits; a client may read nothing
+ * and events may come between reads (the first byte says).
+ *
  * Besides crashes and sanitizer reports it aborts when an invariant fails:
- *   - every line the session queued is one JSON object: a greeting, a
- *     {"return"} or an {"error": {"class", "desc"}}, never a half message;
+ *   - every line the session queued is one strict, UTF-8 JSON object: a
+ *     greeting, a {"return"}, an {"error": {"class", "desc"}} or an event,
+ *     never a half message;
  *   - what waits to be sent never exceeds QMP_MAX_BACKLOG;
  *   - a session that ended says why.
  */
@@ -174,22 +179,34 @@ int vmras_lazy_set_prefetch(struct vmras *v, bool on)
 
 /* ---- the session ----------------------------------------------------- */
 
-/* Every queued line is one JSON object of the three kinds; then it is "sent". */
-static void check_output(struct qmp_session *s)
+/*
+ * Every queued line is one JSON object of the four kinds (greeting, return,
+ * error, event); with drain, it is then "sent" (else the client reads
+ * nothing and the lines pile up, as far as the backlog's limit).
+ */
+static void check_output(struct qmp_session *s, bool drain)
 {
 	char *p = s->out, *end = s->out + s->out_len;
+	json_tokener *tok;
 
 	if (s->out_len > QMP_MAX_BACKLOG)
 		abort();
+	if (!drain)
+		return;
+	tok = json_tokener_new();
+	if (!tok)
+		abort();
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	while (p < end) {
 		char *nl = memchr(p, '\n', (size_t)(end - p));
 		json_object *o, *e, *x;
 
 		if (!nl || nl == p || nl[-1] != '\r')
 			abort();
-		nl[-1] = '\0';
-		o = json_tokener_parse(p);
-		if (!o || !json_object_is_type(o, json_type_object))
+		json_tokener_reset(tok);
+		o = json_tokener_parse_ex(tok, p, (int)(nl - 1 - p));
+		if (!o || !json_object_is_type(o, json_type_object) ||
+		    json_tokener_get_parse_end(tok) != (size_t)(nl - 1 - p))
 			abort();
 		if (json_object_object_get_ex(o, "error", &e) &&
 		    (!json_object_object_get_ex(e, "class", &x) || !json_object_get_string(x)[0] ||
@@ -197,11 +214,13 @@ static void check_output(struct qmp_session *s)
 			abort();
 		if (!json_object_object_get_ex(o, "error", &e) &&
 		    !json_object_object_get_ex(o, "return", &x) &&
-		    !json_object_object_get_ex(o, "QMP", &x))
+		    !json_object_object_get_ex(o, "QMP", &x) &&
+		    !json_object_object_get_ex(o, "event", &x))
 			abort();
 		json_object_put(o);
 		p = nl + 1;
 	}
+	json_tokener_free(tok);
 	qmp_session_sent(s, s->out_len);
 }
 
@@ -210,14 +229,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const size_t reads[] = { 4096, 1, 7, 64, 4096, 3, 512, 4096 };
+	static const char ev[] = "{\"event\": \"STOP\", \"data\": {}, \"timestamp\": "
+				 "{\"seconds\": 1, \"microseconds\": 2}}\r\n";
 	struct qmp_session s;
 	size_t off = 0;
-	unsigned int k;
+	unsigned int k, mode;
 
 	if (!size)
 		return 0;
-	/* The first byte picks how the stream is cut into reads. */
-	k = data[0];
+	/*
+	 * The first byte picks how the stream is cut into reads (bits 0-2),
+	 * whether the client reads what it is sent (bit 3: not; then the
+	 * backlog's limit is reached) and whether events come between reads
+	 * (bit 4).
+	 */
+	k = data[0] & 7;
+	mode = data[0];
 	data++, size--;
 	vm.cfg.nr_vcpus = 2;
 	vm.ram.page_size = 4096;
@@ -226,16 +253,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (qmp_session_init(&s, vmm_qmp_commands, vmm_qmp_ncommands, &vm))
 		return 0;
 	qmp_session_greet(&s);
-	check_output(&s);
+	check_output(&s, true);
 	while (off < size && !s.closed) {
 		size_t n = reads[k++ % (sizeof(reads) / sizeof(reads[0]))];
 
 		if (n > size - off)
 			n = size - off;
 		qmp_session_input(&s, (const char *)data + off, n);
-		check_output(&s);
+		if (mode & 16)
+			qmp_session_event(&s, ev, sizeof(ev) - 1);
+		check_output(&s, !(mode & 8));
 		off += n;
 	}
+	check_output(&s, true);
 	if (s.closed && !s.why[0])
 		abort();
 	qmp_session_fini(&s);
