@@ -10,18 +10,24 @@
 #include "qmp_client.h"
 
 #define MAX_KEPT 1024
+/* A VM's answer or event: the largest (query-memory-errors) is tens of KiB. */
+#define MAX_MESSAGE (4 << 20)
 
 struct qmp_client {
 	int fd;
 	json_tokener *tok;
 	char buf[4096];
 	size_t len, off;
+	size_t msg_bytes;		/* of the message being read */
 	json_object *kept[MAX_KEPT];	/* events read while waiting for a reply */
 	unsigned int nkept;
 	json_object *last_error;
 };
 
-/* The next JSON message; -ETIMEDOUT, -ECONNRESET on EOF, -EBADMSG. */
+/*
+ * The next JSON object; -ETIMEDOUT, -ECONNRESET on EOF, -EBADMSG for what
+ * is not a JSON object, -EMSGSIZE for one over MAX_MESSAGE bytes.
+ */
 static int next_message(struct qmp_client *c, int timeout_ms, json_object **out)
 {
 	for (;;) {
@@ -31,12 +37,20 @@ static int next_message(struct qmp_client *c, int timeout_ms, json_object **out)
 			enum json_tokener_error err = json_tokener_get_error(c->tok);
 			size_t used = json_tokener_get_parse_end(c->tok);
 
-			c->off += used ? used : c->len - c->off;
-			if (err == json_tokener_continue)
+			used = used ? used : c->len - c->off;
+			c->off += used;
+			c->msg_bytes += used;
+			if (err == json_tokener_continue) {
+				if (c->msg_bytes > MAX_MESSAGE)
+					return -EMSGSIZE;
 				continue;
+			}
 			json_tokener_reset(c->tok);
-			if (err != json_tokener_success)
+			c->msg_bytes = 0;
+			if (err != json_tokener_success || !json_object_is_type(o, json_type_object)) {
+				json_object_put(o);
 				return -EBADMSG;
+			}
 			*out = o;
 			return 0;
 		}
@@ -106,15 +120,16 @@ int qmpc_execute(struct qmp_client *c, const char *cmd, json_object *args,
 			continue;
 		}
 		if (json_object_object_get_ex(m, "return", &v)) {
+			/* QMP returns a value, {} at least: null is not an answer. */
 			*ret = json_object_get(v);
 			json_object_put(m);
-			return 0;
+			return v ? 0 : -EBADMSG;
 		}
 		json_object_put(c->last_error);
 		c->last_error = m;
-		*errdesc = "unknown error";
+		*errdesc = "an answer with neither a return nor an error description";
 		if (json_object_object_get_ex(m, "error", &v) &&
-		    json_object_object_get_ex(v, "desc", &v))
+		    json_object_object_get_ex(v, "desc", &v) && json_object_is_type(v, json_type_string))
 			*errdesc = json_object_get_string(v);
 		return -EPROTO;
 	}
@@ -142,29 +157,22 @@ int qmpc_next_event(struct qmp_client *c, int timeout_ms, json_object **ev)
 	}
 }
 
-int qmpc_connect(const char *path, struct qmp_client **out, const char **why)
+int qmpc_attach(int fd, struct qmp_client **out, const char **why)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	struct qmp_client *c;
+	struct qmp_client *c = calloc(1, sizeof(*c));
 	json_object *greeting, *ret;
 	const char *desc;
 	int r;
 
-	*why = "connect";
-	if (strlen(path) >= sizeof(addr.sun_path))
-		return -ENAMETOOLONG;
-	memcpy(addr.sun_path, path, strlen(path));
-	c = calloc(1, sizeof(*c));
-	if (!c)
+	*why = "allocate a QMP client";
+	if (!c) {
+		close(fd);
 		return -ENOMEM;
-	c->tok = json_tokener_new();
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (!c->tok || c->fd < 0) {
-		r = c->tok ? -errno : -ENOMEM;
-		goto err;
 	}
-	if (connect(c->fd, (struct sockaddr *)&addr, sizeof(addr))) {
-		r = -errno;
+	c->fd = fd;
+	c->tok = json_tokener_new();
+	if (!c->tok) {
+		r = -ENOMEM;
 		goto err;
 	}
 	*why = "read the QMP greeting";
@@ -185,6 +193,26 @@ int qmpc_connect(const char *path, struct qmp_client **out, const char **why)
 err:
 	qmpc_close(c);
 	return r;
+}
+
+int qmpc_connect(const char *path, struct qmp_client **out, const char **why)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int fd, r;
+
+	*why = "connect";
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(addr.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr))) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	return qmpc_attach(fd, out, why);
 }
 
 void qmpc_close(struct qmp_client *c)

@@ -7,8 +7,14 @@
 
 struct qmp_client;
 
-/* Connect, read the greeting, negotiate. -errno; *why says what failed. */
+/*
+ * Connect, read the greeting, negotiate. -errno; *why says what failed.
+ * What the VM sends is not trusted: a message that is not a JSON object
+ * is -EBADMSG, one over 4 MiB -EMSGSIZE.
+ */
 int qmpc_connect(const char *path, struct qmp_client **out, const char **why);
+/* The same over a connected socket (taken, closed on failure). */
+int qmpc_attach(int fd, struct qmp_client **out, const char **why);
 void qmpc_close(struct qmp_client *c);
 
 /*
