@@ -137,8 +137,11 @@ static void test_commands(void)
 		json_object_put(r[--n]);
 	feed("{\"execute\": \"echo\"}\n");
 	is_str(one_class(NULL, 0), "CommandNotFound", "a command before qmp_capabilities");
-	feed("{\"execute\": \"qmp_capabilities\"}\n");
-	is_str(one_class(NULL, 0), "", "qmp_capabilities");
+	feed("{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}\n");
+	is_str(one_class(desc, sizeof(desc)), "GenericError", "qmp_capabilities enabling oob, "
+	       "which is not offered: %s", desc);
+	feed("{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": []}}\n");
+	is_str(one_class(NULL, 0), "", "qmp_capabilities with nothing to enable");
 	feed("{\"execute\": \"qmp_capabilities\"}\n");
 	is_str(one_class(NULL, 0), "CommandNotFound", "qmp_capabilities twice");
 	feed("{\"execute\": \"nope\"}\n");

@@ -211,6 +211,32 @@ void qmp_session_event(struct qmp_session *s, const char *text, size_t len)
 
 /* ---- commands ------------------------------------------------------ */
 
+/* qmp_capabilities {"enable": [...]}: this server offers none (QEMU's answer to one). */
+static int capabilities_refused(json_object *args, struct qmp_error *err)
+{
+	static const char *const allowed[] = { "enable", NULL };
+	json_object *enable, *cap;
+
+	if (qmp_args_only(args, allowed, err))
+		return -1;
+	if (!json_object_object_get_ex(args, "enable", &enable))
+		return 0;
+	if (!json_object_is_type(enable, json_type_array)) {
+		qmp_errorf(err, "GenericError", "Invalid parameter type for 'enable', expected: array");
+		return -1;
+	}
+	if (!json_object_array_length(enable))
+		return 0;
+	cap = json_object_array_get_idx(enable, 0);
+	if (json_object_is_type(cap, json_type_string))
+		qmp_errorf(err, "GenericError", "Capability '%s' not available",
+			   json_object_get_string(cap));
+	else
+		qmp_errorf(err, "GenericError", "Invalid parameter type for 'enable', "
+			   "expected: array of strings");
+	return -1;
+}
+
 static void dispatch(struct qmp_session *s, json_object *msg)
 {
 	struct qmp_error err = { 0 };
@@ -255,6 +281,10 @@ static void dispatch(struct qmp_session *s, json_object *msg)
 		if (s->negotiated) {
 			qmp_errorf(&err, "CommandNotFound",
 				   "Capabilities negotiation is already complete, command ignored");
+			send_error(s, &err, id);
+			return;
+		}
+		if (args && capabilities_refused(args, &err)) {
 			send_error(s, &err, id);
 			return;
 		}
