@@ -73,7 +73,15 @@ static void start(bool negotiate)
 	qmp_session_greet(&sess);
 	if (negotiate)
 		qmp_session_input(&sess, "{\"execute\": \"qmp_capabilities\"}\n", 32);
-	sess.out_len = 0;
+	sess.out_len = sess.out_off = 0;
+}
+
+static size_t pending(void)
+{
+	size_t len;
+
+	qmp_session_pending(&sess, &len);
+	return len;
 }
 
 static void feed(const char *s)
@@ -85,7 +93,8 @@ static void feed(const char *s)
 static int replies(json_object **out, int max)
 {
 	int n = 0;
-	char *p = sess.out, *end = sess.out + sess.out_len;
+	size_t len;
+	char *p = (char *)qmp_session_pending(&sess, &len), *start = p, *end = p + len;
 
 	while (p < end && n < max) {
 		char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -96,7 +105,7 @@ static int replies(json_object **out, int max)
 		out[n++] = json_tokener_parse(p);
 		p = nl + 1;
 	}
-	qmp_session_sent(&sess, (size_t)(p - sess.out));
+	qmp_session_sent(&sess, (size_t)(p - start));
 	return n;
 }
 
@@ -363,20 +372,20 @@ static void test_backlog(void)
 
 	start(false);
 	qmp_session_event(&sess, ev, sizeof(ev) - 1);
-	is_int((int)sess.out_len, 0, "no event before qmp_capabilities");
+	is_int((int)pending(), 0, "no event before qmp_capabilities");
 	feed("{\"execute\": \"qmp_capabilities\"}\n");
-	sess.out_len = 0;
+	sess.out_len = sess.out_off = 0;
 	while (!sess.closed && n < 1000000) {
 		qmp_session_event(&sess, ev, sizeof(ev) - 1);
-		if (sess.out_len > peak)
-			peak = sess.out_len;
+		if (pending() > peak)
+			peak = pending();
 		n++;
 	}
 	ok(sess.closed && peak <= QMP_MAX_BACKLOG,
 	   "a client that reads no events: cut off after %zu of them, %zu bytes held at most",
 	   n, peak);
 	ok(strstr(sess.why, "did not read") != NULL, "with the reason: %s", sess.why);
-	is_int((int)sess.out_len, 0, "and no half message is left to send");
+	is_int((int)pending(), 0, "and no half message is left to send");
 
 	start(true);
 	for (n = 0; !sess.closed && n < 1000000; n++)
@@ -384,7 +393,7 @@ static void test_backlog(void)
 	ok(sess.closed && strstr(sess.why, "did not read"),
 	   "a client that sends commands and reads no answers: cut off after %zu", n);
 	feed("{\"execute\": \"echo\"}");
-	is_int((int)sess.out_len, 0, "nothing more is queued once the session has ended");
+	is_int((int)pending(), 0, "nothing more is queued once the session has ended");
 }
 
 int main(void)

@@ -35,13 +35,13 @@ void qmp_errorf(struct qmp_error *err, const char *cls, const char *fmt, ...)
 static int get_arg(json_object *args, const char *name, bool required, json_type type,
 		   const char *type_name, json_object **out, struct qmp_error *err)
 {
-	if (!json_object_object_get_ex(args, name, out) || !*out) {
+	if (!json_object_object_get_ex(args, name, out)) {
 		if (!required)
 			return 0;
 		qmp_errorf(err, "GenericError", "Parameter '%s' is missing", name);
 		return -1;
 	}
-	if (!json_object_is_type(*out, type)) {
+	if (!*out || !json_object_is_type(*out, type)) {	/* null is no value */
 		qmp_errorf(err, "GenericError",
 			   "Invalid parameter type for '%s', expected: %s", name, type_name);
 		return -1;
@@ -129,12 +129,18 @@ static void queue(struct qmp_session *s, const char *text, size_t len)
 {
 	if (s->closed)
 		return;
-	if (s->out_len + len > QMP_MAX_BACKLOG) {
+	if (s->out_len - s->out_off + len > QMP_MAX_BACKLOG) {
 		/* Half a message would be worse than none: drop it all. */
-		s->out_len = 0;
+		s->out_len = s->out_off = 0;
 		session_close(s, "it did not read its output (%d bytes waiting)",
 			      QMP_MAX_BACKLOG);
 		return;
+	}
+	if (s->out_off && s->out_len + len > s->out_cap) {
+		/* Sent bytes are dropped here, not at each send. */
+		memmove(s->out, s->out + s->out_off, s->out_len - s->out_off);
+		s->out_len -= s->out_off;
+		s->out_off = 0;
 	}
 	if (s->out_len + len > s->out_cap) {
 		size_t cap = s->out_cap ? s->out_cap : 4096;
@@ -144,7 +150,7 @@ static void queue(struct qmp_session *s, const char *text, size_t len)
 			cap *= 2;
 		p = realloc(s->out, cap);
 		if (!p) {
-			s->out_len = 0;
+			s->out_len = s->out_off = 0;
 			session_close(s, "no memory for its output");
 			return;
 		}
@@ -161,6 +167,7 @@ static void send_json(struct qmp_session *s, json_object *o)
 	const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
 
 	if (!text) {
+		s->out_len = s->out_off = 0;
 		session_close(s, "no memory for its output");
 		return;
 	}
@@ -197,10 +204,9 @@ static void send_errorf(struct qmp_session *s, const char *fmt, ...)
 
 void qmp_session_sent(struct qmp_session *s, size_t n)
 {
-	if (n > s->out_len)
-		n = s->out_len;
-	memmove(s->out, s->out + n, s->out_len - n);
-	s->out_len -= n;
+	s->out_off += n < s->out_len - s->out_off ? n : s->out_len - s->out_off;
+	if (s->out_off == s->out_len)
+		s->out_off = s->out_len = 0;
 }
 
 void qmp_session_event(struct qmp_session *s, const char *text, size_t len)
@@ -271,6 +277,11 @@ static void dispatch(struct qmp_session *s, json_object *msg)
 		return;
 	}
 	name = json_object_get_string(exec);
+	if (strlen(name) != (size_t)json_object_get_string_len(exec)) {
+		qmp_errorf(&err, "GenericError", "QMP input member 'execute' holds a NUL");
+		send_error(s, &err, id);
+		return;
+	}
 	if (!s->negotiated && strcmp(name, "qmp_capabilities")) {
 		qmp_errorf(&err, "CommandNotFound",
 			   "Expecting capabilities negotiation with 'qmp_capabilities'");

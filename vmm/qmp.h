@@ -30,7 +30,9 @@
  *     QMP_MAX_MESSAGE bytes, else an error and a disconnect;
  *   - QMP_MAX_BACKLOG bytes of output a client has not read: it is not
  *     reading, so it cannot be told; it is disconnected with the reason
- *     printed. Events waiting for the server thread are bounded alike.
+ *     printed. Events waiting for the server thread are bounded alike:
+ *     past the bound they are dropped, counted, and every client is told
+ *     how many with a VMRAS_EVENTS_LOST event.
  * Every refusal that can be sent is a QMP error with a class. json-c
  * aborts when it cannot allocate: the limits above are what bound it.
  */
@@ -50,7 +52,9 @@
 #ifndef QMP_MAX_MESSAGE
 #define QMP_MAX_MESSAGE (64 * 1024)	/* one command's JSON text */
 #endif
+#ifndef QMP_MAX_VALUES
 #define QMP_MAX_VALUES 1024		/* objects, arrays and members in one message */
+#endif
 #define QMP_MAX_DEPTH 16		/* nesting; no command needs more than 4 */
 #ifndef QMP_MAX_BACKLOG
 #define QMP_MAX_BACKLOG (1024 * 1024)	/* unsent output before a client is dropped */
@@ -84,8 +88,8 @@ struct qmp_session {
 	unsigned char utf8_need, utf8_lo, utf8_hi;	/* inside a UTF-8 character */
 	size_t msg_bytes;	/* of the message (or the skipped garbage) so far */
 	unsigned int msg_values;	/* '{', '[' and ',' outside strings so far */
-	char *out;		/* what the client has not been sent yet */
-	size_t out_len, out_cap;
+	char *out;		/* what the client has not been sent yet: out[out_off..out_len) */
+	size_t out_off, out_len, out_cap;
 	/* Set once: the session is over (out still holds what may be sent). */
 	bool closed;
 	char why[160];
@@ -100,7 +104,13 @@ void qmp_session_greet(struct qmp_session *s);
 void qmp_session_input(struct qmp_session *s, const char *buf, size_t len);
 /* Queue an event's text (with its "\r\n") if the client negotiated. */
 void qmp_session_event(struct qmp_session *s, const char *text, size_t len);
-/* Drop the first n bytes of out (they were sent). */
+/* What waits to be sent, and how much. */
+static inline const char *qmp_session_pending(const struct qmp_session *s, size_t *len)
+{
+	*len = s->out_len - s->out_off;
+	return s->out + s->out_off;
+}
+/* The first n bytes of what waits were sent. */
 void qmp_session_sent(struct qmp_session *s, size_t n);
 
 /* ---- the server ------------------------------------------------------- */

@@ -45,7 +45,9 @@ struct qmp_server {
 	pthread_mutex_t lock;	/* events and stopping; a leaf */
 	struct qmp_event *events, **events_tail;
 	size_t events_bytes;	/* queued, at most QMP_MAX_BACKLOG */
-	bool events_overflowed;	/* some were dropped: every reader missed them */
+	uint64_t events_lost;	/* dropped since the last delivery (queue full) */
+	dev_t sock_dev;		/* the socket this server bound, to unlink only it */
+	ino_t sock_ino;
 	bool stopping;
 	/* The server thread's: */
 	uint64_t accept_paused_until_ms;	/* accept failed for want of fds or memory */
@@ -64,8 +66,11 @@ static uint64_t now_ms(void)
 
 static void client_flush(struct qmp_client *c)
 {
-	while (c->fd >= 0 && c->sess.out_len) {
-		ssize_t n = send(c->fd, c->sess.out, c->sess.out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	size_t len;
+	const char *p;
+
+	while (c->fd >= 0 && (p = qmp_session_pending(&c->sess, &len), len)) {
+		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -200,41 +205,46 @@ static void client_accept(struct qmp_server *s)
 
 /* ---- events -------------------------------------------------------- */
 
+static void deliver_one(struct qmp_server *s, const char *text, size_t len)
+{
+	/* Each event sent as far as it goes: a burst does not cut off a reader. */
+	for (int i = 0; i < QMP_MAX_CLIENTS; i++)
+		if (s->clients[i].fd >= 0) {
+			qmp_session_event(&s->clients[i].sess, text, len);
+			client_flush(&s->clients[i]);
+		}
+}
+
 static void deliver_events(struct qmp_server *s)
 {
 	struct qmp_event *ev;
-	bool overflowed;
+	uint64_t lost;
 
 	pthread_mutex_lock(&s->lock);
 	ev = s->events;
-	overflowed = s->events_overflowed;
+	lost = s->events_lost;
 	s->events = NULL;
 	s->events_tail = &s->events;
 	s->events_bytes = 0;
-	s->events_overflowed = false;
+	s->events_lost = 0;
 	pthread_mutex_unlock(&s->lock);
 	while (ev) {
 		struct qmp_event *next = ev->next;
 
-		/* Each event sent as far as it goes: a burst does not cut off a reader. */
-		for (int i = 0; i < QMP_MAX_CLIENTS; i++)
-			if (s->clients[i].fd >= 0) {
-				qmp_session_event(&s->clients[i].sess, ev->text, ev->len);
-				client_flush(&s->clients[i]);
-			}
+		deliver_one(s, ev->text, ev->len);
 		free(ev->text);
 		free(ev);
 		ev = next;
 	}
-	/* Events were dropped before this thread could take them: no client has them all. */
-	for (int i = 0; overflowed && i < QMP_MAX_CLIENTS; i++) {
-		struct qmp_session *sess = &s->clients[i].sess;
+	/* Events dropped before this thread could take them: every client is told how many. */
+	if (lost) {
+		char text[160];
+		int n = snprintf(text, sizeof(text), "{\"event\":\"VMRAS_EVENTS_LOST\",\"data\":"
+				 "{\"count\":%llu},\"timestamp\":{\"seconds\":%lld,"
+				 "\"microseconds\":0}}\r\n", (unsigned long long)lost,
+				 (long long)time(NULL));
 
-		if (s->clients[i].fd >= 0 && sess->negotiated && !sess->closed) {
-			sess->closed = true;
-			snprintf(sess->why, sizeof(sess->why), "events were lost: over %d bytes "
-				 "of them waited for the QMP thread", QMP_MAX_BACKLOG);
-		}
+		deliver_one(s, text, (size_t)n);
 	}
 }
 
@@ -277,7 +287,7 @@ void qmp_server_emit(struct qmp_server *s, const char *event, json_object *data)
 	ev->len = (size_t)n;
 	pthread_mutex_lock(&s->lock);
 	if (s->stopping || s->events_bytes + ev->len > QMP_MAX_BACKLOG) {
-		s->events_overflowed |= !s->stopping;
+		s->events_lost += !s->stopping;
 		pthread_mutex_unlock(&s->lock);
 		free(ev->text);
 		free(ev);
@@ -320,13 +330,15 @@ static void *server_thread(void *arg)
 		pfd[n++] = (struct pollfd){ .fd = timeout < 0 ? s->listen_fd : -1, .events = POLLIN };
 		for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
 			struct qmp_client *c = &s->clients[i];
+			size_t pending;
 
 			if (c->fd < 0)
 				continue;
+			qmp_session_pending(&c->sess, &pending);
 			map[n - 2] = i;
 			pfd[n++] = (struct pollfd){
 				.fd = c->fd,
-				.events = POLLIN | (c->sess.out_len ? POLLOUT : 0),
+				.events = POLLIN | (pending ? POLLOUT : 0),
 			};
 		}
 		if (poll(pfd, (nfds_t)n, timeout) < 0) {
@@ -412,16 +424,24 @@ int qmp_server_start(struct qmp_server **out, const char *path,
 			r = vmm_failf(e, -EEXIST, "control path %s exists and is not a socket", path);
 			goto err;
 		}
-		probe_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (probe_fd >= 0 &&
-		    connect(probe_fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
-			close(probe_fd);
+		/* Non-blocking: a listener with a full backlog must not hold this VMM. */
+		probe_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (probe_fd < 0) {
+			r = vmm_fail(e, -errno, "socket to check control %s", path);
+			goto err;
+		}
+		r = connect(probe_fd, (struct sockaddr *)&addr, sizeof(addr)) ? -errno : 0;
+		close(probe_fd);
+		if (!r || r == -EAGAIN) {
 			r = vmm_failf(e, -EADDRINUSE, "control socket %s is in use by another "
 				      "process", path);
 			goto err;
 		}
-		if (probe_fd >= 0)
-			close(probe_fd);
+		/* Only a socket nobody listens on is stale; anything else is not ours to remove. */
+		if (r != -ECONNREFUSED) {
+			r = vmm_fail(e, r, "check control socket %s", path);
+			goto err;
+		}
 		unlink(path);
 	}
 	if (bind(s->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
@@ -433,11 +453,13 @@ int qmp_server_start(struct qmp_server **out, const char *path,
 	 * may reach it; the others the operator allows need the mode widened
 	 * or a directory of their own. The uid check is what lets them in.
 	 */
-	if (chmod(path, 0600) < 0) {
+	if (chmod(path, 0600) < 0 || lstat(path, &st) < 0) {
 		r = vmm_fail(e, -errno, "chmod 0600 control socket %s", s->path);
 		unlink(path);
 		goto err;
 	}
+	s->sock_dev = st.st_dev;
+	s->sock_ino = st.st_ino;
 	if (listen(s->listen_fd, LISTEN_BACKLOG) < 0) {
 		r = vmm_fail(e, -errno, "listen on control socket %s", path);
 		unlink(path);
@@ -464,6 +486,8 @@ err:
 
 void qmp_server_stop(struct qmp_server *s)
 {
+	struct stat st;
+
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->lock);
@@ -484,7 +508,9 @@ void qmp_server_stop(struct qmp_server *s)
 	}
 	close(s->listen_fd);
 	s->listen_fd = -1;
-	unlink(s->path);
+	/* Only if the path is still this server's socket (not a successor's). */
+	if (lstat(s->path, &st) == 0 && st.st_dev == s->sock_dev && st.st_ino == s->sock_ino)
+		unlink(s->path);
 }
 
 void qmp_server_free(struct qmp_server *s)

@@ -51,7 +51,8 @@ void vmm_wake_main(struct vmm *vm)
 
 void vmm_emit(struct vmm *vm, const char *event, json_object *data)
 {
-	qmp_server_emit(vm->qmp, event, data);
+	/* libvmras's threads may emit before vmm_create has published the server. */
+	qmp_server_emit(__atomic_load_n(&vm->qmp, __ATOMIC_ACQUIRE), event, data);
 }
 
 static int load_guest_file(struct vmm *vm, const char *path, struct vmm_error *e)
@@ -208,11 +209,14 @@ int vmm_create(const struct vmm_config *cfg, struct vmm **out, struct vmm_error 
 	if (r)
 		goto err;
 	if (cfg->control_path) {
-		r = qmp_server_start(&vm->qmp, cfg->control_path, vmm_qmp_commands,
+		struct qmp_server *qmp;
+
+		r = qmp_server_start(&qmp, cfg->control_path, vmm_qmp_commands,
 				     vmm_qmp_ncommands, vm, cfg->control_allow,
 				     cfg->ncontrol_allow, e);
 		if (r)
 			goto err;
+		__atomic_store_n(&vm->qmp, qmp, __ATOMIC_RELEASE);
 	}
 	*out = vm;
 	return 0;

@@ -8,8 +8,8 @@
  * (a range inside RAM, a buffer of the length given, a vCPU that exists)
  * and answers like it.
  *
- * It is built with QMP_MAX_MESSAGE 512 and QMP_MAX_BACKLOG 16 KiB, so that
- * inputs of libFuzzer's size reach both limits; a client may read nothing
+ * It is built with QMP_MAX_MESSAGE 512, QMP_MAX_VALUES 64 and
+ * QMP_MAX_BACKLOG 16 KiB, so that inputs of libFuzzer's size reach them; a client may read nothing
  * and events may come between reads (the first byte says).
  *
  * Besides crashes and sanitizer reports it aborts when an invariant fails:
@@ -186,10 +186,11 @@ int vmras_lazy_set_prefetch(struct vmras *v, bool on)
  */
 static void check_output(struct qmp_session *s, bool drain)
 {
-	char *p = s->out, *end = s->out + s->out_len;
+	size_t len;
+	char *p = (char *)qmp_session_pending(s, &len), *end = p + len;
 	json_tokener *tok;
 
-	if (s->out_len > QMP_MAX_BACKLOG)
+	if (len > QMP_MAX_BACKLOG)
 		abort();
 	if (!drain)
 		return;
@@ -221,7 +222,7 @@ static void check_output(struct qmp_session *s, bool drain)
 		p = nl + 1;
 	}
 	json_tokener_free(tok);
-	qmp_session_sent(s, s->out_len);
+	qmp_session_sent(s, len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -11,7 +11,8 @@
  *   - an accepted ram section names 1..256 pages of this guest, each of a
  *     known kind, and is exactly as long as its data pages need;
  *   - an accepted image has the guest's page count, a page-aligned data
- *     offset after its head, and its pages end where the section does.
+ *     offset less than a page after its head, its pages ending where the
+ *     section does, kinds of 0..2 only and their CRC right.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -19,6 +20,7 @@
 #include <string.h>
 
 #include "ram_proto.h"
+#include "util/crc32c.h"
 
 static uint64_t get(const uint8_t *p, unsigned int n)
 {
@@ -78,7 +80,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	if ((out & (RAM_PAGE - 1)) || out < off + 24 + RAM_IMAGE_HEAD(npages) ||
-	    out - (off + 24) + npages * RAM_PAGE != len || get(data + 17, 8) != npages)
+	    out - (off + 24) - RAM_IMAGE_HEAD(npages) >= RAM_PAGE ||
+	    out - (off + 24) + npages * RAM_PAGE != len || get(data + 17, 8) != npages ||
+	    get(data + 17 + 16, 4) != vr_crc32c(0, data + 17 + 24, npages) ||
+	    get(data + 17 + 20, 4))
 		abort();
+	for (uint64_t p = 0; p < npages; p++)
+		if (data[17 + 24 + p] > PG_POISONED)
+			abort();
 	return 0;
 }

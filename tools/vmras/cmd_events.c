@@ -81,7 +81,7 @@ static int connect_or_say(const char *cmd, const char *path, struct qmp_client *
 	}
 	r = qmpc_connect(path, c, &why);
 	if (r) {
-		tool_error(cmd, "%s %s: %s", why, path, strerror(-r));
+		tool_error(cmd, "%s %s: %s", why, path, qmpc_strerror(r));
 		return 1;
 	}
 	return 0;
@@ -128,7 +128,7 @@ int events_main(int argc, char **argv)
 		if (r == -ETIMEDOUT || r == -ECONNRESET)
 			break;
 		if (r) {
-			tool_error("events", "reading %s: %s", path, strerror(-r));
+			tool_error("events", "reading %s: %s", path, qmpc_strerror(r));
 			qmpc_close(c);
 			return 1;
 		}
@@ -152,6 +152,7 @@ int inject_main(int argc, char **argv)
 	};
 	const char *path = NULL, *type = NULL, *desc;
 	json_object *args = json_object_new_object(), *ret = NULL;
+	bool no_signal;
 	struct qmp_client *c;
 	char *end;
 	int opt, r;
@@ -198,9 +199,11 @@ int inject_main(int argc, char **argv)
 		json_object_put(args);
 		return r;
 	}
+	/* qmpc_execute takes args: what is needed of them afterwards, first. */
+	no_signal = json_object_object_get_ex(args, "signal", NULL);
 	r = qmpc_execute(c, "inject-memory-error", args, &ret, &desc);
 	if (r) {
-		tool_error("inject", "inject-memory-error: %s", r == -EPROTO ? desc : strerror(-r));
+		tool_error("inject", "inject-memory-error: %s", r == -EPROTO ? desc : qmpc_strerror(r));
 		qmpc_close(c);
 		return 1;
 	}
@@ -210,11 +213,16 @@ int inject_main(int argc, char **argv)
 		json_object *ev;
 
 		r = qmpc_next_event(c, 10000, &ev);
-		if (r) {
+		if (r == -ETIMEDOUT) {
 			printf("injected; no MEMORY_FAILURE event within 10 s%s\n",
-			       json_object_object_get_ex(args, "signal", NULL)
-				       ? " (the guest has not touched the page yet)" : "");
+			       no_signal ? " (the guest has not touched the page yet)" : "");
 			break;
+		}
+		if (r) {
+			tool_error("inject", "injected, then waiting for its MEMORY_FAILURE event: %s",
+				   qmpc_strerror(r));
+			qmpc_close(c);
+			return 1;
 		}
 		if (!strcmp(get_str(ev, "event"), "MEMORY_FAILURE")) {
 			print_event(ev, false);

@@ -203,8 +203,7 @@ static void migrate_usage(FILE *f)
 
 static const char *why(int r, const char *desc)
 {
-	return r == -EPROTO ? desc : r == -ECONNRESET ? "the VM closed the control connection"
-						       : strerror(-r);
+	return r == -EPROTO ? desc : qmpc_strerror(r);
 }
 
 /*

@@ -1,17 +1,32 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "qmp_client.h"
 
 #define MAX_KEPT 1024
-/* A VM's answer or event: the largest (query-memory-errors) is tens of KiB. */
-#define MAX_MESSAGE (4 << 20)
+#define MAX_KEPT_BYTES (4 << 20)	/* events read while waiting for an answer */
+#define ANSWER_MS 30000		/* a command's answer, however many events come first */
+/*
+ * What one message from the VM may be (the fuzz target builds with less):
+ * the largest answer (query-memory-errors) is tens of KiB and about 3,500
+ * values; json-c builds each value as the bytes come, about 1 KiB each.
+ */
+#ifndef QMPC_MAX_MESSAGE
+#define QMPC_MAX_MESSAGE (4 << 20)
+#endif
+#ifndef QMPC_MAX_VALUES
+#define QMPC_MAX_VALUES 16384
+#endif
 
 struct qmp_client {
 	int fd;
@@ -19,14 +34,51 @@ struct qmp_client {
 	char buf[4096];
 	size_t len, off;
 	size_t msg_bytes;		/* of the message being read */
+	unsigned int msg_values;	/* its '{', '[' and ',' outside strings */
+	bool in_string, escaped;
+	size_t kept_bytes;
 	json_object *kept[MAX_KEPT];	/* events read while waiting for a reply */
 	unsigned int nkept;
 	json_object *last_error;
 };
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * What json-c will allocate for in the bytes it just took: objects, arrays
+ * and members (one per ',' outside strings). -1 past QMPC_MAX_VALUES.
+ */
+static int count_values(struct qmp_client *c, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char ch = p[i];
+
+		if (c->in_string) {
+			if (c->escaped)
+				c->escaped = false;
+			else if (ch == '\\')
+				c->escaped = true;
+			else if (ch == '"')
+				c->in_string = false;
+		} else if (ch == '"') {
+			c->in_string = true;
+		} else if ((ch == '{' || ch == '[' || ch == ',') && ++c->msg_values > QMPC_MAX_VALUES) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /*
  * The next JSON object; -ETIMEDOUT, -ECONNRESET on EOF, -EBADMSG for what
- * is not a JSON object, -EMSGSIZE for one over MAX_MESSAGE bytes.
+ * is not a JSON object, -EMSGSIZE for one over QMPC_MAX_MESSAGE bytes,
+ * -E2BIG for one of over QMPC_MAX_VALUES values.
  */
 static int next_message(struct qmp_client *c, int timeout_ms, json_object **out)
 {
@@ -38,15 +90,19 @@ static int next_message(struct qmp_client *c, int timeout_ms, json_object **out)
 			size_t used = json_tokener_get_parse_end(c->tok);
 
 			used = used ? used : c->len - c->off;
+			if (count_values(c, c->buf + c->off, used))
+				return -E2BIG;
 			c->off += used;
 			c->msg_bytes += used;
 			if (err == json_tokener_continue) {
-				if (c->msg_bytes > MAX_MESSAGE)
+				if (c->msg_bytes > QMPC_MAX_MESSAGE)
 					return -EMSGSIZE;
 				continue;
 			}
 			json_tokener_reset(c->tok);
 			c->msg_bytes = 0;
+			c->msg_values = 0;
+			c->in_string = c->escaped = false;
 			if (err != json_tokener_success || !json_object_is_type(o, json_type_object)) {
 				json_object_put(o);
 				return -EBADMSG;
@@ -99,6 +155,7 @@ int qmpc_execute(struct qmp_client *c, const char *cmd, json_object *args,
 		 json_object **ret, const char **errdesc)
 {
 	json_object *o = json_object_new_object(), *m, *v;
+	uint64_t deadline;
 	int r;
 
 	json_object_object_add(o, "execute", json_object_new_string(cmd));
@@ -108,15 +165,23 @@ int qmpc_execute(struct qmp_client *c, const char *cmd, json_object *args,
 	json_object_put(o);
 	if (r)
 		return r;
+	deadline = now_ms() + ANSWER_MS;
 	for (;;) {
-		r = next_message(c, 30000, &m);
+		uint64_t now = now_ms();
+
+		r = now < deadline ? next_message(c, (int)(deadline - now), &m) : -ETIMEDOUT;
 		if (r)
 			return r;
 		if (json_object_object_get_ex(m, "event", NULL)) {
-			if (c->nkept < MAX_KEPT)
-				c->kept[c->nkept++] = m;
-			else
+			size_t len = strlen(json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN));
+
+			/* Kept for qmpc_next_event; more than that is not a VM answering. */
+			if (c->nkept == MAX_KEPT || c->kept_bytes + len > MAX_KEPT_BYTES) {
 				json_object_put(m);
+				return -ENOBUFS;
+			}
+			c->kept[c->nkept++] = m;
+			c->kept_bytes += len;
 			continue;
 		}
 		if (json_object_object_get_ex(m, "return", &v)) {
@@ -143,6 +208,8 @@ int qmpc_next_event(struct qmp_client *c, int timeout_ms, json_object **ev)
 	if (c->nkept) {
 		*ev = c->kept[0];
 		memmove(c->kept, c->kept + 1, --c->nkept * sizeof(c->kept[0]));
+		if (!c->nkept)
+			c->kept_bytes = 0;
 		return 0;
 	}
 	for (;;) {
@@ -159,8 +226,9 @@ int qmpc_next_event(struct qmp_client *c, int timeout_ms, json_object **ev)
 
 int qmpc_attach(int fd, struct qmp_client **out, const char **why)
 {
+	static __thread char refused[200];
 	struct qmp_client *c = calloc(1, sizeof(*c));
-	json_object *greeting, *ret;
+	json_object *greeting, *ret, *err;
 	const char *desc;
 	int r;
 
@@ -180,6 +248,14 @@ int qmpc_attach(int fd, struct qmp_client **out, const char **why)
 	if (r)
 		goto err;
 	r = json_object_object_get_ex(greeting, "QMP", NULL) ? 0 : -EPROTO;
+	if (r && json_object_object_get_ex(greeting, "error", &err) &&
+	    json_object_object_get_ex(err, "desc", &err) && json_object_is_type(err, json_type_string)) {
+		/* The VM said no (another uid, too many clients): its reason, not ours. */
+		snprintf(refused, sizeof(refused), "the VM refused the connection (%s)",
+			 json_object_get_string(err));
+		*why = refused;
+		r = -ECONNREFUSED;
+	}
 	json_object_put(greeting);
 	if (r)
 		goto err;
@@ -227,4 +303,17 @@ void qmpc_close(struct qmp_client *c)
 		json_object_put(c->kept[i]);
 	json_object_put(c->last_error);
 	free(c);
+}
+
+const char *qmpc_strerror(int r)
+{
+	switch (r) {
+	case -EBADMSG: return "the VM sent something that is not a JSON object";
+	case -EMSGSIZE: return "the VM sent a message over 4 MiB";
+	case -E2BIG: return "the VM sent a message of too many values";
+	case -ENOBUFS: return "the VM sent over 4 MiB of events without answering";
+	case -ETIMEDOUT: return "no answer from the VM within 30 s";
+	case -ECONNRESET: return "the VM closed the control connection";
+	default: return strerror(-r);
+	}
 }

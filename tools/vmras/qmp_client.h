@@ -8,9 +8,11 @@
 struct qmp_client;
 
 /*
- * Connect, read the greeting, negotiate. -errno; *why says what failed.
- * What the VM sends is not trusted: a message that is not a JSON object
- * is -EBADMSG, one over 4 MiB -EMSGSIZE.
+ * Connect, read the greeting, negotiate. -errno; *why says what failed (a
+ * VM that refused: -ECONNREFUSED, *why with its reason). What the VM
+ * sends is not trusted: a message that is not a JSON object is -EBADMSG,
+ * one over 4 MiB -EMSGSIZE, one of over 16384 values -E2BIG; over 4 MiB of
+ * events before an answer -ENOBUFS; no answer within 30 s -ETIMEDOUT.
  */
 int qmpc_connect(const char *path, struct qmp_client **out, const char **why);
 /* The same over a connected socket (taken, closed on failure). */
@@ -31,5 +33,8 @@ int qmpc_execute(struct qmp_client *c, const char *cmd, json_object *args,
  * or -errno.
  */
 int qmpc_next_event(struct qmp_client *c, int timeout_ms, json_object **ev);
+
+/* What a qmpc_* error means, in one phrase. */
+const char *qmpc_strerror(int r);
 
 #endif
