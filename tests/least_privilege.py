@@ -11,7 +11,8 @@ program, what passed, what failed (with the TAP diagnostics) and every
 skip with its reason; the verdicts before them say what the probe
 predicted. Run as root from scripts/least-privilege.
 
-    tests/least_privilege.py BUILDDIR [NAME...]     (NAME: core, vmm_control, ...)
+    tests/least_privilege.py BUILDDIR [--mode no-sys-admin|nobody] [NAME...]
+                                            (NAME: core, vmm_control, ...)
 
 Exit 0 when nothing failed in either mode."""
 import json
@@ -89,12 +90,20 @@ def main():
         print("least_privilege: run as root (it drops privileges itself)", file=sys.stderr)
         return 2
     builddir = os.path.abspath(sys.argv[1])
-    only = set(sys.argv[2:])
+    args = sys.argv[2:]
+    mode = None
+    if args[:1] == ["--mode"] and len(args) > 1:
+        mode, args = args[1], args[2:]
+    only = set(args)
     vmras = os.path.join(builddir, "tools", "vmras", "vmras")
     progs = [p for p in programs(builddir) if not only or p[0] in only]
-    modes = [("no CAP_SYS_ADMIN", NO_SYS_ADMIN, ()),
+    modes = [("no CAP_SYS_ADMIN", NO_SYS_ADMIN, (), "no-sys-admin"),
              ("nobody with /dev/kvm and /dev/userfaultfd", NOBODY,
-              ("/dev/kvm", "/dev/userfaultfd"))]
+              ("/dev/kvm", "/dev/userfaultfd"), "nobody")]
+    modes = [m[:3] for m in modes if mode in (None, m[3])]
+    if not modes:
+        print("least_privilege: --mode no-sys-admin or nobody", file=sys.stderr)
+        return 2
     with open("/proc/sys/vm/unprivileged_userfaultfd") as f:
         print("vm.unprivileged_userfaultfd = %s" % f.read().strip())
     bad = 0
