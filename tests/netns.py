@@ -12,10 +12,23 @@ import shutil
 import subprocess
 
 
+CAP_SYS_ADMIN = 21
+
+
+def _has_cap(bit):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> bit & 1)
+    return False
+
+
 def unavailable():
     """Why two namespaces cannot be made here, or None."""
     if os.geteuid() != 0:
         return "network namespaces need root"
+    if not _has_cap(CAP_SYS_ADMIN):
+        return "network namespaces need CAP_SYS_ADMIN (this root has dropped it)"
     if not shutil.which("ip"):
         return "no ip(8) (iproute2)"
     return None

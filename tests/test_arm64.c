@@ -20,6 +20,8 @@
 
 #include "internal.h"
 #include "kabi/arm64.h"
+#include "kabi/ioctl.h"
+#include "kabi/userfaultfd.h"
 #include "tap.h"
 #include "vmras/arm64.h"
 #include "vmras/vmras.h"
@@ -474,7 +476,13 @@ static int submit_ao(uint64_t gpa)
 static bool have_uffd(void)
 {
 	long fd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int dev;
 
+	/* As libvmras opens one: else through /dev/userfaultfd (an ordinary user's way). */
+	if (fd < 0 && (dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC)) >= 0) {
+		fd = kabi_ioctl_val(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		close(dev);
+	}
 	if (fd < 0)
 		return false;
 	close((int)fd);

@@ -14,15 +14,34 @@
 #include "kabi/ioctl.h"
 #include "kabi/userfaultfd.h"
 
+/*
+ * A userfaultfd as libvmras opens one: the syscall (root, CAP_SYS_PTRACE or
+ * vm.unprivileged_userfaultfd), else /dev/userfaultfd (whoever may open
+ * it); -errno of the syscall when neither works.
+ */
+static inline int test_uffd_raw(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK), err = errno, dev;
+
+	if (fd >= 0)
+		return fd;
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0)
+		return -err;
+	fd = (int)kabi_ioctl_val(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+	close(dev);
+	return fd < 0 ? -err : fd;
+}
+
 /* A userfaultfd with the API handshake done, asking for features; -errno. */
 static inline int test_uffd_open(uint64_t features)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = features };
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int fd = test_uffd_raw();
 	long r;
 
 	if (fd < 0)
-		return -errno;
+		return fd;
 	r = kabi_ioctl(fd, UFFDIO_API, &api);
 	if (r < 0) {
 		close(fd);
