@@ -37,6 +37,7 @@ struct qmp_client {
 	unsigned int msg_values;	/* its '{', '[' and ',' outside strings */
 	bool in_string, escaped;
 	size_t kept_bytes;
+	int broken;			/* -errno: the stream went past what can be read */
 	json_object *kept[MAX_KEPT];	/* events read while waiting for a reply */
 	unsigned int nkept;
 	json_object *last_error;
@@ -76,12 +77,25 @@ static int count_values(struct qmp_client *c, const char *p, size_t n)
 }
 
 /*
+ * A message too big to read: the stream cannot be followed past it. What
+ * json-c built of it is freed now, and every later read fails the same.
+ */
+static int broken(struct qmp_client *c, int err)
+{
+	json_tokener_reset(c->tok);
+	c->broken = err;
+	return err;
+}
+
+/*
  * The next JSON object; -ETIMEDOUT, -ECONNRESET on EOF, -EBADMSG for what
  * is not a JSON object, -EMSGSIZE for one over QMPC_MAX_MESSAGE bytes,
  * -E2BIG for one of over QMPC_MAX_VALUES values.
  */
 static int next_message(struct qmp_client *c, int timeout_ms, json_object **out)
 {
+	if (c->broken)
+		return c->broken;
 	for (;;) {
 		while (c->off < c->len) {
 			json_object *o = json_tokener_parse_ex(c->tok, c->buf + c->off,
@@ -91,12 +105,12 @@ static int next_message(struct qmp_client *c, int timeout_ms, json_object **out)
 
 			used = used ? used : c->len - c->off;
 			if (count_values(c, c->buf + c->off, used))
-				return -E2BIG;
+				return broken(c, -E2BIG);
 			c->off += used;
 			c->msg_bytes += used;
 			if (err == json_tokener_continue) {
 				if (c->msg_bytes > QMPC_MAX_MESSAGE)
-					return -EMSGSIZE;
+					return broken(c, -EMSGSIZE);
 				continue;
 			}
 			json_tokener_reset(c->tok);
@@ -243,6 +257,8 @@ int qmpc_attach(int fd, struct qmp_client **out, const char **why)
 		r = -ENOMEM;
 		goto err;
 	}
+	/* QMP is JSON: no single-quoted strings, no trailing text in a value. */
+	json_tokener_set_flags(c->tok, JSON_TOKENER_STRICT);
 	*why = "read the QMP greeting";
 	r = next_message(c, 10000, &greeting);
 	if (r)
