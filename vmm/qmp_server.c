@@ -128,12 +128,14 @@ static void refuse(struct qmp_server *s, int fd, const struct ucred *peer, const
 
 	/* Said first: the client may act on its answer at once. One line a second at most. */
 	if (now - s->refused_last_ms >= 1000 || !s->refused_last_ms) {
-		fprintf(stderr, "vmras run: control socket: client pid %d uid %u refused: %s",
-			(int)peer->pid, (unsigned int)peer->uid, desc);
+		char more[64] = "";
+
 		if (s->refused_quiet)
-			fprintf(stderr, " (and %llu more refusals not shown)",
-				(unsigned long long)s->refused_quiet);
-		fputc('\n', stderr);
+			snprintf(more, sizeof(more), " (and %llu more refusals not shown)",
+				 (unsigned long long)s->refused_quiet);
+		/* One write: other threads print too. */
+		fprintf(stderr, "vmras run: control socket: client pid %d uid %u refused: %s%s\n",
+			(int)peer->pid, (unsigned int)peer->uid, desc, more);
 		s->refused_last_ms = now;
 		s->refused_quiet = 0;
 	} else {
