@@ -97,17 +97,22 @@ static int next_message(struct qmp_client *c, int timeout_ms, json_object **out)
 	if (c->broken)
 		return c->broken;
 	for (;;) {
+		/*
+		 * A byte at a time, as the VMM's server reads: a strict tokener
+		 * refuses whatever follows a whole value in the same buffer.
+		 */
 		while (c->off < c->len) {
-			json_object *o = json_tokener_parse_ex(c->tok, c->buf + c->off,
-							       (int)(c->len - c->off));
-			enum json_tokener_error err = json_tokener_get_error(c->tok);
-			size_t used = json_tokener_get_parse_end(c->tok);
+			char ch = c->buf[c->off++];
+			json_object *o;
+			enum json_tokener_error err;
 
-			used = used ? used : c->len - c->off;
-			if (count_values(c, c->buf + c->off, used))
+			if (!c->msg_bytes && (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n'))
+				continue;
+			if (count_values(c, &ch, 1))
 				return broken(c, -E2BIG);
-			c->off += used;
-			c->msg_bytes += used;
+			c->msg_bytes++;
+			o = json_tokener_parse_ex(c->tok, &ch, 1);
+			err = json_tokener_get_error(c->tok);
 			if (err == json_tokener_continue) {
 				if (c->msg_bytes > QMPC_MAX_MESSAGE)
 					return broken(c, -EMSGSIZE);
